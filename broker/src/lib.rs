@@ -1,0 +1,5 @@
+//! Switchyard: a message broker whose routing is programmable with sandboxed
+//! WebAssembly plugins. See `docs/ARCHITECTURE.md` for the map.
+
+pub mod cli;
+pub mod plugins;

@@ -1,0 +1,95 @@
+//! The one wasmtime `bindgen!` seam: every WIT type and call the host uses is
+//! generated here from `wit/`, for the host-only world `plugin-host` that
+//! exports all four plugin interfaces. A real plugin exports one of them; the
+//! host looks each up on its own (`GuestIndices`), so one set of bindings
+//! serves every world.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "plugin-host",
+    with: {
+        "switchyard:plugin/types.bodies": super::capabilities::CallBodies,
+    },
+    additional_derives: [PartialEq],
+});
+
+pub use exports::switchyard::plugin::dead_letter::{Action, Republish, Retry};
+pub use exports::switchyard::plugin::filter::Verdict;
+pub use exports::switchyard::plugin::set_router::Decision;
+pub use switchyard::plugin::log::Level;
+pub use switchyard::plugin::types::{
+    Binding, DeathReason, DeathRecord, Field, Message, PluginKind, Properties, Value,
+};
+
+/// The exported interface that identifies each world, by plugin kind.
+pub fn world_interface(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::Exchange => "switchyard:plugin/exchange@0.1.0",
+        PluginKind::DeadLetter => "switchyard:plugin/dead-letter@0.1.0",
+        PluginKind::Filter => "switchyard:plugin/filter@0.1.0",
+        PluginKind::SetRouter => "switchyard:plugin/set-router@0.1.0",
+    }
+}
+
+pub const ALL_KINDS: [PluginKind; 4] = [
+    PluginKind::Exchange,
+    PluginKind::DeadLetter,
+    PluginKind::Filter,
+    PluginKind::SetRouter,
+];
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Exchange => "exchange",
+            PluginKind::DeadLetter => "dead-letter",
+            PluginKind::Filter => "filter",
+            PluginKind::SetRouter => "set-router",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Default for Properties {
+    fn default() -> Self {
+        Properties {
+            message_id: None,
+            correlation_id: None,
+            reply_to: None,
+            content_type: None,
+            content_encoding: None,
+            priority: None,
+            timestamp: None,
+            expiration: None,
+            kind: None,
+            app_id: None,
+            user_id: None,
+        }
+    }
+}
+
+impl Message {
+    /// A message with only a routing key, for routing that needs nothing else.
+    pub fn with_key(routing_key: impl Into<String>) -> Self {
+        Message {
+            routing_key: routing_key.into(),
+            headers: Vec::new(),
+            properties: Properties::default(),
+            body_size: 0,
+        }
+    }
+}
+
+impl Field {
+    pub fn new(name: impl Into<String>, value: Value) -> Self {
+        Field {
+            name: name.into(),
+            value,
+        }
+    }
+}

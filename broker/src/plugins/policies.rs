@@ -1,0 +1,174 @@
+//! Calling the single-decision worlds: dead-letter policies, filters and SET
+//! routers. Each wrapper holds the plugin slot (so it follows hot swaps) and
+//! checks the plugin's answer before the broker acts on it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::bindings::{Action, DeathReason, DeathRecord, Decision, Field, Message, PluginKind, Verdict};
+use super::error::PluginError;
+use super::registry::PluginSlot;
+use super::version::{CallFailure, KindExports, PluginInstance, with_bodies};
+
+/// Longest exchange, routing key, SET id or reason a plugin may return.
+const MAX_NAME_BYTES: usize = 4096;
+
+fn expect_kind(slot: &PluginSlot, expected: PluginKind) -> Result<(), PluginError> {
+    if slot.kind() == expected {
+        Ok(())
+    } else {
+        Err(PluginError::WrongKind {
+            name: slot.name().into(),
+            expected,
+            actual: slot.kind(),
+        })
+    }
+}
+
+fn check_text(what: &str, text: &str) -> Result<(), CallFailure> {
+    if text.len() > MAX_NAME_BYTES {
+        return Err(CallFailure::InvalidResult(format!(
+            "{what} is {} bytes; the limit is {MAX_NAME_BYTES}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A dead-letter policy plugin.
+#[derive(Clone)]
+pub struct DeadLetterPolicy {
+    slot: Arc<PluginSlot>,
+}
+
+/// The circumstances of one death, as the policy sees them.
+pub struct DeathNotice<'a> {
+    pub queue: &'a str,
+    pub queue_arguments: &'a [Field],
+    pub reason: DeathReason,
+    /// Oldest first, including this death.
+    pub history: &'a [DeathRecord],
+}
+
+impl DeadLetterPolicy {
+    pub fn new(slot: Arc<PluginSlot>) -> Result<Self, PluginError> {
+        expect_kind(&slot, PluginKind::DeadLetter)?;
+        Ok(DeadLetterPolicy { slot })
+    }
+
+    pub fn decide(&self, message: &Message, body: &Bytes, death: &DeathNotice<'_>) -> Result<Action, PluginError> {
+        self.slot.active().call(|instance| {
+            let PluginInstance {
+                store,
+                exports: KindExports::DeadLetter(exports),
+                ..
+            } = instance
+            else {
+                unreachable!("dead-letter slots hold dead-letter plugins");
+            };
+            let action = with_bodies(store, vec![body.clone()], |store, bodies| {
+                exports.call_decide(
+                    store,
+                    message,
+                    bodies,
+                    death.queue,
+                    death.queue_arguments,
+                    death.reason,
+                    death.history,
+                )
+            })?;
+            if let Action::Republish(target) = &action {
+                check_text("the republish exchange", &target.exchange)?;
+                check_text("the republish routing key", &target.routing_key)?;
+            }
+            Ok(action)
+        })
+    }
+}
+
+/// A filter plugin (idempotency, duplicate suppression).
+#[derive(Clone)]
+pub struct MessageFilter {
+    slot: Arc<PluginSlot>,
+}
+
+impl MessageFilter {
+    pub fn new(slot: Arc<PluginSlot>) -> Result<Self, PluginError> {
+        expect_kind(&slot, PluginKind::Filter)?;
+        Ok(MessageFilter { slot })
+    }
+
+    /// One verdict per message, from one plugin call.
+    pub fn check_batch(&self, messages: &[Message], bodies: &[Bytes]) -> Result<Vec<Verdict>, PluginError> {
+        let call_bodies: Vec<Bytes> = (0..messages.len())
+            .map(|i| bodies.get(i).cloned().unwrap_or_default())
+            .collect();
+        self.slot.active().call(|instance| {
+            let PluginInstance {
+                store,
+                exports: KindExports::Filter(exports),
+                ..
+            } = instance
+            else {
+                unreachable!("filter slots hold filter plugins");
+            };
+            let verdicts = with_bodies(store, call_bodies, |store, bodies| {
+                exports.call_check_batch(store, messages, bodies)
+            })?;
+            if verdicts.len() != messages.len() {
+                return Err(CallFailure::InvalidResult(format!(
+                    "{} verdicts for {} messages",
+                    verdicts.len(),
+                    messages.len()
+                )));
+            }
+            for verdict in &verdicts {
+                if let Verdict::Reject(reason) = verdict {
+                    check_text("a rejection reason", reason)?;
+                }
+            }
+            Ok(verdicts)
+        })
+    }
+
+    pub fn check(&self, message: &Message, body: &Bytes) -> Result<Verdict, PluginError> {
+        let mut verdicts = self.check_batch(std::slice::from_ref(message), std::slice::from_ref(body))?;
+        Ok(verdicts.remove(0))
+    }
+}
+
+/// A SET router plugin.
+#[derive(Clone)]
+pub struct SetRouter {
+    slot: Arc<PluginSlot>,
+}
+
+impl SetRouter {
+    pub fn new(slot: Arc<PluginSlot>) -> Result<Self, PluginError> {
+        expect_kind(&slot, PluginKind::SetRouter)?;
+        Ok(SetRouter { slot })
+    }
+
+    pub fn route(&self, message: &Message, body: &Bytes, local_set: &str) -> Result<Decision, PluginError> {
+        self.slot.active().call(|instance| {
+            let PluginInstance {
+                store,
+                exports: KindExports::SetRouter(exports),
+                ..
+            } = instance
+            else {
+                unreachable!("set-router slots hold set-router plugins");
+            };
+            let decision = with_bodies(store, vec![body.clone()], |store, bodies| {
+                exports.call_route(store, message, bodies, local_set)
+            })?;
+            match &decision {
+                Decision::Set(set) => check_text("the SET id", set)?,
+                Decision::Reject(reason) => check_text("a rejection reason", reason)?,
+                Decision::Local | Decision::Center => {}
+            }
+            Ok(decision)
+        })
+    }
+}

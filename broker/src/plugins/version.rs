@@ -1,0 +1,419 @@
+//! One loaded version of a plugin: its compiled component, pre-instantiated
+//! once; a pool of live instances (one per concurrent caller, reused for
+//! every call, never one per message); and the sandboxed call path that
+//! classifies failures, replaces broken instances and quarantines a version
+//! that keeps failing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, ResourceAny};
+use wasmtime::{Store, Trap};
+
+use super::bindings::exports::switchyard::plugin::{dead_letter, exchange, filter, set_router};
+use super::bindings::{PluginInfo, PluginKind, world_interface};
+use super::capabilities::StoreState;
+use super::engine::{PluginEngine, sha256_hex};
+use super::error::PluginError;
+use super::kv::PluginKv;
+use super::quarantine::Health;
+use super::sandbox::MemoryCap;
+use super::stats::{CallStats, StatsSnapshot};
+
+/// The export lookups of the world a component implements.
+enum KindIndices {
+    Exchange(exchange::GuestIndices),
+    DeadLetter(dead_letter::GuestIndices),
+    Filter(filter::GuestIndices),
+    SetRouter(set_router::GuestIndices),
+}
+
+/// A live instance's typed exports.
+pub(crate) enum KindExports {
+    Exchange(exchange::Guest),
+    DeadLetter(dead_letter::Guest),
+    Filter(filter::Guest),
+    SetRouter(set_router::Guest),
+}
+
+/// A live instance, checked out of the pool for the length of one call.
+pub(crate) struct PluginInstance {
+    pub(crate) store: Store<StoreState>,
+    instance: wasmtime::component::Instance,
+    pub(crate) exports: KindExports,
+    /// Exchange routers built in this instance: exchange id → (binding
+    /// generation, router resource).
+    pub(crate) routers: HashMap<u64, (u64, ResourceAny)>,
+}
+
+/// Why a call failed, before it is attributed to the plugin.
+pub(crate) enum CallFailure {
+    Wasm(wasmtime::Error),
+    /// The call returned, but its result breaks the contract.
+    InvalidResult(String),
+}
+
+impl From<wasmtime::Error> for CallFailure {
+    fn from(error: wasmtime::Error) -> Self {
+        CallFailure::Wasm(error)
+    }
+}
+
+static NEXT_VERSION_ID: AtomicU64 = AtomicU64::new(1);
+
+pub struct PluginVersion {
+    /// Unique in this process; keys caches that must not outlive a version.
+    pub(crate) id: u64,
+    info: PluginInfo,
+    sha256: String,
+    config: Arc<BTreeMap<String, String>>,
+    label: Arc<str>,
+    engine: PluginEngine,
+    pre: InstancePre<StoreState>,
+    indices: KindIndices,
+    /// `None` only while the component describes itself during loading.
+    kv: Option<PluginKv>,
+    pool: Mutex<Vec<PluginInstance>>,
+    health: Mutex<Health>,
+    stats: CallStats,
+}
+
+/// The kind a component implements, from the world interface it exports.
+fn detect_kind(engine: &PluginEngine, component: &Component) -> Result<PluginKind, PluginError> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty
+        .exports(engine.engine())
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let kinds: Vec<PluginKind> = super::bindings::ALL_KINDS
+        .into_iter()
+        .filter(|kind| exports.iter().any(|e| e == world_interface(*kind)))
+        .collect();
+    match kinds.as_slice() {
+        [kind] if exports.iter().any(|e| e == "describe") => Ok(*kind),
+        [_] => Err(PluginError::invalid(
+            "the component does not export `describe` (every plugin world requires it)",
+        )),
+        [] => Err(PluginError::invalid(format!(
+            "the component implements none of the Switchyard plugin worlds: it exports [{}], \
+             but a plugin must export one of switchyard:plugin/{{exchange,dead-letter,filter,set-router}}@0.1.0",
+            exports.join(", ")
+        ))),
+        many => Err(PluginError::invalid(format!(
+            "the component exports {} plugin interfaces ({}); a plugin implements exactly one world",
+            many.len(),
+            many.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+impl PluginVersion {
+    /// Compiles and validates a component: it must implement exactly one
+    /// plugin world with the right types, import nothing but the host
+    /// capabilities, instantiate, and describe itself as that world's kind.
+    /// `name` overrides the name the plugin reports.
+    pub(crate) fn load(
+        engine: &PluginEngine,
+        bytes: &[u8],
+        config: BTreeMap<String, String>,
+        name: Option<&str>,
+        kv_for: impl FnOnce(&str) -> Result<PluginKv, PluginError>,
+    ) -> Result<Arc<Self>, PluginError> {
+        let component = engine.compile(bytes)?;
+        let kind = detect_kind(engine, &component)?;
+        let pre = engine.linker().instantiate_pre(&component).map_err(|e| {
+            PluginError::invalid(format!(
+                "its imports cannot be satisfied ({e:#}); plugins may import only \
+                 switchyard:plugin/{{log,clock,kv,config,types}}@0.1.0"
+            ))
+        })?;
+        let wrong_types =
+            |e: wasmtime::Error| PluginError::invalid(format!("the {kind} world's exports do not match: {e:#}"));
+        let indices = match kind {
+            PluginKind::Exchange => KindIndices::Exchange(exchange::GuestIndices::new(&pre).map_err(wrong_types)?),
+            PluginKind::DeadLetter => KindIndices::DeadLetter(dead_letter::GuestIndices::new(&pre).map_err(wrong_types)?),
+            PluginKind::Filter => KindIndices::Filter(filter::GuestIndices::new(&pre).map_err(wrong_types)?),
+            PluginKind::SetRouter => KindIndices::SetRouter(set_router::GuestIndices::new(&pre).map_err(wrong_types)?),
+        };
+        let describe = component
+            .get_export_index(None, "describe")
+            .ok_or_else(|| PluginError::invalid("missing `describe` export"))?;
+
+        let config = Arc::new(config);
+        // Until it has described itself, the plugin is known by its hash.
+        let sha256 = sha256_hex(bytes);
+        let provisional: Arc<str> = format!("sha256:{}", &sha256[..12]).into();
+        let mut version = PluginVersion {
+            id: NEXT_VERSION_ID.fetch_add(1, Ordering::Relaxed),
+            info: PluginInfo {
+                name: String::new(),
+                version: String::new(),
+                kind,
+                key_only_routing: false,
+                description: String::new(),
+            },
+            sha256,
+            config,
+            label: provisional,
+            engine: engine.clone(),
+            pre,
+            indices,
+            kv: None,
+            pool: Mutex::new(Vec::new()),
+            health: Mutex::new(Health::default()),
+            stats: CallStats::default(),
+        };
+
+        let mut instance = version.instantiate()?;
+        let info = version.describe_with(&mut instance, describe)?;
+        if info.kind != kind {
+            return Err(PluginError::invalid(format!(
+                "it implements the {kind} world but describes itself as a {} plugin",
+                info.kind
+            )));
+        }
+        let name = name.map(str::to_string).unwrap_or_else(|| info.name.clone());
+        validate_name(&name)?;
+        if info.version.is_empty() || info.version.len() > 64 {
+            return Err(PluginError::invalid("its version must be 1 to 64 characters"));
+        }
+        version.label = format!("{name}@{}", info.version).into();
+        version.kv = Some(kv_for(&name)?);
+        version.info = PluginInfo { name, ..info };
+        // The probe instance saw the provisional label and kv; start afresh.
+        drop(instance);
+        Ok(Arc::new(version))
+    }
+
+    fn describe_with(
+        &self,
+        instance: &mut PluginInstance,
+        describe: ComponentExportIndex,
+    ) -> Result<PluginInfo, PluginError> {
+        self.prepare(&mut instance.store);
+        let func = instance
+            .instance
+            .get_typed_func::<(), (PluginInfo,)>(&mut instance.store, describe)
+            .map_err(|e| PluginError::invalid(format!("`describe` has the wrong type: {e:#}")))?;
+        let (info,) = func
+            .call(&mut instance.store, ())
+            .map_err(|e| self.classify(CallFailure::Wasm(e), instance.store.data()))?;
+        Ok(info)
+    }
+
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    pub fn version(&self) -> &str {
+        &self.info.version
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        self.info.kind
+    }
+
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    pub fn config(&self) -> &BTreeMap<String, String> {
+        &self.config
+    }
+
+    /// `name@version`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    pub fn is_quarantined(&self) -> bool {
+        self.health.lock().unwrap().is_quarantined(Instant::now())
+    }
+
+    pub fn kv(&self) -> Option<&PluginKv> {
+        self.kv.as_ref()
+    }
+
+    fn instantiate(&self) -> Result<PluginInstance, PluginError> {
+        let limits = self.engine.limits();
+        let state = StoreState {
+            plugin: self.label.clone(),
+            table: wasmtime::component::ResourceTable::new(),
+            memory: MemoryCap {
+                limit_bytes: limits.memory_bytes,
+                exceeded: false,
+            },
+            kv: self.kv.clone(),
+            config: self.config.clone(),
+            last_error_log: None,
+        };
+        let mut store = Store::new(self.engine.engine(), state);
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_trap();
+        self.prepare(&mut store);
+        let loaded = self.pre.instantiate(&mut store).and_then(|live| {
+            let exports = match &self.indices {
+                KindIndices::Exchange(i) => KindExports::Exchange(i.load(&mut store, &live)?),
+                KindIndices::DeadLetter(i) => KindExports::DeadLetter(i.load(&mut store, &live)?),
+                KindIndices::Filter(i) => KindExports::Filter(i.load(&mut store, &live)?),
+                KindIndices::SetRouter(i) => KindExports::SetRouter(i.load(&mut store, &live)?),
+            };
+            Ok((live, exports))
+        });
+        match loaded {
+            Ok((instance, exports)) => Ok(PluginInstance {
+                store,
+                instance,
+                exports,
+                routers: HashMap::new(),
+            }),
+            Err(error) => Err(self.classify(CallFailure::Wasm(error), store.data())),
+        }
+    }
+
+    /// Arms the sandbox for the next call.
+    fn prepare(&self, store: &mut Store<StoreState>) {
+        let limits = self.engine.limits();
+        store.set_epoch_deadline(limits.deadline_ticks());
+        if let Some(fuel) = limits.fuel {
+            let _ = store.set_fuel(fuel);
+        }
+        let state = store.data_mut();
+        state.memory.exceeded = false;
+        state.last_error_log = None;
+    }
+
+    fn classify(&self, failure: CallFailure, state: &StoreState) -> PluginError {
+        let plugin = self.label.to_string();
+        let limits = self.engine.limits();
+        let error = match failure {
+            CallFailure::InvalidResult(reason) => return PluginError::InvalidResult { plugin, reason },
+            CallFailure::Wasm(error) => error,
+        };
+        if state.memory.exceeded {
+            return PluginError::MemoryLimit {
+                plugin,
+                limit_bytes: state.memory.limit_bytes,
+            };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => PluginError::Timeout {
+                plugin,
+                deadline: limits.deadline,
+            },
+            Some(Trap::OutOfFuel) => PluginError::FuelExhausted {
+                plugin,
+                fuel: limits.fuel.unwrap_or_default(),
+            },
+            _ => {
+                let mut message = format!("{error:#}");
+                if let Some(logged) = &state.last_error_log {
+                    message = format!("{logged} ({message})");
+                }
+                PluginError::Trap { plugin, message }
+            }
+        }
+    }
+
+    /// Runs `call` on a pooled instance inside the sandbox. On any failure
+    /// the instance is discarded (a fresh one is made from the pre-instance
+    /// next time) and the failure counts towards quarantine.
+    pub(crate) fn call<R>(
+        &self,
+        call: impl FnOnce(&mut PluginInstance) -> Result<R, CallFailure>,
+    ) -> Result<R, PluginError> {
+        let started = Instant::now();
+        if let Err(q) = self.health.lock().unwrap().admit(started) {
+            return Err(PluginError::Quarantined {
+                plugin: self.label.to_string(),
+                failures: q.failures,
+                retry_in: q.retry_in,
+            });
+        }
+        let pooled = self.pool.lock().unwrap().pop();
+        let mut instance = match pooled {
+            Some(instance) => instance,
+            None => match self.instantiate() {
+                Ok(instance) => instance,
+                Err(error) => return Err(self.failed(error, started)),
+            },
+        };
+        self.prepare(&mut instance.store);
+        match call(&mut instance) {
+            Ok(result) => {
+                self.stats.record(started.elapsed(), true);
+                self.health.lock().unwrap().on_success();
+                self.pool.lock().unwrap().push(instance);
+                Ok(result)
+            }
+            Err(failure) => {
+                let error = self.classify(failure, instance.store.data());
+                Err(self.failed(error, started))
+            }
+        }
+    }
+
+    fn failed(&self, error: PluginError, started: Instant) -> PluginError {
+        self.stats.record(started.elapsed(), false);
+        let now = Instant::now();
+        if self
+            .health
+            .lock()
+            .unwrap()
+            .on_failure(self.engine.limits(), now)
+        {
+            // Reload from scratch once the quarantine ends.
+            self.pool.lock().unwrap().clear();
+            tracing::warn!(plugin = %self.label, %error, "plugin quarantined");
+        } else {
+            tracing::warn!(plugin = %self.label, %error, "plugin call failed; instance replaced");
+        }
+        error
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), PluginError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(PluginError::invalid(format!(
+            "plugin name {name:?} must be 1 to 64 characters of letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+/// Lends the plugin the bodies of one call as a `bodies` resource for the
+/// length of `call`, then takes it back.
+pub(crate) fn with_bodies<R>(
+    store: &mut Store<StoreState>,
+    bodies: Vec<bytes::Bytes>,
+    call: impl FnOnce(
+        &mut Store<StoreState>,
+        wasmtime::component::Resource<super::capabilities::CallBodies>,
+    ) -> wasmtime::Result<R>,
+) -> Result<R, CallFailure> {
+    let handle = store
+        .data_mut()
+        .table
+        .push(super::capabilities::CallBodies(bodies))
+        .map_err(wasmtime::Error::from)?;
+    let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
+    let result = call(store, borrowed);
+    store.data_mut().table.delete(handle).map_err(wasmtime::Error::from)?;
+    Ok(result?)
+}

@@ -1,0 +1,41 @@
+//! The wit-bindgen seam. The shared interfaces are generated once (`base`);
+//! each world module reuses them through `with`, so a plugin's types are the
+//! same whichever world it implements.
+
+pub mod base {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "plugin-base",
+        runtime_path: "switchyard_plugin::__wit_bindgen::rt",
+        additional_derives: [PartialEq],
+        generate_all,
+    });
+}
+
+macro_rules! world_bindings {
+    ($feature:literal, $module:ident, $world:literal) => {
+        #[cfg(feature = $feature)]
+        pub mod $module {
+            wit_bindgen::generate!({
+                path: "../../wit",
+                world: $world,
+                runtime_path: "switchyard_plugin::__wit_bindgen::rt",
+                additional_derives: [PartialEq],
+                pub_export_macro: true,
+                export_macro_name: "export",
+                with: {
+                    "switchyard:plugin/types@0.1.0": crate::bindings::base::switchyard::plugin::types,
+                    "switchyard:plugin/log@0.1.0": crate::bindings::base::switchyard::plugin::log,
+                    "switchyard:plugin/clock@0.1.0": crate::bindings::base::switchyard::plugin::clock,
+                    "switchyard:plugin/kv@0.1.0": crate::bindings::base::switchyard::plugin::kv,
+                    "switchyard:plugin/config@0.1.0": crate::bindings::base::switchyard::plugin::config,
+                },
+            });
+        }
+    };
+}
+
+world_bindings!("exchange", exchange, "exchange-plugin");
+world_bindings!("dead-letter", dead_letter, "dead-letter-plugin");
+world_bindings!("filter", filter, "filter-plugin");
+world_bindings!("set-router", set_router, "set-router-plugin");
