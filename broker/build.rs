@@ -24,9 +24,14 @@ fn main() {
         let path = dist.join(format!("{name}.wasm"));
         println!("cargo:rerun-if-changed={}", path.display());
         if path.is_file() {
-            code += &format!("    ({name:?}, include_bytes!({:?})),\n", path.canonicalize().unwrap());
+            code += &format!(
+                "    ({name:?}, include_bytes!({:?})),\n",
+                path.canonicalize().unwrap()
+            );
         } else {
-            println!("cargo:warning=built-in plugin {name} is missing from plugins/dist; run plugins/build.sh");
+            println!(
+                "cargo:warning=built-in plugin {name} is missing from plugins/dist; run plugins/build.sh"
+            );
             code += &format!("    ({name:?}, &[]),\n");
         }
     }

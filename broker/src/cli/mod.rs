@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "A message broker with programmable routing")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "A message broker with programmable routing"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -103,7 +103,11 @@ fn manifest(repo: &Path, dist: &Path, toolchain: String) -> anyhow::Result<Manif
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "wasm") {
                 let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                files.push(if sub.is_empty() { name } else { format!("{sub}/{name}") });
+                files.push(if sub.is_empty() {
+                    name
+                } else {
+                    format!("{sub}/{name}")
+                });
             }
         }
     }
@@ -115,7 +119,13 @@ fn manifest(repo: &Path, dist: &Path, toolchain: String) -> anyhow::Result<Manif
     for file in files {
         let bytes = std::fs::read(dist.join(&file))?;
         let version = registry
-            .load(&bytes, LoadOptions { config: BTreeMap::new(), ..LoadOptions::default() })
+            .load(
+                &bytes,
+                LoadOptions {
+                    config: BTreeMap::new(),
+                    ..LoadOptions::default()
+                },
+            )
             .with_context(|| format!("loading {file}"))?;
         plugins.push(ManifestEntry {
             name: version.name().into(),

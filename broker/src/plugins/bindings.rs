@@ -55,6 +55,8 @@ impl std::fmt::Display for PluginKind {
     }
 }
 
+// The type is generated, so it cannot carry a derive of its own.
+#[allow(clippy::derivable_impls)]
 impl Default for Properties {
     fn default() -> Self {
         Properties {

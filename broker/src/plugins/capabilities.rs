@@ -10,7 +10,7 @@ use wasmtime::component::{Resource, ResourceTable};
 
 use super::bindings::switchyard::plugin::{clock, config, kv, log, types};
 use super::kv::PluginKv;
-use super::sandbox::MemoryCap;
+use super::sandbox::{CallClock, MemoryCap};
 
 /// The bodies of the messages of one call, handed to the plugin as a
 /// borrowed resource and read on demand. Cloning `Bytes` shares, not copies.
@@ -25,6 +25,8 @@ pub(crate) struct StoreState {
     /// `None` while a component is being validated: it gets no storage yet.
     pub(crate) kv: Option<PluginKv>,
     pub(crate) config: Arc<BTreeMap<String, String>>,
+    /// When the call in progress started; the epoch callback checks it.
+    pub(crate) clock: CallClock,
     /// The last error-level line the plugin logged (a panic message, say),
     /// attached to the error if the call then traps.
     pub(crate) last_error_log: Option<String>,

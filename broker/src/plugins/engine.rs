@@ -126,7 +126,10 @@ impl PluginEngine {
     fn cache_dir(&self) -> Option<PathBuf> {
         let base = self.inner.cache_dir.as_ref()?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.inner.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.inner
+            .engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         Some(base.join(format!("{:016x}", hasher.finish())))
     }
 }

@@ -103,16 +103,29 @@ impl ExchangeRouter {
 
     /// Routes one message with a single plugin call (no batching).
     pub fn route(&self, message: &Message, body: &Bytes) -> Result<Routed, PluginError> {
-        self.route_with(std::slice::from_ref(message), std::slice::from_ref(body), false)
+        self.route_with(
+            std::slice::from_ref(message),
+            std::slice::from_ref(body),
+            false,
+        )
     }
 
     /// Routes a batch with one plugin call; `bodies[i]` belongs to
     /// `messages[i]` (missing bodies read as empty).
-    pub fn route_batch(&self, messages: &[Message], bodies: &[Bytes]) -> Result<Routed, PluginError> {
+    pub fn route_batch(
+        &self,
+        messages: &[Message],
+        bodies: &[Bytes],
+    ) -> Result<Routed, PluginError> {
         self.route_with(messages, bodies, true)
     }
 
-    fn route_with(&self, messages: &[Message], bodies: &[Bytes], batch: bool) -> Result<Routed, PluginError> {
+    fn route_with(
+        &self,
+        messages: &[Message],
+        bodies: &[Bytes],
+        batch: bool,
+    ) -> Result<Routed, PluginError> {
         let version = self.slot.active();
         let table = self.table.load_full();
         if !version.info().key_only_routing {
@@ -125,7 +138,9 @@ impl ExchangeRouter {
             .iter()
             .map(|m| self.cache.get(stamp, &m.routing_key).map(Ok))
             .collect();
-        let misses: Vec<usize> = (0..messages.len()).filter(|&i| results[i].is_none()).collect();
+        let misses: Vec<usize> = (0..messages.len())
+            .filter(|&i| results[i].is_none())
+            .collect();
         if !misses.is_empty() {
             let computed = if misses.len() == messages.len() {
                 self.call_plugin(&version, &table, messages, bodies, batch)?
@@ -140,7 +155,10 @@ impl ExchangeRouter {
             self.cache.insert_all(
                 stamp,
                 misses.iter().zip(&computed).filter_map(|(&i, result)| {
-                    result.as_ref().ok().map(|t| (messages[i].routing_key.as_str(), t))
+                    result
+                        .as_ref()
+                        .ok()
+                        .map(|t| (messages[i].routing_key.as_str(), t))
                 }),
             );
             for (i, result) in misses.into_iter().zip(computed) {
@@ -149,7 +167,10 @@ impl ExchangeRouter {
         }
         Ok(Routed {
             version,
-            results: results.into_iter().map(|r| r.expect("every miss was filled")).collect(),
+            results: results
+                .into_iter()
+                .map(|r| r.expect("every miss was filled"))
+                .collect(),
         })
     }
 
@@ -175,7 +196,12 @@ impl ExchangeRouter {
                 if batch {
                     router_calls.call_route_batch(store, router, messages, bodies)
                 } else {
-                    Ok(vec![router_calls.call_route(store, router, &messages[0], bodies)?])
+                    Ok(vec![router_calls.call_route(
+                        store,
+                        router,
+                        &messages[0],
+                        bodies,
+                    )?])
                 }
             })?;
             if raw.len() != messages.len() {
@@ -205,9 +231,11 @@ impl ExchangeRouter {
         let KindExports::Exchange(exports) = &instance.exports else {
             unreachable!("exchange slots hold exchange plugins");
         };
-        let router = exports
-            .router()
-            .call_constructor(&mut instance.store, &table.bindings, &table.arguments)?;
+        let router = exports.router().call_constructor(
+            &mut instance.store,
+            &table.bindings,
+            &table.arguments,
+        )?;
         // Exchanges come and go; bound the routers one instance keeps.
         if instance.routers.len() >= 1024 {
             for (_, (_, old)) in instance.routers.drain() {

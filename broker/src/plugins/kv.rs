@@ -74,7 +74,10 @@ impl PluginKv {
             {
                 return false;
             }
-            match self.tree.compare_and_swap(key, current, Some(fresh.clone())) {
+            match self
+                .tree
+                .compare_and_swap(key, current, Some(fresh.clone()))
+            {
                 Ok(Ok(())) => return true,
                 Ok(Err(_)) => continue,
                 Err(error) => {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::bindings::{Action, DeathReason, DeathRecord, Decision, Field, Message, PluginKind, Verdict};
+use super::bindings::{
+    Action, DeathReason, DeathRecord, Decision, Field, Message, PluginKind, Verdict,
+};
 use super::error::PluginError;
 use super::registry::PluginSlot;
 use super::version::{CallFailure, KindExports, PluginInstance, with_bodies};
@@ -57,7 +59,12 @@ impl DeadLetterPolicy {
         Ok(DeadLetterPolicy { slot })
     }
 
-    pub fn decide(&self, message: &Message, body: &Bytes, death: &DeathNotice<'_>) -> Result<Action, PluginError> {
+    pub fn decide(
+        &self,
+        message: &Message,
+        body: &Bytes,
+        death: &DeathNotice<'_>,
+    ) -> Result<Action, PluginError> {
         self.slot.active().call(|instance| {
             let PluginInstance {
                 store,
@@ -100,7 +107,11 @@ impl MessageFilter {
     }
 
     /// One verdict per message, from one plugin call.
-    pub fn check_batch(&self, messages: &[Message], bodies: &[Bytes]) -> Result<Vec<Verdict>, PluginError> {
+    pub fn check_batch(
+        &self,
+        messages: &[Message],
+        bodies: &[Bytes],
+    ) -> Result<Vec<Verdict>, PluginError> {
         let call_bodies: Vec<Bytes> = (0..messages.len())
             .map(|i| bodies.get(i).cloned().unwrap_or_default())
             .collect();
@@ -133,7 +144,8 @@ impl MessageFilter {
     }
 
     pub fn check(&self, message: &Message, body: &Bytes) -> Result<Verdict, PluginError> {
-        let mut verdicts = self.check_batch(std::slice::from_ref(message), std::slice::from_ref(body))?;
+        let mut verdicts =
+            self.check_batch(std::slice::from_ref(message), std::slice::from_ref(body))?;
         Ok(verdicts.remove(0))
     }
 }
@@ -150,7 +162,12 @@ impl SetRouter {
         Ok(SetRouter { slot })
     }
 
-    pub fn route(&self, message: &Message, body: &Bytes, local_set: &str) -> Result<Decision, PluginError> {
+    pub fn route(
+        &self,
+        message: &Message,
+        body: &Bytes,
+        local_set: &str,
+    ) -> Result<Decision, PluginError> {
         self.slot.active().call(|instance| {
             let PluginInstance {
                 store,

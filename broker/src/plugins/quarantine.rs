@@ -73,13 +73,25 @@ mod tests {
         assert!(!health.on_failure(&limits, t0));
         assert!(health.admit(t0).is_ok());
         assert!(health.on_failure(&limits, t0));
-        assert_eq!(health.admit(t0).err().unwrap().retry_in, Duration::from_millis(100));
+        assert_eq!(
+            health.admit(t0).err().unwrap().retry_in,
+            Duration::from_millis(100)
+        );
         let t1 = t0 + Duration::from_millis(100);
-        assert!(health.admit(t1).is_ok(), "admitted again once the backoff passed");
+        assert!(
+            health.admit(t1).is_ok(),
+            "admitted again once the backoff passed"
+        );
         health.on_failure(&limits, t1);
-        assert_eq!(health.admit(t1).err().unwrap().retry_in, Duration::from_millis(200));
+        assert_eq!(
+            health.admit(t1).err().unwrap().retry_in,
+            Duration::from_millis(200)
+        );
         health.on_failure(&limits, t1);
-        assert_eq!(health.admit(t1).err().unwrap().retry_in, Duration::from_millis(350));
+        assert_eq!(
+            health.admit(t1).err().unwrap().retry_in,
+            Duration::from_millis(350)
+        );
         health.on_success();
         assert!(health.admit(t1).is_ok());
     }

@@ -84,7 +84,13 @@ impl PluginSlot {
     }
 
     pub fn versions(&self) -> Vec<String> {
-        self.state.lock().unwrap().versions.keys().cloned().collect()
+        self.state
+            .lock()
+            .unwrap()
+            .versions
+            .keys()
+            .cloned()
+            .collect()
     }
 
     fn record(&self) -> SlotRecord {
@@ -148,7 +154,9 @@ impl PluginRegistry {
             let name = String::from_utf8_lossy(&name).into_owned();
             match serde_json::from_slice::<SlotRecord>(&record) {
                 Ok(record) => registry.restore(&name, record),
-                Err(error) => tracing::error!(plugin = %name, %error, "unreadable plugin record skipped"),
+                Err(error) => {
+                    tracing::error!(plugin = %name, %error, "unreadable plugin record skipped")
+                }
             }
         }
         Ok(registry)
@@ -161,7 +169,9 @@ impl PluginRegistry {
                 .blobs
                 .get(&v.sha256)
                 .map_err(PluginError::storage)
-                .and_then(|bytes| bytes.ok_or_else(|| PluginError::storage("component bytes missing")))
+                .and_then(|bytes| {
+                    bytes.ok_or_else(|| PluginError::storage("component bytes missing"))
+                })
                 .and_then(|bytes| self.load_version(&bytes, v.config, Some(name)));
             match loaded {
                 Ok(version) => {
@@ -190,7 +200,10 @@ impl PluginRegistry {
             active: ArcSwap::new(active),
             state: Mutex::new(SlotState { versions, history }),
         };
-        self.slots.write().unwrap().insert(name.into(), Arc::new(slot));
+        self.slots
+            .write()
+            .unwrap()
+            .insert(name.into(), Arc::new(slot));
     }
 
     fn load_version(
@@ -215,7 +228,11 @@ impl PluginRegistry {
     /// Validates and registers a component. Nothing changes unless it is a
     /// valid plugin; reloading identical bytes is a no-op; a version number
     /// already used by different bytes is refused.
-    pub fn load(&self, bytes: &[u8], options: LoadOptions) -> Result<Arc<PluginVersion>, PluginError> {
+    pub fn load(
+        &self,
+        bytes: &[u8],
+        options: LoadOptions,
+    ) -> Result<Arc<PluginVersion>, PluginError> {
         let version = self.load_version(bytes, options.config, options.name.as_deref())?;
         let _changes = self.changes.lock().unwrap();
         let name = version.name().to_string();
@@ -227,7 +244,10 @@ impl PluginRegistry {
                     kind: version.kind(),
                     active: ArcSwap::new(version.clone()),
                     state: Mutex::new(SlotState {
-                        versions: BTreeMap::from([(version.version().to_string(), version.clone())]),
+                        versions: BTreeMap::from([(
+                            version.version().to_string(),
+                            version.clone(),
+                        )]),
                         history: Vec::new(),
                     }),
                 });
@@ -248,9 +268,19 @@ impl PluginRegistry {
                 ),
             });
         }
-        let known = slot.state.lock().unwrap().versions.get(version.version()).cloned();
+        let known = slot
+            .state
+            .lock()
+            .unwrap()
+            .versions
+            .get(version.version())
+            .cloned();
         let version = match known {
-            Some(known) if known.sha256() == version.sha256() && known.config() == version.config() => known,
+            Some(known)
+                if known.sha256() == version.sha256() && known.config() == version.config() =>
+            {
+                known
+            }
             Some(_) => {
                 return Err(PluginError::Conflict {
                     name,
@@ -282,12 +312,17 @@ impl PluginRegistry {
     pub fn activate(&self, name: &str, version: &str) -> Result<Arc<PluginVersion>, PluginError> {
         let _changes = self.changes.lock().unwrap();
         let slot = self.get(name)?;
-        let target = slot.state.lock().unwrap().versions.get(version).cloned().ok_or_else(|| {
-            PluginError::NotFound {
+        let target = slot
+            .state
+            .lock()
+            .unwrap()
+            .versions
+            .get(version)
+            .cloned()
+            .ok_or_else(|| PluginError::NotFound {
                 name: name.into(),
                 version: Some(version.into()),
-            }
-        })?;
+            })?;
         Self::swap(&slot, target.clone());
         self.persist(&slot)?;
         Ok(target)
@@ -316,7 +351,11 @@ impl PluginRegistry {
         if current.version() == version.version() {
             return;
         }
-        slot.state.lock().unwrap().history.push(current.version().into());
+        slot.state
+            .lock()
+            .unwrap()
+            .history
+            .push(current.version().into());
         slot.active.store(version.clone());
         tracing::info!(plugin = %version.label(), previous = %current.label(), "plugin activated");
     }
@@ -325,15 +364,15 @@ impl PluginRegistry {
     /// their reference; callers check for users first.
     pub fn unload(&self, name: &str) -> Result<(), PluginError> {
         let _changes = self.changes.lock().unwrap();
-        let slot = self
-            .slots
-            .write()
-            .unwrap()
-            .remove(name)
-            .ok_or_else(|| PluginError::NotFound {
-                name: name.into(),
-                version: None,
-            })?;
+        let slot =
+            self.slots
+                .write()
+                .unwrap()
+                .remove(name)
+                .ok_or_else(|| PluginError::NotFound {
+                    name: name.into(),
+                    version: None,
+                })?;
         self.records.remove(name).map_err(PluginError::storage)?;
         let still_used: Vec<String> = self
             .slots
@@ -344,7 +383,9 @@ impl PluginRegistry {
             .collect();
         for version in slot.state.lock().unwrap().versions.values() {
             if !still_used.iter().any(|sha| sha == version.sha256()) {
-                self.blobs.remove(version.sha256()).map_err(PluginError::storage)?;
+                self.blobs
+                    .remove(version.sha256())
+                    .map_err(PluginError::storage)?;
             }
         }
         self.db.flush().map_err(PluginError::storage)?;
@@ -364,18 +405,27 @@ impl PluginRegistry {
     }
 
     pub fn list(&self) -> Vec<PluginSummary> {
-        self.slots.read().unwrap().values().map(|s| s.summary()).collect()
+        self.slots
+            .read()
+            .unwrap()
+            .values()
+            .map(|s| s.summary())
+            .collect()
     }
 
     fn persist_blob(&self, bytes: &[u8], version: &PluginVersion) -> Result<(), PluginError> {
         debug_assert_eq!(sha256_hex(bytes), version.sha256());
-        self.blobs.insert(version.sha256(), bytes).map_err(PluginError::storage)?;
+        self.blobs
+            .insert(version.sha256(), bytes)
+            .map_err(PluginError::storage)?;
         Ok(())
     }
 
     fn persist(&self, slot: &PluginSlot) -> Result<(), PluginError> {
         let record = serde_json::to_vec(&slot.record()).map_err(PluginError::storage)?;
-        self.records.insert(slot.name(), record).map_err(PluginError::storage)?;
+        self.records
+            .insert(slot.name(), record)
+            .map_err(PluginError::storage)?;
         self.db.flush().map_err(PluginError::storage)?;
         Ok(())
     }

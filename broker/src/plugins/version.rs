@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, ResourceAny};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::exports::switchyard::plugin::{dead_letter, exchange, filter, set_router};
 use super::bindings::{PluginInfo, PluginKind, world_interface};
@@ -19,7 +19,7 @@ use super::engine::{PluginEngine, sha256_hex};
 use super::error::PluginError;
 use super::kv::PluginKv;
 use super::quarantine::Health;
-use super::sandbox::MemoryCap;
+use super::sandbox::{CallClock, MemoryCap};
 use super::stats::{CallStats, StatsSnapshot};
 
 /// The export lookups of the world a component implements.
@@ -67,6 +67,8 @@ pub struct PluginVersion {
     /// Unique in this process; keys caches that must not outlive a version.
     pub(crate) id: u64,
     info: PluginInfo,
+    /// The name the component gave itself (`info.name` may be overridden).
+    reported_name: String,
     sha256: String,
     config: Arc<BTreeMap<String, String>>,
     label: Arc<str>,
@@ -104,7 +106,10 @@ fn detect_kind(engine: &PluginEngine, component: &Component) -> Result<PluginKin
         many => Err(PluginError::invalid(format!(
             "the component exports {} plugin interfaces ({}); a plugin implements exactly one world",
             many.len(),
-            many.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -129,13 +134,22 @@ impl PluginVersion {
                  switchyard:plugin/{{log,clock,kv,config,types}}@0.1.0"
             ))
         })?;
-        let wrong_types =
-            |e: wasmtime::Error| PluginError::invalid(format!("the {kind} world's exports do not match: {e:#}"));
+        let wrong_types = |e: wasmtime::Error| {
+            PluginError::invalid(format!("the {kind} world's exports do not match: {e:#}"))
+        };
         let indices = match kind {
-            PluginKind::Exchange => KindIndices::Exchange(exchange::GuestIndices::new(&pre).map_err(wrong_types)?),
-            PluginKind::DeadLetter => KindIndices::DeadLetter(dead_letter::GuestIndices::new(&pre).map_err(wrong_types)?),
-            PluginKind::Filter => KindIndices::Filter(filter::GuestIndices::new(&pre).map_err(wrong_types)?),
-            PluginKind::SetRouter => KindIndices::SetRouter(set_router::GuestIndices::new(&pre).map_err(wrong_types)?),
+            PluginKind::Exchange => {
+                KindIndices::Exchange(exchange::GuestIndices::new(&pre).map_err(wrong_types)?)
+            }
+            PluginKind::DeadLetter => {
+                KindIndices::DeadLetter(dead_letter::GuestIndices::new(&pre).map_err(wrong_types)?)
+            }
+            PluginKind::Filter => {
+                KindIndices::Filter(filter::GuestIndices::new(&pre).map_err(wrong_types)?)
+            }
+            PluginKind::SetRouter => {
+                KindIndices::SetRouter(set_router::GuestIndices::new(&pre).map_err(wrong_types)?)
+            }
         };
         let describe = component
             .get_export_index(None, "describe")
@@ -154,6 +168,7 @@ impl PluginVersion {
                 key_only_routing: false,
                 description: String::new(),
             },
+            reported_name: String::new(),
             sha256,
             config,
             label: provisional,
@@ -174,13 +189,18 @@ impl PluginVersion {
                 info.kind
             )));
         }
-        let name = name.map(str::to_string).unwrap_or_else(|| info.name.clone());
+        let name = name
+            .map(str::to_string)
+            .unwrap_or_else(|| info.name.clone());
         validate_name(&name)?;
         if info.version.is_empty() || info.version.len() > 64 {
-            return Err(PluginError::invalid("its version must be 1 to 64 characters"));
+            return Err(PluginError::invalid(
+                "its version must be 1 to 64 characters",
+            ));
         }
         version.label = format!("{name}@{}", info.version).into();
         version.kv = Some(kv_for(&name)?);
+        version.reported_name = info.name.clone();
         version.info = PluginInfo { name, ..info };
         // The probe instance saw the provisional label and kv; start afresh.
         drop(instance);
@@ -209,6 +229,11 @@ impl PluginVersion {
 
     pub fn name(&self) -> &str {
         &self.info.name
+    }
+
+    /// The name the plugin reports for itself, whatever it is registered as.
+    pub fn reported_name(&self) -> &str {
+        &self.reported_name
     }
 
     pub fn version(&self) -> &str {
@@ -255,11 +280,19 @@ impl PluginVersion {
             },
             kv: self.kv.clone(),
             config: self.config.clone(),
+            clock: CallClock::start(),
             last_error_log: None,
         };
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|state| &mut state.memory);
-        store.epoch_deadline_trap();
+        let deadline = limits.deadline;
+        store.epoch_deadline_callback(move |store| {
+            Ok(if store.data().clock.expired(deadline) {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Continue(1)
+            })
+        });
         self.prepare(&mut store);
         let loaded = self.pre.instantiate(&mut store).and_then(|live| {
             let exports = match &self.indices {
@@ -284,12 +317,13 @@ impl PluginVersion {
     /// Arms the sandbox for the next call.
     fn prepare(&self, store: &mut Store<StoreState>) {
         let limits = self.engine.limits();
-        store.set_epoch_deadline(limits.deadline_ticks());
+        store.set_epoch_deadline(1);
         if let Some(fuel) = limits.fuel {
             let _ = store.set_fuel(fuel);
         }
         let state = store.data_mut();
         state.memory.exceeded = false;
+        state.clock = CallClock::start();
         state.last_error_log = None;
     }
 
@@ -297,7 +331,9 @@ impl PluginVersion {
         let plugin = self.label.to_string();
         let limits = self.engine.limits();
         let error = match failure {
-            CallFailure::InvalidResult(reason) => return PluginError::InvalidResult { plugin, reason },
+            CallFailure::InvalidResult(reason) => {
+                return PluginError::InvalidResult { plugin, reason };
+            }
             CallFailure::Wasm(error) => error,
         };
         if state.memory.exceeded {
@@ -382,6 +418,16 @@ impl PluginVersion {
     }
 }
 
+impl std::fmt::Debug for PluginVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginVersion")
+            .field("label", &self.label)
+            .field("kind", &self.info.kind)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
 fn validate_name(name: &str) -> Result<(), PluginError> {
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -414,6 +460,10 @@ pub(crate) fn with_bodies<R>(
         .map_err(wasmtime::Error::from)?;
     let borrowed = wasmtime::component::Resource::new_borrow(handle.rep());
     let result = call(store, borrowed);
-    store.data_mut().table.delete(handle).map_err(wasmtime::Error::from)?;
+    store
+        .data_mut()
+        .table
+        .delete(handle)
+        .map_err(wasmtime::Error::from)?;
     Ok(result?)
 }

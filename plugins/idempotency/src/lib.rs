@@ -27,29 +27,25 @@ fn flag(name: &str) -> bool {
     config::get(name).is_some_and(|v| v.trim() == "true")
 }
 
-/// FNV-1a over the body, read in chunks so large bodies never sit whole in
-/// plugin memory.
+/// FNV-1a over the body, read in chunks.
 fn fingerprint(body: &Body<'_>) -> u64 {
-    const CHUNK: u32 = 64 * 1024;
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut offset = 0u64;
-    while offset < body.len() {
-        let chunk = body.read(offset, CHUNK);
-        if chunk.is_empty() {
-            break;
-        }
-        for &byte in &chunk {
+    body.for_each_chunk(|chunk| {
+        for &byte in chunk {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
-        offset += chunk.len() as u64;
-    }
+    });
     hash
 }
 
 /// The key that identifies this message, if anything does.
 pub fn identity(message: &Message, body: &Body<'_>, use_fingerprint: bool) -> Option<String> {
-    let id = message.properties.message_id.as_deref().filter(|id| !id.is_empty());
+    let id = message
+        .properties
+        .message_id
+        .as_deref()
+        .filter(|id| !id.is_empty());
     match (id, use_fingerprint) {
         (Some(id), false) => Some(format!("id:{id}")),
         (Some(id), true) => Some(format!("id:{id}#{:016x}", fingerprint(body))),
@@ -112,9 +108,18 @@ mod tests {
         testing::reset();
         testing::set_config("window-ms", "1000");
         let body = Body::from_bytes(b"x");
-        assert_eq!(Idempotency::check(&message(Some("a")), &body), Verdict::Accept);
-        assert_eq!(Idempotency::check(&message(Some("a")), &body), Verdict::Duplicate);
+        assert_eq!(
+            Idempotency::check(&message(Some("a")), &body),
+            Verdict::Accept
+        );
+        assert_eq!(
+            Idempotency::check(&message(Some("a")), &body),
+            Verdict::Duplicate
+        );
         testing::advance_ms(1001);
-        assert_eq!(Idempotency::check(&message(Some("a")), &body), Verdict::Accept);
+        assert_eq!(
+            Idempotency::check(&message(Some("a")), &body),
+            Verdict::Accept
+        );
     }
 }

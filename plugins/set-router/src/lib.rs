@@ -108,7 +108,10 @@ impl SetRouter for SetRouting {
             Err(error) => return Decision::Reject(error),
         };
         let slot = slot_of(&variable);
-        match ranges.into_iter().find(|r| (r.low..=r.high).contains(&slot)) {
+        match ranges
+            .into_iter()
+            .find(|r| (r.low..=r.high).contains(&slot))
+        {
             Some(range) => decide(range.set, local_set),
             None => Decision::Reject(format!("no SET covers slot {slot}")),
         }

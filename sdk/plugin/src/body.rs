@@ -52,17 +52,25 @@ impl<'a> Body<'a> {
         }
     }
 
-    /// The whole body. Prefer [`Body::read`] for large bodies.
-    pub fn read_all(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len as usize);
+    /// Calls `f` with successive chunks of the body until the host has no
+    /// more; the body never sits whole in plugin memory.
+    pub fn for_each_chunk(&self, mut f: impl FnMut(&[u8])) {
         const CHUNK: u32 = 64 * 1024;
-        while (out.len() as u64) < self.len {
-            let chunk = self.read(out.len() as u64, CHUNK);
+        let mut offset = 0u64;
+        loop {
+            let chunk = self.read(offset, CHUNK);
             if chunk.is_empty() {
                 break;
             }
-            out.extend_from_slice(&chunk);
+            f(&chunk);
+            offset += chunk.len() as u64;
         }
+    }
+
+    /// The whole body. Prefer [`Body::for_each_chunk`] for large bodies.
+    pub fn read_all(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        self.for_each_chunk(|chunk| out.extend_from_slice(chunk));
         out
     }
 }

@@ -61,7 +61,11 @@ impl<R: Router> wit::exports::switchyard::plugin::exchange::GuestRouter for Rout
         self.0.route(&message, &body)
     }
 
-    fn route_batch(&self, messages: Vec<Message>, bodies: &Bodies) -> Vec<Result<Vec<u32>, String>> {
+    fn route_batch(
+        &self,
+        messages: Vec<Message>,
+        bodies: &Bodies,
+    ) -> Vec<Result<Vec<u32>, String>> {
         messages
             .iter()
             .zip(0u32..)

@@ -26,7 +26,11 @@ impl<T: SetRouter> wit::Guest for SetRouterExport<T> {
 
 impl<T: SetRouter> wit::exports::switchyard::plugin::set_router::Guest for SetRouterExport<T> {
     fn route(message: Message, bodies: &Bodies, local_set: String) -> Decision {
-        T::route(&message, &Body::from_host(bodies, 0, message.body_size), &local_set)
+        T::route(
+            &message,
+            &Body::from_host(bodies, 0, message.body_size),
+            &local_set,
+        )
     }
 }
 

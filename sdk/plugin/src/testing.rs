@@ -27,7 +27,12 @@ fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
 
 /// Clears the key/value store, configuration and captured logs.
 pub fn reset() {
-    with(|s| *s = State { now_ms: s.now_ms, ..State::default() })
+    with(|s| {
+        *s = State {
+            now_ms: s.now_ms,
+            ..State::default()
+        }
+    })
 }
 
 pub fn set_now_ms(now: u64) {
@@ -83,5 +88,10 @@ pub(crate) fn config_get(name: &str) -> Option<String> {
     with(|s| s.config.get(name).cloned())
 }
 pub(crate) fn config_all() -> Vec<(String, String)> {
-    with(|s| s.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    with(|s| {
+        s.config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
 }

@@ -30,6 +30,8 @@ pub fn value_as_text(value: &Value) -> Option<String> {
     }
 }
 
+// The type is generated, so it cannot carry a derive of its own.
+#[allow(clippy::derivable_impls)]
 impl Default for crate::Properties {
     fn default() -> Self {
         crate::Properties {

@@ -1,1 +1,149 @@
-//! placeholder
+//! The conformance suite: tables of cases that any implementation of a
+//! plugin world can be run against, through the real host.
+//!
+//! Exchange tables encode the AMQP semantics of each built-in exchange type
+//! (run a custom `topic` implementation against the `topic` table, say);
+//! every exchange is also held to the world's contract (batch and single
+//! calls agree, answers are deterministic). Dead-letter, filter and SET
+//! router tables encode the built-in policies' documented behaviour.
+
+mod dead_letter;
+mod exchange;
+mod filter;
+mod headers;
+mod set_router;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::registry::{LoadOptions, PluginRegistry};
+use super::{PluginError, PluginKind, PluginVersion};
+
+/// The outcome of one case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    pub name: String,
+    pub passed: bool,
+    /// What went wrong, for a failed case.
+    pub detail: String,
+}
+
+/// The outcome of a conformance run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub plugin: String,
+    pub kind: String,
+    /// The behaviour table the plugin was checked against, if any.
+    pub semantics: Option<String>,
+    pub cases: Vec<CaseResult>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        !self.cases.is_empty() && self.cases.iter().all(|c| c.passed)
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = &CaseResult> {
+        self.cases.iter().filter(|c| !c.passed)
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let failed = self.failures().count();
+        writeln!(
+            f,
+            "{} ({} plugin, semantics: {}): {} cases, {} passed, {} failed",
+            self.plugin,
+            self.kind,
+            self.semantics.as_deref().unwrap_or("contract only"),
+            self.cases.len(),
+            self.cases.len() - failed,
+            failed
+        )?;
+        for case in &self.cases {
+            let mark = if case.passed { "ok  " } else { "FAIL" };
+            write!(f, "  {mark} {}", case.name)?;
+            if !case.passed {
+                write!(f, ": {}", case.detail)?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects case results.
+pub(crate) struct Cases(Vec<CaseResult>);
+
+impl Cases {
+    fn new() -> Self {
+        Cases(Vec::new())
+    }
+
+    pub(crate) fn check(&mut self, name: impl Into<String>, outcome: Result<(), String>) {
+        let (passed, detail) = match outcome {
+            Ok(()) => (true, String::new()),
+            Err(detail) => (false, detail),
+        };
+        self.0.push(CaseResult {
+            name: name.into(),
+            passed,
+            detail,
+        });
+    }
+}
+
+/// Loads a component into `registry` under a throwaway name with `config`,
+/// so one component can be checked under several configurations.
+pub(crate) fn load_as(
+    registry: &PluginRegistry,
+    bytes: &[u8],
+    name: &str,
+    config: &[(&str, &str)],
+) -> Result<std::sync::Arc<PluginVersion>, PluginError> {
+    let config: BTreeMap<String, String> = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    registry.load(
+        bytes,
+        LoadOptions {
+            name: Some(name.into()),
+            config,
+            activate: true,
+        },
+    )
+}
+
+/// Runs the conformance suite for the component `bytes`, loaded into
+/// `registry` (use a scratch registry: the run loads it under test names).
+/// `semantics` picks the behaviour table; by default the plugin's own name
+/// when a table of that name exists.
+pub fn check_component(
+    registry: &PluginRegistry,
+    bytes: &[u8],
+    semantics: Option<&str>,
+) -> Result<Report, PluginError> {
+    // Named by content, so several components can be checked in one registry.
+    let subject = format!("conformance-{}", &super::sha256_hex(bytes)[..16]);
+    let probe = load_as(registry, bytes, &subject, &[])?;
+    let info = probe.info().clone();
+    let semantics = semantics.unwrap_or(probe.reported_name()).to_string();
+    let mut cases = Cases::new();
+    let known = match info.kind {
+        PluginKind::Exchange => exchange::run(registry, &subject, &semantics, &mut cases)?,
+        PluginKind::DeadLetter => dead_letter::run(registry, &subject, &semantics, &mut cases)?,
+        PluginKind::Filter => filter::run(registry, bytes, &subject, &semantics, &mut cases)?,
+        PluginKind::SetRouter => {
+            set_router::run(registry, bytes, &subject, &semantics, &mut cases)?
+        }
+    };
+    Ok(Report {
+        plugin: format!("{}@{}", probe.reported_name(), info.version),
+        kind: info.kind.as_str().into(),
+        semantics: known.then_some(semantics),
+        cases: cases.0,
+    })
+}

@@ -1,0 +1,51 @@
+//! Every built-in plugin passes its world's conformance table, run through
+//! the real wasmtime host.
+
+mod common;
+
+use switchyard::plugins::BUILTIN_PLUGINS;
+use switchyard::plugins::conformance::check_component;
+
+#[test]
+fn every_builtin_plugin_passes_its_conformance_table() {
+    let registry = common::registry();
+    let mut failed = Vec::new();
+    for (name, bytes) in BUILTIN_PLUGINS {
+        let report = check_component(&registry, bytes, None).unwrap();
+        println!("{report}");
+        assert_eq!(
+            report.semantics.as_deref(),
+            Some(name),
+            "{name} has a table of its own"
+        );
+        if !report.passed() {
+            failed.push(report.to_string());
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "conformance failures:\n{}",
+        failed.join("\n")
+    );
+}
+
+#[test]
+fn a_plugin_with_other_semantics_fails_the_table_it_claims() {
+    // `direct` run against the `topic` table must fail: the suite can tell
+    // implementations apart, it does not pass everything.
+    let registry = common::registry();
+    let direct = switchyard::plugins::builtin_component("direct").unwrap();
+    let report = check_component(&registry, direct, Some("topic")).unwrap();
+    assert!(!report.passed());
+    assert!(report.failures().any(|c| c.name.contains("# alone")));
+}
+
+#[test]
+fn an_unknown_exchange_type_is_held_to_the_contract_only() {
+    let registry = common::registry();
+    let report = check_component(&registry, common::PROBE, Some("my-router")).unwrap();
+    assert_eq!(report.semantics, None);
+    // The probe's default mode is an unknown mode, which it refuses per
+    // message: a refusal is an answer, but the contract cases want routes.
+    assert!(!report.passed());
+}

@@ -1,0 +1,157 @@
+//! Hostile plugins: each misbehaviour fails its call with a typed error
+//! naming the plugin and the cause, the broken instance is replaced, and the
+//! host keeps serving the next call.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use switchyard::plugins::{Message, PluginError, PluginRegistry, SandboxLimits};
+
+fn limits() -> SandboxLimits {
+    SandboxLimits {
+        deadline: Duration::from_millis(20),
+        memory_bytes: 16 << 20,
+        // Every hostile call below is one failure; keep them out of quarantine
+        // unless a test is about quarantine.
+        quarantine_after: 1000,
+        ..SandboxLimits::default()
+    }
+}
+
+fn route_once(registry: &PluginRegistry, plugin: &str) -> Result<Vec<u32>, PluginError> {
+    let router = common::exchange(registry, plugin, 3);
+    let routed = router.route(&Message::with_key("k1"), &Bytes::new())?;
+    Ok(routed.results[0].clone().expect("routed").to_vec())
+}
+
+/// The failure repeats on a fresh instance (it was replaced, not wedged), and
+/// healthy plugins keep answering in between.
+fn assert_contained(registry: &PluginRegistry, plugin: &str, check: impl Fn(&PluginError)) {
+    for _ in 0..2 {
+        let error = route_once(registry, plugin).unwrap_err();
+        check(&error);
+        assert!(
+            error.to_string().contains(&format!("{plugin}@")),
+            "error names the plugin: {error}"
+        );
+        assert_eq!(
+            route_once(registry, "direct").unwrap(),
+            vec![1],
+            "host still serves"
+        );
+    }
+}
+
+#[test]
+fn an_infinite_loop_hits_the_deadline() {
+    let registry = common::registry_with(limits());
+    common::load_probe(&registry, "spinner", "1.0.0", "spin", true);
+    let started = Instant::now();
+    assert_contained(&registry, "spinner", |e| {
+        assert!(matches!(e, PluginError::Timeout { .. }), "{e}");
+        assert!(e.to_string().contains("deadline"), "{e}");
+    });
+    // Two spins of a 20 ms deadline each: interrupted, not run to completion.
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_memory_bomb_hits_the_memory_limit() {
+    let registry = common::registry_with(limits());
+    common::load_probe(&registry, "bomb", "1.0.0", "membomb", true);
+    assert_contained(&registry, "bomb", |e| {
+        assert!(
+            matches!(e, PluginError::MemoryLimit { limit_bytes, .. } if *limit_bytes == 16 << 20),
+            "{e}"
+        );
+    });
+}
+
+#[test]
+fn a_trap_is_a_typed_error_carrying_the_panic_message() {
+    let registry = common::registry_with(limits());
+    common::load_probe(&registry, "trapper", "1.0.0", "trap", true);
+    assert_contained(&registry, "trapper", |e| {
+        assert!(matches!(e, PluginError::Trap { .. }), "{e}");
+        assert!(e.to_string().contains("probe asked to trap"), "{e}");
+    });
+}
+
+#[test]
+fn an_oversized_result_is_rejected() {
+    let registry = common::registry_with(limits());
+    common::load_probe(&registry, "flood", "1.0.0", "oversized", true);
+    assert_contained(&registry, "flood", |e| {
+        assert!(matches!(e, PluginError::InvalidResult { .. }), "{e}");
+        assert!(e.to_string().contains("binding indices"), "{e}");
+    });
+}
+
+#[test]
+fn an_index_past_the_last_binding_is_rejected() {
+    let registry = common::registry_with(limits());
+    common::load_probe(&registry, "liar", "1.0.0", "bad-index", true);
+    assert_contained(&registry, "liar", |e| {
+        assert!(e.to_string().contains("out of range"), "{e}");
+    });
+}
+
+#[test]
+fn fuel_limits_instructions_when_enabled() {
+    let registry = common::registry_with(SandboxLimits {
+        fuel: Some(5_000_000),
+        deadline: Duration::from_secs(5),
+        ..limits()
+    });
+    common::load_probe(&registry, "spinner", "1.0.0", "spin", true);
+    assert_contained(&registry, "spinner", |e| {
+        assert!(matches!(e, PluginError::FuelExhausted { .. }), "{e}");
+    });
+}
+
+#[test]
+fn a_plugin_that_keeps_failing_is_quarantined_then_retried() {
+    let registry = common::registry_with(SandboxLimits {
+        quarantine_after: 3,
+        quarantine_initial: Duration::from_millis(200),
+        ..limits()
+    });
+    common::load_probe(&registry, "trapper", "1.0.0", "trap", true);
+    for _ in 0..3 {
+        assert!(matches!(
+            route_once(&registry, "trapper"),
+            Err(PluginError::Trap { .. })
+        ));
+    }
+    let error = route_once(&registry, "trapper").unwrap_err();
+    assert!(
+        matches!(error, PluginError::Quarantined { failures: 3, .. }),
+        "{error}"
+    );
+    assert!(registry.get("trapper").unwrap().active().is_quarantined());
+    std::thread::sleep(Duration::from_millis(250));
+    // Reloaded after the backoff: the call runs again (and traps again).
+    assert!(matches!(
+        route_once(&registry, "trapper"),
+        Err(PluginError::Trap { .. })
+    ));
+    // The failure counters are visible to operators.
+    let summary = registry
+        .list()
+        .into_iter()
+        .find(|p| p.name == "trapper")
+        .unwrap();
+    assert_eq!(summary.stats.errors, summary.stats.calls);
+    assert!(summary.stats.errors >= 4);
+}
+
+#[test]
+fn a_healthy_version_recovers_a_failing_plugin() {
+    let registry = common::registry_with(limits());
+    common::load_probe(&registry, "flaky", "1.0.0", "trap", true);
+    assert!(route_once(&registry, "flaky").is_err());
+    common::load_probe(&registry, "flaky", "1.0.1", "route-to:2", true);
+    assert_eq!(route_once(&registry, "flaky").unwrap(), vec![2]);
+}
