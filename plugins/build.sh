@@ -33,18 +33,28 @@ if [ "$mode" = "--check" ]; then
 fi
 mkdir -p "$out/testing"
 
-# Reproducible output: no machine paths in panic locations, one codegen unit.
-export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
-export RUSTFLAGS="--remap-path-prefix=$repo=/switchyard --remap-path-prefix=$HOME/.cargo=/cargo"
-export CARGO_TARGET_DIR="$here/target"
+# Cargo's crate hashes include the path of path dependencies, so the same
+# sources built in two checkouts differ. Build from a copy at a fixed path:
+# the output then depends only on the sources and the toolchain.
+stage=/tmp/switchyard-plugins-build
+rm -rf "$stage/src"
+mkdir -p "$stage/src"
+tar -C "$repo" --exclude=target --exclude=dist -cf - Cargo.toml wit sdk/plugin plugins \
+  | tar -C "$stage/src" -xf -
+# The staged root workspace holds only the SDK (the broker is not staged).
+sed -i 's|^members = .*|members = ["sdk/plugin"]|' "$stage/src/Cargo.toml"
+
 echo "building plugins for wasm32-unknown-unknown (Debian $(/usr/bin/rustc --version))"
-(cd "$here" && /usr/bin/cargo build --locked --release -Zbuild-std=core,alloc \
-  --target wasm32-unknown-unknown --workspace)
+(cd "$stage/src/plugins" && \
+  RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$stage/target" \
+  RUSTFLAGS="--remap-path-prefix=$stage/src=/switchyard --remap-path-prefix=$HOME/.cargo=/cargo" \
+  /usr/bin/cargo build --locked --release -Zbuild-std=core,alloc \
+    --target wasm32-unknown-unknown --workspace)
 
 echo "componentizing"
 (cd "$repo" && cargo build --quiet -p switchyard)
 switchyard="$repo/target/debug/switchyard"
-core="$here/target/wasm32-unknown-unknown/release"
+core="$stage/target/wasm32-unknown-unknown/release"
 for name in "${builtins[@]}"; do
   "$switchyard" plugin componentize "$core/switchyard_${name//-/_}.wasm" "$out/$name.wasm"
 done
@@ -54,6 +64,12 @@ done
 
 "$switchyard" plugin manifest --repo "$repo" --dist "$out" --toolchain "$(/usr/bin/rustc --version)" > "$out/manifest.json.new"
 mv "$out/manifest.json.new" "$out/manifest.json"
+
+echo "conformance of the rebuilt built-ins"
+(cd "$out" && "$switchyard" plugin test "${builtins[@]/%/.wasm}" >/dev/null) || {
+  echo "error: rebuilt plugins fail conformance (run: switchyard plugin test $out/*.wasm)" >&2
+  exit 1
+}
 
 if [ "$mode" = "--check" ]; then
   if ! diff -r "$here/dist" "$out" >/dev/null; then

@@ -23,11 +23,17 @@ fn committed_components_are_built_from_the_current_sources() {
     for entry in manifest().plugins {
         let bytes = std::fs::read(repo().join("plugins/dist").join(&entry.file)).unwrap();
         if sha256_hex(&bytes) != entry.component_sha256 {
-            stale.push(format!("{}: component differs from the manifest", entry.file));
+            stale.push(format!(
+                "{}: component differs from the manifest",
+                entry.file
+            ));
         }
         let sources = source_hash(repo(), &source_dir(repo(), &entry.file)).unwrap();
         if sources != entry.source_sha256 {
-            stale.push(format!("{}: sources changed since it was built", entry.file));
+            stale.push(format!(
+                "{}: sources changed since it was built",
+                entry.file
+            ));
         }
     }
     assert!(

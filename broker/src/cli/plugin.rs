@@ -21,6 +21,19 @@ pub enum PluginCommand {
         #[arg(long = "config", value_parser = parse_pair)]
         config: Vec<(String, String)>,
     },
+    /// Run the conformance suite for each component's world through a
+    /// scratch host (no broker needed); exits non-zero if any case fails.
+    Test {
+        #[arg(required = true)]
+        components: Vec<PathBuf>,
+        /// The behaviour table to check against (default: the plugin's name,
+        /// e.g. `topic`); unknown names check the world's contract only.
+        #[arg(long)]
+        semantics: Option<String>,
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the manifest of a dist directory as JSON.
     Manifest {
         #[arg(long)]
@@ -54,6 +67,11 @@ pub fn run(command: PluginCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        PluginCommand::Test {
+            components,
+            semantics,
+            json,
+        } => test(&components, semantics.as_deref(), json),
         PluginCommand::Manifest {
             repo,
             dist,
@@ -77,6 +95,28 @@ pub(crate) fn scratch_registry() -> anyhow::Result<PluginRegistry> {
     let db = sled::Config::new().temporary(true).open()?;
     let engine = PluginEngine::new(SandboxLimits::default(), None)?;
     Ok(PluginRegistry::open(engine, db)?)
+}
+
+fn test(components: &[PathBuf], semantics: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let registry = scratch_registry()?;
+    let mut failed = Vec::new();
+    for path in components {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let report = crate::plugins::conformance::check_component(&registry, &bytes, semantics)
+            .with_context(|| format!("loading {}", path.display()))?;
+        if json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            println!("{}: {report}", path.display());
+        }
+        if !report.passed() {
+            failed.push(path.display().to_string());
+        }
+    }
+    if !failed.is_empty() {
+        bail!("conformance failed for {}", failed.join(", "));
+    }
+    Ok(())
 }
 
 fn componentize(module: &Path, output: &Path) -> anyhow::Result<()> {

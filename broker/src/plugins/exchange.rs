@@ -40,6 +40,7 @@ pub struct ExchangeRouter {
     slot: Arc<PluginSlot>,
     table: ArcSwap<BindingTable>,
     cache: DecisionCache,
+    cache_enabled: bool,
 }
 
 /// Longest error message a plugin may give for one message.
@@ -63,7 +64,15 @@ impl ExchangeRouter {
                 arguments,
             }),
             cache: DecisionCache::default(),
+            cache_enabled: true,
         })
+    }
+
+    /// Always asks the plugin, even when it declares key-only routing (for
+    /// measuring the plugin itself, or plugins whose author lied).
+    pub fn without_decision_cache(mut self) -> Self {
+        self.cache_enabled = false;
+        self
     }
 
     pub fn plugin(&self) -> &Arc<PluginSlot> {
@@ -128,7 +137,7 @@ impl ExchangeRouter {
     ) -> Result<Routed, PluginError> {
         let version = self.slot.active();
         let table = self.table.load_full();
-        if !version.info().key_only_routing {
+        if !(self.cache_enabled && version.info().key_only_routing) {
             let results = self.call_plugin(&version, &table, messages, bodies, batch)?;
             return Ok(Routed { version, results });
         }
