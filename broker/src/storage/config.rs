@@ -1,0 +1,59 @@
+//! Storage configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// When a queue's messages count as durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushMode {
+    /// Confirmed once in the page cache; flushed every `flush_interval` or
+    /// `flush_bytes`, whichever comes first.
+    #[default]
+    Async,
+    /// Confirmed only after msync covered the record and its index entry;
+    /// concurrent appends share one flush (group commit).
+    Sync,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub dir: PathBuf,
+    /// Bytes per commit-log segment (a record never spans segments).
+    pub segment_size: usize,
+    /// Entries per queue-index file (24 bytes each).
+    pub index_entries_per_file: u64,
+    /// Async mode: flush at least this often…
+    pub flush_interval: Duration,
+    /// …or when this many bytes are unflushed.
+    pub flush_bytes: u64,
+    /// How often consumption state and the recovery checkpoint are written.
+    pub checkpoint_interval: Duration,
+    /// Refuse appends that would grow the log past this many bytes on disk.
+    pub max_log_bytes: Option<u64>,
+}
+
+impl StoreConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            dir: dir.into(),
+            segment_size: 1 << 30,
+            index_entries_per_file: 1 << 20,
+            flush_interval: Duration::from_millis(200),
+            flush_bytes: 64 << 20,
+            checkpoint_interval: Duration::from_secs(1),
+            max_log_bytes: None,
+        }
+    }
+
+    /// Small files, for tests.
+    pub fn small(dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            segment_size: 1 << 20,
+            index_entries_per_file: 1024,
+            ..StoreConfig::new(dir)
+        }
+    }
+}

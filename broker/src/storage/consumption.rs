@@ -1,0 +1,173 @@
+//! What consumers have done with a queue: the acknowledged prefix (every
+//! offset below `floor` is acked), the sparse set of acks above it, the
+//! deliveries in flight, and offsets waiting to be delivered again. Pure
+//! state, checkpointed to sled by the store.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Consumption {
+    /// Every offset below this is acknowledged.
+    pub floor: u64,
+    /// Acknowledged offsets at or above `floor`.
+    pub acked: BTreeSet<u64>,
+    /// Delivered, not yet acknowledged.
+    pub in_flight: BTreeSet<u64>,
+    /// To be delivered again before new messages (nack with requeue,
+    /// consumer gone, restart); delivered with the redelivered flag.
+    pub redeliver: BTreeSet<u64>,
+    /// The next never-delivered offset.
+    pub cursor: u64,
+    /// Consumer-group offsets (broadcasting groups track their own cursor).
+    pub groups: BTreeMap<String, u64>,
+}
+
+/// A delivery handed out by [`Consumption::next`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub offset: u64,
+    pub redelivered: bool,
+}
+
+impl Consumption {
+    pub fn starting_at(offset: u64) -> Self {
+        Consumption {
+            floor: offset,
+            cursor: offset,
+            ..Consumption::default()
+        }
+    }
+
+    /// The next offset to deliver, if any below `end`.
+    pub fn next(&mut self, end: u64) -> Option<Delivery> {
+        if let Some(offset) = self.redeliver.pop_first() {
+            self.in_flight.insert(offset);
+            return Some(Delivery {
+                offset,
+                redelivered: true,
+            });
+        }
+        while self.cursor < end {
+            let offset = self.cursor;
+            self.cursor += 1;
+            if offset >= self.floor && !self.acked.contains(&offset) {
+                self.in_flight.insert(offset);
+                return Some(Delivery {
+                    offset,
+                    redelivered: false,
+                });
+            }
+        }
+        None
+    }
+
+    /// Acknowledges `offset`; returns false if it was not in flight.
+    pub fn ack(&mut self, offset: u64) -> bool {
+        if !self.in_flight.remove(&offset) {
+            return false;
+        }
+        self.settle(offset);
+        true
+    }
+
+    /// Marks `offset` done without a delivery (dead-lettered, expired, dropped).
+    pub fn settle(&mut self, offset: u64) {
+        self.redeliver.remove(&offset);
+        if offset < self.floor {
+            return;
+        }
+        self.acked.insert(offset);
+        while self.acked.remove(&self.floor) {
+            self.floor += 1;
+        }
+    }
+
+    /// Negative acknowledgement: requeue for redelivery, or settle.
+    pub fn nack(&mut self, offset: u64, requeue: bool) -> bool {
+        if !self.in_flight.remove(&offset) {
+            return false;
+        }
+        if requeue {
+            self.redeliver.insert(offset);
+        } else {
+            self.settle(offset);
+        }
+        true
+    }
+
+    /// A consumer went away: its deliveries go back to the queue.
+    pub fn release(&mut self, offsets: impl IntoIterator<Item = u64>) {
+        for offset in offsets {
+            if self.in_flight.remove(&offset) {
+                self.redeliver.insert(offset);
+            }
+        }
+    }
+
+    /// After a restart: whatever was delivered (in flight, or possibly
+    /// delivered after the last checkpoint) is delivered again, marked so.
+    pub fn restart(&mut self, end: u64) {
+        let in_flight = std::mem::take(&mut self.in_flight);
+        self.redeliver.extend(in_flight);
+        self.cursor = self.cursor.clamp(self.floor, end);
+        self.floor = self.floor.min(end);
+        self.acked.retain(|&o| o < end);
+        self.redeliver.retain(|&o| o >= self.floor && o < end);
+    }
+
+    /// Everything below `end` counts as acknowledged (purge).
+    pub fn purge(&mut self, end: u64) {
+        *self = Consumption {
+            groups: std::mem::take(&mut self.groups),
+            ..Consumption::starting_at(end.max(self.floor))
+        };
+    }
+
+    /// Messages neither acknowledged nor in flight, below `end`.
+    pub fn ready(&self, end: u64) -> u64 {
+        let outstanding = end.saturating_sub(self.floor);
+        outstanding
+            .saturating_sub(self.acked.len() as u64)
+            .saturating_sub(self.in_flight.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_order_acks_advance_the_floor_when_the_gap_closes() {
+        let mut c = Consumption::starting_at(0);
+        let d: Vec<u64> = (0..4).map(|_| c.next(4).unwrap().offset).collect();
+        assert_eq!(d, vec![0, 1, 2, 3]);
+        assert!(c.ack(2));
+        assert!(c.ack(1));
+        assert_eq!(c.floor, 0);
+        assert!(c.ack(0));
+        assert_eq!(c.floor, 3);
+        assert!(c.acked.is_empty());
+        assert!(!c.ack(0), "a second ack of the same offset is refused");
+    }
+
+    #[test]
+    fn requeued_and_restarted_deliveries_come_back_marked() {
+        let mut c = Consumption::starting_at(0);
+        let first = c.next(3).unwrap();
+        c.next(3).unwrap();
+        assert!(c.nack(first.offset, true));
+        assert_eq!(
+            c.next(3),
+            Some(Delivery {
+                offset: 0,
+                redelivered: true
+            })
+        );
+        c.restart(3);
+        let again: Vec<Delivery> = std::iter::from_fn(|| c.next(3)).collect();
+        assert_eq!(again.iter().filter(|d| d.redelivered).count(), 2);
+        assert_eq!(again.len(), 3);
+    }
+}

@@ -1,0 +1,231 @@
+//! The commit log: one sequence of records over fixed-size, preallocated,
+//! mmap'd segment files (`log/<base position:020>.seg`). A record never spans
+//! segments; when the next one does not fit, the rest of the segment stays
+//! zero and the log continues in a new segment at `base + segment size`.
+//! Positions are global byte offsets.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+
+use super::error::StorageError;
+use super::record::{self, DecodedRecord, QueueId, RecordError, StoredMessage};
+use super::segment::Segment;
+
+pub struct CommitLog {
+    dir: PathBuf,
+    segment_size: usize,
+    /// Readers look segments up here; the writer adds and removes them.
+    segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
+}
+
+fn segment_name(base: u64) -> String {
+    format!("{base:020}.seg")
+}
+
+impl CommitLog {
+    pub fn open(dir: &Path, segment_size: usize) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        let mut segments = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
+            let path = entry.map_err(|e| StorageError::io(dir, e))?.path();
+            if let Some(base) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".seg"))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                let segment = Segment::open(&path)?;
+                if segment.len() < segment_size {
+                    // A truncated segment: restore its size; the lost tail
+                    // reads as zeroes, and recovery stops at it.
+                    drop(segment);
+                    segments.insert(base, Segment::create(&path, segment_size)?);
+                } else {
+                    segments.insert(base, segment);
+                }
+            }
+        }
+        Ok(CommitLog {
+            dir: dir.to_path_buf(),
+            segment_size,
+            segments: RwLock::new(segments),
+        })
+    }
+
+    /// Base positions of the segments, oldest first.
+    pub fn bases(&self) -> Vec<u64> {
+        self.segments.read().unwrap().keys().copied().collect()
+    }
+
+    pub fn segment(&self, base: u64) -> Option<Arc<Segment>> {
+        self.segments.read().unwrap().get(&base).cloned()
+    }
+
+    /// Bytes on disk held by segments.
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments
+            .read()
+            .unwrap()
+            .values()
+            .map(|s| s.len() as u64)
+            .sum()
+    }
+
+    fn base_of(&self, position: u64) -> u64 {
+        position - position % self.segment_size as u64
+    }
+
+    /// Where a record of `len` bytes would go from `position`: the same
+    /// position, or the start of the next segment when it does not fit.
+    pub fn placement(&self, position: u64, len: usize) -> Result<u64, StorageError> {
+        if len > self.segment_size {
+            return Err(StorageError::TooLarge(len));
+        }
+        let base = self.base_of(position);
+        let used = (position - base) as usize;
+        Ok(if used + len <= self.segment_size {
+            position
+        } else {
+            base + self.segment_size as u64
+        })
+    }
+
+    /// Makes sure the segment holding `position` exists (creating and
+    /// reserving it on disk if needed).
+    pub fn ensure_segment(&self, position: u64) -> Result<Arc<Segment>, StorageError> {
+        let base = self.base_of(position);
+        if let Some(segment) = self.segment(base) {
+            return Ok(segment);
+        }
+        let segment = Segment::create(&self.dir.join(segment_name(base)), self.segment_size)?;
+        segment.sync_file()?;
+        self.segments.write().unwrap().insert(base, segment.clone());
+        Ok(segment)
+    }
+
+    /// Encodes the record at `position` (which `placement` chose and
+    /// `ensure_segment` backs).
+    pub fn write(&self, position: u64, message: &StoredMessage, queues: &[QueueId], len: usize) {
+        let base = self.base_of(position);
+        let segment = self.segment(base).expect("ensure_segment before write");
+        segment.fill((position - base) as usize, len, |out| {
+            record::encode_into(message, queues, out)
+        });
+    }
+
+    /// Reads and verifies the record at `position`.
+    pub fn read(&self, position: u64) -> Result<DecodedRecord, StorageError> {
+        let base = self.base_of(position);
+        let segment = self.segment(base).ok_or_else(|| StorageError::Corrupt {
+            location: format!("log position {position}"),
+            reason: "its segment is gone".into(),
+        })?;
+        let tail: Bytes = segment.tail((position - base) as usize);
+        record::decode(&tail, self.segment_size).map_err(|e| StorageError::Corrupt {
+            location: format!("{} offset {}", segment.path().display(), position - base),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Scans from `position`, calling `visit` for each valid record, across
+    /// segments. Returns where valid data ends and, if it ended on damage
+    /// rather than on clean zeroes, what the damage was.
+    pub fn scan(
+        &self,
+        mut position: u64,
+        mut visit: impl FnMut(u64, &DecodedRecord),
+    ) -> (u64, Option<(u64, RecordError)>) {
+        loop {
+            let base = self.base_of(position);
+            let Some(segment) = self.segment(base) else {
+                return (position, None);
+            };
+            let offset = (position - base) as usize;
+            let at_end = |log: &Self| {
+                // Clean end of this segment: continue in the next one, if any.
+                let next = base + log.segment_size as u64;
+                log.segment(next).map(|_| next)
+            };
+            if offset + 4 > segment.len() {
+                match at_end(self) {
+                    Some(next) => {
+                        position = next;
+                        continue;
+                    }
+                    None => return (position, None),
+                }
+            }
+            match record::decode(&segment.tail(offset), self.segment_size) {
+                Ok(record) => {
+                    visit(position, &record);
+                    position += record.len as u64;
+                }
+                Err(RecordError::End) => match at_end(self) {
+                    Some(next) => position = next,
+                    None => return (position, None),
+                },
+                Err(damage) => return (position, Some((position, damage))),
+            }
+        }
+    }
+
+    /// Cuts the log at `position`: zeroes the rest of its segment and
+    /// deletes later segments. Returns the deleted segment paths.
+    pub fn truncate(&self, position: u64) -> Result<Vec<PathBuf>, StorageError> {
+        let base = self.base_of(position);
+        let mut removed = Vec::new();
+        let later: Vec<(u64, Arc<Segment>)> = self
+            .segments
+            .read()
+            .unwrap()
+            .range(base + 1..)
+            .map(|(b, s)| (*b, s.clone()))
+            .collect();
+        for (later_base, segment) in later {
+            self.segments.write().unwrap().remove(&later_base);
+            std::fs::remove_file(segment.path())
+                .map_err(|e| StorageError::io(segment.path(), e))?;
+            removed.push(segment.path().to_path_buf());
+        }
+        if let Some(segment) = self.segment(base) {
+            segment.zero_from((position - base) as usize)?;
+        }
+        Ok(removed)
+    }
+
+    /// Flushes `[from, to)` to disk, across segments.
+    pub fn flush(&self, from: u64, to: u64) -> Result<(), StorageError> {
+        let mut at = from;
+        while at < to {
+            let base = self.base_of(at);
+            let upto = to.min(base + self.segment_size as u64);
+            if let Some(segment) = self.segment(base) {
+                segment.flush_range((at - base) as usize, (upto - at) as usize)?;
+            }
+            at = upto;
+        }
+        Ok(())
+    }
+
+    /// Deletes segments that end at or below `position`; returns how many.
+    pub fn release_before(&self, position: u64) -> Result<usize, StorageError> {
+        let doomed: Vec<(u64, Arc<Segment>)> = self
+            .segments
+            .read()
+            .unwrap()
+            .iter()
+            .filter(|(base, _)| **base + self.segment_size as u64 <= position)
+            .map(|(b, s)| (*b, s.clone()))
+            .collect();
+        for (base, segment) in &doomed {
+            self.segments.write().unwrap().remove(base);
+            std::fs::remove_file(segment.path())
+                .map_err(|e| StorageError::io(segment.path(), e))?;
+            tracing::debug!(segment = %segment.path().display(), "segment released");
+        }
+        Ok(doomed.len())
+    }
+}

@@ -1,0 +1,24 @@
+//! The storage engine (RocketMQ's design): one commit log of fixed-size,
+//! preallocated, mmap'd segments holding every message once; per-queue
+//! indexes of fixed-size entries pointing into it; consumption state and
+//! metadata in sled; async or sync (group-commit) flushing; recovery from
+//! the last checkpoint that verifies checksums and cuts a torn tail.
+//! No networking here. The on-disk format is in docs/STORAGE.md.
+
+mod config;
+mod consumption;
+mod error;
+mod index;
+mod log;
+pub mod metadata;
+mod record;
+mod segment;
+mod store;
+
+pub use config::{FlushMode, StoreConfig};
+pub use consumption::{Consumption, Delivery};
+pub use error::StorageError;
+pub use index::{ENTRY_LEN, IndexEntry};
+pub use metadata::Metadata;
+pub use record::{FLAG_PERSISTENT, QueueId, StoredMessage};
+pub use store::{Appended, Delivered, MessageStore, QueueStats, RecoveryReport};

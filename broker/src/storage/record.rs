@@ -1,0 +1,274 @@
+//! The commit-log record format (sans IO): encoding into a buffer and
+//! decoding with checksum verification. See docs/STORAGE.md for the layout.
+//!
+//! ```text
+//! off  size  field
+//!   0     4  total length of the record in bytes (header included), LE
+//!   4     4  CRC32C of bytes [8, length)
+//!   8     1  format version (1)
+//!   9     1  flags (bit 0: persistent)
+//!  10     2  routing key length
+//!  12     2  queue count
+//!  14     2  reserved (0)
+//!  16     8  publish time, ms since the Unix epoch
+//!  24     8  expiry time, ms (0 = never)
+//!  32     8  deliver-after time, ms (0 = at once)
+//!  40     4  attributes length (headers + properties, opaque to storage)
+//!  44     4  body length
+//!  48        queue ids (4 bytes each), routing key, attributes, body
+//! ```
+
+use bytes::Bytes;
+
+pub const HEADER_LEN: usize = 48;
+pub const FORMAT_VERSION: u8 = 1;
+pub const FLAG_PERSISTENT: u8 = 1;
+
+/// A message as the store keeps it. `attributes` are the encoded headers
+/// and properties; storage does not look inside.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredMessage {
+    pub flags: u8,
+    pub publish_ms: u64,
+    pub expiry_ms: u64,
+    pub deliver_after_ms: u64,
+    pub routing_key: Bytes,
+    pub attributes: Bytes,
+    pub body: Bytes,
+}
+
+impl StoredMessage {
+    pub fn is_persistent(&self) -> bool {
+        self.flags & FLAG_PERSISTENT != 0
+    }
+}
+
+/// Queue ids are dense u32s assigned by the store.
+pub type QueueId = u32;
+
+/// Why bytes at a position are not a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    /// Zeroes: nothing was ever written here (the end of the log).
+    End,
+    /// Fewer bytes than the record claims.
+    Truncated {
+        needed: usize,
+        available: usize,
+    },
+    /// The length field is impossible.
+    BadLength(u32),
+    BadVersion(u8),
+    /// The checksum does not match: torn or corrupted.
+    Checksum {
+        stored: u32,
+        computed: u32,
+    },
+    /// The lengths inside the record do not add up.
+    Inconsistent,
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordError::End => write!(f, "end of data"),
+            RecordError::Truncated { needed, available } => {
+                write!(f, "truncated record ({available} of {needed} bytes)")
+            }
+            RecordError::BadLength(len) => write!(f, "impossible record length {len}"),
+            RecordError::BadVersion(v) => write!(f, "unknown record format version {v}"),
+            RecordError::Checksum { stored, computed } => {
+                write!(
+                    f,
+                    "checksum mismatch (stored {stored:08x}, computed {computed:08x})"
+                )
+            }
+            RecordError::Inconsistent => write!(f, "inconsistent field lengths"),
+        }
+    }
+}
+
+/// The encoded size of a record.
+pub fn encoded_len(message: &StoredMessage, queue_count: usize) -> usize {
+    HEADER_LEN
+        + 4 * queue_count
+        + message.routing_key.len()
+        + message.attributes.len()
+        + message.body.len()
+}
+
+/// Encodes into `out`, which must be exactly `encoded_len` bytes long.
+pub fn encode_into(message: &StoredMessage, queues: &[QueueId], out: &mut [u8]) {
+    let len = out.len();
+    debug_assert_eq!(len, encoded_len(message, queues.len()));
+    out[0..4].copy_from_slice(&(len as u32).to_le_bytes());
+    out[8] = FORMAT_VERSION;
+    out[9] = message.flags;
+    out[10..12].copy_from_slice(&(message.routing_key.len() as u16).to_le_bytes());
+    out[12..14].copy_from_slice(&(queues.len() as u16).to_le_bytes());
+    out[14..16].copy_from_slice(&[0, 0]);
+    out[16..24].copy_from_slice(&message.publish_ms.to_le_bytes());
+    out[24..32].copy_from_slice(&message.expiry_ms.to_le_bytes());
+    out[32..40].copy_from_slice(&message.deliver_after_ms.to_le_bytes());
+    out[40..44].copy_from_slice(&(message.attributes.len() as u32).to_le_bytes());
+    out[44..48].copy_from_slice(&(message.body.len() as u32).to_le_bytes());
+    let mut at = HEADER_LEN;
+    for queue in queues {
+        out[at..at + 4].copy_from_slice(&queue.to_le_bytes());
+        at += 4;
+    }
+    for part in [&message.routing_key, &message.attributes, &message.body] {
+        out[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    let crc = crc32c::crc32c(&out[8..]);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The length a record at the start of `bytes` claims, without checking it.
+pub fn claimed_len(bytes: &[u8]) -> Option<u32> {
+    bytes
+        .get(0..4)
+        .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+}
+
+/// A decoded record; its byte fields share the buffer it was decoded from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedRecord {
+    pub message: StoredMessage,
+    pub queues: Vec<QueueId>,
+    pub len: usize,
+}
+
+fn u16_at(b: &[u8], at: usize) -> usize {
+    u16::from_le_bytes([b[at], b[at + 1]]) as usize
+}
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// Decodes and verifies the record at the start of `buf` (which may extend
+/// past it). `max_len` bounds the length field (the segment size).
+pub fn decode(buf: &Bytes, max_len: usize) -> Result<DecodedRecord, RecordError> {
+    let len = claimed_len(buf).ok_or(RecordError::Truncated {
+        needed: 4,
+        available: buf.len(),
+    })?;
+    if len == 0 {
+        return Err(RecordError::End);
+    }
+    let len = len as usize;
+    if len < HEADER_LEN || len > max_len {
+        return Err(RecordError::BadLength(len as u32));
+    }
+    if buf.len() < len {
+        return Err(RecordError::Truncated {
+            needed: len,
+            available: buf.len(),
+        });
+    }
+    let b = &buf[..len];
+    let stored = u32_at(b, 4);
+    let computed = crc32c::crc32c(&b[8..]);
+    if stored != computed {
+        return Err(RecordError::Checksum { stored, computed });
+    }
+    if b[8] != FORMAT_VERSION {
+        return Err(RecordError::BadVersion(b[8]));
+    }
+    let key_len = u16_at(b, 10);
+    let queue_count = u16_at(b, 12);
+    let attributes_len = u32_at(b, 40) as usize;
+    let body_len = u32_at(b, 44) as usize;
+    if HEADER_LEN + 4 * queue_count + key_len + attributes_len + body_len != len {
+        return Err(RecordError::Inconsistent);
+    }
+    let queues = (0..queue_count)
+        .map(|i| u32_at(b, HEADER_LEN + 4 * i))
+        .collect();
+    let mut at = HEADER_LEN + 4 * queue_count;
+    let mut take = |n: usize| {
+        let part = buf.slice(at..at + n);
+        at += n;
+        part
+    };
+    let routing_key = take(key_len);
+    let attributes = take(attributes_len);
+    let body = take(body_len);
+    Ok(DecodedRecord {
+        message: StoredMessage {
+            flags: b[9],
+            publish_ms: u64_at(b, 16),
+            expiry_ms: u64_at(b, 24),
+            deliver_after_ms: u64_at(b, 32),
+            routing_key,
+            attributes,
+            body,
+        },
+        queues,
+        len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StoredMessage {
+        StoredMessage {
+            flags: FLAG_PERSISTENT,
+            publish_ms: 1,
+            expiry_ms: 2,
+            deliver_after_ms: 3,
+            routing_key: Bytes::from_static(b"orders.eu"),
+            attributes: Bytes::from_static(b"\x01\x02"),
+            body: Bytes::from_static(b"hello"),
+        }
+    }
+
+    fn encoded(queues: &[QueueId]) -> Bytes {
+        let message = sample();
+        let mut buf = vec![0; encoded_len(&message, queues.len())];
+        encode_into(&message, queues, &mut buf);
+        Bytes::from(buf)
+    }
+
+    #[test]
+    fn round_trip() {
+        let buf = encoded(&[3, 9]);
+        let record = decode(&buf, 1 << 20).unwrap();
+        assert_eq!(record.message, sample());
+        assert_eq!(record.queues, vec![3, 9]);
+        assert_eq!(record.len, buf.len());
+    }
+
+    #[test]
+    fn every_flipped_bit_is_detected() {
+        let buf = encoded(&[1]);
+        for byte in 0..buf.len() {
+            let mut damaged = buf.to_vec();
+            damaged[byte] ^= 0x10;
+            assert!(
+                decode(&Bytes::from(damaged), 1 << 20).is_err(),
+                "byte {byte}"
+            );
+        }
+    }
+
+    #[test]
+    fn zeroes_are_the_end_and_short_buffers_are_truncated() {
+        assert_eq!(
+            decode(&Bytes::from(vec![0; 64]), 1 << 20),
+            Err(RecordError::End)
+        );
+        let buf = encoded(&[]);
+        let short = buf.slice(..buf.len() - 1);
+        assert!(matches!(
+            decode(&short, 1 << 20),
+            Err(RecordError::Truncated { .. })
+        ));
+    }
+}
