@@ -34,7 +34,13 @@ fn config(dir: &Path) -> StoreConfig {
 fn child(test: &str, dir: &Path, base: u64) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            test,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DIR_VAR, dir)
         .env(BASE_VAR, base.to_string())
         .stdout(Stdio::piped())
@@ -47,7 +53,9 @@ fn child(test: &str, dir: &Path, base: u64) -> Command {
 #[test]
 #[ignore = "run by sigkill_during_sync_appends_loses_no_confirmed_record"]
 fn child_sync_appender() {
-    let Ok(dir) = std::env::var(DIR_VAR) else { return };
+    let Ok(dir) = std::env::var(DIR_VAR) else {
+        return;
+    };
     let base: u64 = std::env::var(BASE_VAR).unwrap().parse().unwrap();
     let (store, _) = MessageStore::open(config(Path::new(&dir))).unwrap();
     let queue = store.create_queue("q", FlushMode::Sync).unwrap();
@@ -96,7 +104,9 @@ fn sigkill_during_sync_appends_loses_no_confirmed_record() {
         let stored = store.stats(queue).unwrap().stored;
         let mut present = std::collections::BTreeSet::new();
         for offset in 0..stored {
-            let message = store.read(queue, offset).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            let message = store
+                .read(queue, offset)
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
             let id = message.publish_ms;
             assert_eq!(message, self::message(id), "record {offset} intact");
             assert!(present.insert(id), "id {id} stored twice");
@@ -117,7 +127,9 @@ fn sigkill_during_sync_appends_loses_no_confirmed_record() {
 #[test]
 #[ignore = "run by a_full_disk_ends_in_clean_errors"]
 fn child_fill_until_full() {
-    let Ok(dir) = std::env::var(DIR_VAR) else { return };
+    let Ok(dir) = std::env::var(DIR_VAR) else {
+        return;
+    };
     let dir = Path::new(&dir);
     let (store, _) = MessageStore::open(config(dir)).unwrap();
     let queue = store.create_queue("q", FlushMode::Sync).unwrap();
@@ -166,7 +178,10 @@ fn a_full_disk_ends_in_clean_errors() {
         .unwrap_or_else(|| panic!("child did not report:\n{stdout}\n{stderr}"))
         .parse()
         .unwrap();
-    let error = stdout.lines().find_map(|l| l.strip_prefix("error ")).unwrap();
+    let error = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("error "))
+        .unwrap();
     assert!(error.contains("storage full"), "{error}");
     assert!(error.contains("No space left"), "{error}");
     assert!(stored > 1000, "stored only {stored}");
