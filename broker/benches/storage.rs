@@ -40,7 +40,9 @@ fn rss_anon_kib() -> u64 {
 
 fn append_async(c: &mut Criterion) {
     let mut group = c.benchmark_group("storage/append-1KiB");
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     const BATCH: u64 = 100_000;
     group.throughput(Throughput::Elements(BATCH));
     let dir = tempfile::tempdir().unwrap();
@@ -63,14 +65,16 @@ fn append_async(c: &mut Criterion) {
         "RssAnon: {} KiB before, {} KiB after a backlog of {appended} records ({} MiB)",
         rss_before,
         rss_anon_kib(),
-        appended * 1100 >> 20
+        (appended * 1100) >> 20
     );
     group.finish();
 }
 
 fn append_sync(c: &mut Criterion) {
     let mut group = c.benchmark_group("storage/append-1KiB-sync");
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     for appenders in [1usize, 16, 256] {
         let per_thread = (20_000 / appenders).max(200) as u64;
         group.throughput(Throughput::Elements(per_thread * appenders as u64));
@@ -78,23 +82,26 @@ fn append_sync(c: &mut Criterion) {
         let store = MessageStore::open(config(dir.path())).unwrap().0;
         let queue = store.create_queue("q", FlushMode::Sync).unwrap();
         let message = record();
-        group.bench_function(BenchmarkId::new("group-commit", format!("{appenders}-appenders")), |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    std::thread::scope(|scope| {
-                        for _ in 0..appenders {
-                            scope.spawn(|| {
-                                for _ in 0..per_thread {
-                                    store.append_confirmed(&message, &[queue]).unwrap();
-                                }
-                            });
-                        }
-                    });
-                }
-                start.elapsed()
-            })
-        });
+        group.bench_function(
+            BenchmarkId::new("group-commit", format!("{appenders}-appenders")),
+            |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        std::thread::scope(|scope| {
+                            for _ in 0..appenders {
+                                scope.spawn(|| {
+                                    for _ in 0..per_thread {
+                                        store.append_confirmed(&message, &[queue]).unwrap();
+                                    }
+                                });
+                            }
+                        });
+                    }
+                    start.elapsed()
+                })
+            },
+        );
     }
     group.finish();
 }

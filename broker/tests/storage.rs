@@ -22,6 +22,24 @@ fn open(dir: &Path) -> MessageStore {
     MessageStore::open(StoreConfig::small(dir)).unwrap().0
 }
 
+/// A store that never checkpoints by itself, so a crash-like stop leaves
+/// everything after the last explicit checkpoint to recovery.
+fn open_unchecked(dir: &Path) -> MessageStore {
+    let config = StoreConfig {
+        checkpoint_interval: std::time::Duration::from_secs(3600),
+        ..StoreConfig::small(dir)
+    };
+    MessageStore::open(config).unwrap().0
+}
+
+/// Appends messages 0..count to a new queue "q"; returns their positions.
+fn fill(store: &MessageStore, count: u64) -> Vec<u64> {
+    let q = store.create_queue("q", FlushMode::Async).unwrap();
+    (0..count)
+        .map(|n| store.append(&message(n), &[q]).unwrap().position)
+        .collect()
+}
+
 #[test]
 fn appended_messages_read_back_and_fanout_stores_the_body_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,12 +95,7 @@ fn acknowledged_messages_stay_acknowledged_across_a_restart() {
 #[test]
 fn a_crash_before_any_checkpoint_loses_nothing_that_was_written() {
     let dir = tempfile::tempdir().unwrap();
-    let store = MessageStore::open(StoreConfig {
-        checkpoint_interval: std::time::Duration::from_secs(3600),
-        ..StoreConfig::small(dir.path())
-    })
-    .unwrap()
-    .0;
+    let store = open_unchecked(dir.path());
     let q = store.create_queue("q", FlushMode::Sync).unwrap();
     let r = store.create_queue("r", FlushMode::Async).unwrap();
     // Enough to span several 1 MiB segments.
@@ -146,12 +159,7 @@ fn flip_byte(path: &Path, at: u64) {
 /// Writes `count` messages to queue "q" and stops without a checkpoint, so
 /// recovery must read the log. Returns the record positions.
 fn write_unchecked(dir: &Path, count: u64) -> Vec<u64> {
-    let store = MessageStore::open(StoreConfig {
-        checkpoint_interval: std::time::Duration::from_secs(3600),
-        ..StoreConfig::small(dir)
-    })
-    .unwrap()
-    .0;
+    let store = open_unchecked(dir);
     let q = store.create_queue("q", FlushMode::Async).unwrap();
     let positions = (0..count)
         .map(|n| store.append(&message(n), &[q]).unwrap().position)
@@ -182,19 +190,12 @@ fn a_flipped_byte_in_the_log_tail_drops_from_there_and_keeps_the_rest() {
 #[test]
 fn a_torn_tail_after_the_checkpoint_is_cut_and_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let store = MessageStore::open(StoreConfig {
-        checkpoint_interval: std::time::Duration::from_secs(3600),
-        ..StoreConfig::small(dir.path())
-    })
-    .unwrap()
-    .0;
-    let q = store.create_queue("q", FlushMode::Async).unwrap();
-    let positions: Vec<u64> = (0..50)
-        .map(|n| store.append(&message(n), &[q]).unwrap().position)
-        .collect();
+    let store = open_unchecked(dir.path());
+    let positions = fill(&store, 50);
     store.abandon();
     flip_byte(&segment_files(dir.path())[0], positions[40] + 60);
     let (store, report) = MessageStore::open(StoreConfig::small(dir.path())).unwrap();
+    let q = store.queue_id("q").unwrap();
     assert_eq!(report.damage.len(), 1, "{:?}", report.damage);
     assert!(
         report.damage[0].contains("00000000000000000000.seg"),
@@ -217,16 +218,8 @@ fn a_torn_tail_after_the_checkpoint_is_cut_and_reported() {
 #[test]
 fn a_truncated_segment_file_keeps_everything_before_the_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let store = MessageStore::open(StoreConfig {
-        checkpoint_interval: std::time::Duration::from_secs(3600),
-        ..StoreConfig::small(dir.path())
-    })
-    .unwrap()
-    .0;
-    let q = store.create_queue("q", FlushMode::Async).unwrap();
-    let positions: Vec<u64> = (0..50)
-        .map(|n| store.append(&message(n), &[q]).unwrap().position)
-        .collect();
+    let store = open_unchecked(dir.path());
+    let positions = fill(&store, 50);
     store.abandon();
     let segment = &segment_files(dir.path())[0];
     std::fs::OpenOptions::new()
@@ -236,6 +229,7 @@ fn a_truncated_segment_file_keeps_everything_before_the_cut() {
         .set_len(positions[30] + 10)
         .unwrap();
     let (store, report) = MessageStore::open(StoreConfig::small(dir.path())).unwrap();
+    let q = store.queue_id("q").unwrap();
     assert_eq!(report.damage.len(), 1, "{:?}", report.damage);
     assert_eq!(store.stats(q).unwrap().stored, 30);
     assert_eq!(store.read(q, 29).unwrap(), message(29));

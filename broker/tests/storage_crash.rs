@@ -161,7 +161,9 @@ fn child_fill_until_full() {
 fn a_full_disk_ends_in_clean_errors() {
     // A private mount namespace needs user namespaces (or root); where the
     // machine forbids them this test cannot make a full disk, and says so.
-    let probe = Command::new("unshare").args(["--map-root-user", "--mount", "true"]).status();
+    let probe = Command::new("unshare")
+        .args(["--map-root-user", "--mount", "true"])
+        .status();
     if !probe.is_ok_and(|s| s.success()) {
         eprintln!("SKIPPED: cannot create a private mount namespace for a small tmpfs here");
         return;

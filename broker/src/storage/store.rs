@@ -461,35 +461,25 @@ impl MessageStore {
         }))
     }
 
+    fn with_consumption<R>(
+        &self,
+        queue: QueueId,
+        f: impl FnOnce(&mut Consumption) -> R,
+    ) -> Result<R, StorageError> {
+        Ok(f(&mut self.inner.queue(queue)?.consumption.lock().unwrap()))
+    }
+
     pub fn ack(&self, queue: QueueId, offset: u64) -> Result<bool, StorageError> {
-        Ok(self
-            .inner
-            .queue(queue)?
-            .consumption
-            .lock()
-            .unwrap()
-            .ack(offset))
+        self.with_consumption(queue, |c| c.ack(offset))
     }
 
     pub fn nack(&self, queue: QueueId, offset: u64, requeue: bool) -> Result<bool, StorageError> {
-        Ok(self
-            .inner
-            .queue(queue)?
-            .consumption
-            .lock()
-            .unwrap()
-            .nack(offset, requeue))
+        self.with_consumption(queue, |c| c.nack(offset, requeue))
     }
 
     /// Returns deliveries of a departed consumer to the queue.
     pub fn release(&self, queue: QueueId, offsets: &[u64]) -> Result<(), StorageError> {
-        self.inner
-            .queue(queue)?
-            .consumption
-            .lock()
-            .unwrap()
-            .release(offsets.iter().copied());
-        Ok(())
+        self.with_consumption(queue, |c| c.release(offsets.iter().copied()))
     }
 
     pub fn set_group_offset(
@@ -498,26 +488,13 @@ impl MessageStore {
         group: &str,
         offset: u64,
     ) -> Result<(), StorageError> {
-        self.inner
-            .queue(queue)?
-            .consumption
-            .lock()
-            .unwrap()
-            .groups
-            .insert(group.into(), offset);
-        Ok(())
+        self.with_consumption(queue, |c| {
+            c.groups.insert(group.into(), offset);
+        })
     }
 
     pub fn group_offset(&self, queue: QueueId, group: &str) -> Result<Option<u64>, StorageError> {
-        Ok(self
-            .inner
-            .queue(queue)?
-            .consumption
-            .lock()
-            .unwrap()
-            .groups
-            .get(group)
-            .copied())
+        self.with_consumption(queue, |c| c.groups.get(group).copied())
     }
 
     pub fn stats(&self, queue: QueueId) -> Result<QueueStats, StorageError> {
