@@ -61,6 +61,24 @@ fn append_async(c: &mut Criterion) {
             start.elapsed()
         })
     });
+    // A burst that stays within the page cache's dirty limits: the cost of
+    // an append itself, without the disk's sustained bandwidth.
+    group.bench_function("async/1-thread-burst", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = tempfile::tempdir().unwrap();
+                let store = MessageStore::open(config(dir.path())).unwrap().0;
+                let queue = store.create_queue("q", FlushMode::Async).unwrap();
+                let start = Instant::now();
+                for _ in 0..BATCH {
+                    store.append(&message, &[queue]).unwrap();
+                }
+                total += start.elapsed();
+            }
+            total
+        })
+    });
     eprintln!(
         "RssAnon: {} KiB before, {} KiB after a backlog of {appended} records ({} MiB)",
         rss_before,

@@ -13,8 +13,9 @@ pub enum FlushMode {
     /// `flush_bytes`, whichever comes first.
     #[default]
     Async,
-    /// Confirmed only after msync covered the record and its index entry;
-    /// concurrent appends share one flush (group commit).
+    /// Confirmed only after msync covered the record (its index entries
+    /// are re-derived from the log by recovery); concurrent appends share
+    /// one flush (group commit).
     Sync,
 }
 
