@@ -13,11 +13,11 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
-pub use exports::switchyard::plugin::dead_letter::{Action, Republish, Retry};
-pub use exports::switchyard::plugin::filter::Verdict;
-pub use exports::switchyard::plugin::set_router::Decision;
-pub use switchyard::plugin::log::Level;
-pub use switchyard::plugin::types::{
+pub use self::exports::switchyard::plugin::dead_letter::{Action, Republish, Retry};
+pub use self::exports::switchyard::plugin::filter::Verdict;
+pub use self::exports::switchyard::plugin::set_router::Decision;
+pub use self::switchyard::plugin::log::Level;
+pub use self::switchyard::plugin::types::{
     Binding, DeathReason, DeathRecord, Field, Message, PluginKind, Properties, Value,
 };
 
