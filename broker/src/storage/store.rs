@@ -236,7 +236,7 @@ impl MessageStore {
         let flusher = std::thread::Builder::new()
             .name("store-flusher".into())
             .spawn(move || flusher_inner.flusher_loop())
-            .map_err(|e| StorageError::io(&flusher_inner_dir(&inner), e))?;
+            .map_err(|e| StorageError::io(&inner.config.dir, e))?;
         Ok((
             MessageStore {
                 inner,
@@ -575,10 +575,6 @@ impl Drop for MessageStore {
 
 fn queue_dir(config: &StoreConfig, id: QueueId) -> std::path::PathBuf {
     config.dir.join("queues").join(id.to_string())
-}
-
-fn flusher_inner_dir(inner: &Inner) -> std::path::PathBuf {
-    inner.config.dir.clone()
 }
 
 /// Checks a queue's index entries up to the checkpoint; returns the end of
