@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::StorageError;
-use super::segment::Segment;
+use super::segment::{Segment, numbered_name, open_numbered};
 
 pub const ENTRY_LEN: usize = 24;
 
@@ -72,37 +72,11 @@ pub struct QueueIndex {
     flushed: u64,
 }
 
-fn file_name(first: u64) -> String {
-    format!("{first:020}.idx")
-}
-
 impl QueueIndex {
     /// Opens (or creates) the index in `dir` without validating entries;
-    /// `recover` establishes `end`.
+    /// the store's recovery establishes `end` (with `truncate`).
     pub fn open(dir: &Path, entries_per_file: u64) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
-        let mut files = BTreeMap::new();
-        for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
-            let path = entry.map_err(|e| StorageError::io(dir, e))?.path();
-            let Some(first) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".idx"))
-                .and_then(|n| n.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            let file = Segment::open(&path)?;
-            let expected = entries_per_file as usize * ENTRY_LEN;
-            if file.len() < expected {
-                // A truncated file: grow it back; the missing entries read as
-                // unwritten and are rebuilt from the log or reported.
-                drop(file);
-                files.insert(first, Segment::create(&path, expected)?);
-            } else {
-                files.insert(first, file);
-            }
-        }
+        let files = open_numbered(dir, "idx", entries_per_file as usize * ENTRY_LEN)?;
         let start = files.keys().next().copied().unwrap_or(0);
         Ok(QueueIndex {
             dir: dir.to_path_buf(),
@@ -162,7 +136,7 @@ impl QueueIndex {
     pub fn reserve_next(&mut self) -> Result<(), StorageError> {
         let first = self.end - self.end % self.entries_per_file;
         if !self.files.contains_key(&first) {
-            let path = self.dir.join(file_name(first));
+            let path = self.dir.join(numbered_name(first, "idx"));
             let file = Segment::create(&path, self.entries_per_file as usize * ENTRY_LEN)?;
             self.files.insert(first, file);
         }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::error::StorageError;
 use super::record::{self, DecodedRecord, QueueId, RecordError, StoredMessage};
-use super::segment::Segment;
+use super::segment::{Segment, numbered_name, open_numbered};
 
 pub struct CommitLog {
     dir: PathBuf,
@@ -21,33 +21,9 @@ pub struct CommitLog {
     segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
 }
 
-fn segment_name(base: u64) -> String {
-    format!("{base:020}.seg")
-}
-
 impl CommitLog {
     pub fn open(dir: &Path, segment_size: usize) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
-        let mut segments = BTreeMap::new();
-        for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
-            let path = entry.map_err(|e| StorageError::io(dir, e))?.path();
-            if let Some(base) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".seg"))
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                let segment = Segment::open(&path)?;
-                if segment.len() < segment_size {
-                    // A truncated segment: restore its size; the lost tail
-                    // reads as zeroes, and recovery stops at it.
-                    drop(segment);
-                    segments.insert(base, Segment::create(&path, segment_size)?);
-                } else {
-                    segments.insert(base, segment);
-                }
-            }
-        }
+        let segments = open_numbered(dir, "seg", segment_size)?;
         Ok(CommitLog {
             dir: dir.to_path_buf(),
             segment_size,
@@ -100,7 +76,10 @@ impl CommitLog {
         if let Some(segment) = self.segment(base) {
             return Ok(segment);
         }
-        let segment = Segment::create(&self.dir.join(segment_name(base)), self.segment_size)?;
+        let segment = Segment::create(
+            &self.dir.join(numbered_name(base, "seg")),
+            self.segment_size,
+        )?;
         segment.sync_file()?;
         self.segments.write().unwrap().insert(base, segment.clone());
         Ok(segment)

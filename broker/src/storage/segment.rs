@@ -10,6 +10,7 @@
 //! mapping alive through an `Arc`, so a segment deleted from disk stays
 //! readable until the last view is dropped.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -193,4 +194,42 @@ impl Segment {
             .sync_all()
             .map_err(|e| StorageError::io(&self.path, e))
     }
+}
+
+/// The file name of the segment numbered `number`: `<number:020>.<extension>`.
+pub fn numbered_name(number: u64, extension: &str) -> String {
+    format!("{number:020}.{extension}")
+}
+
+/// Opens every numbered segment file in `dir` (creating `dir` if needed),
+/// keyed by number. A file shorter than `len` was truncated: it is grown
+/// back, and its lost tail reads as zeroes (recovery stops there).
+pub fn open_numbered(
+    dir: &Path,
+    extension: &str,
+    len: usize,
+) -> Result<BTreeMap<u64, Arc<Segment>>, StorageError> {
+    std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+    let suffix = format!(".{extension}");
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
+        let path = entry.map_err(|e| StorageError::io(dir, e))?.path();
+        let Some(number) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(suffix.as_str()))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let segment = Segment::open(&path)?;
+        let segment = if segment.len() < len {
+            drop(segment);
+            Segment::create(&path, len)?
+        } else {
+            segment
+        };
+        files.insert(number, segment);
+    }
+    Ok(files)
 }
