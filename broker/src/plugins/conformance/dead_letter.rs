@@ -6,9 +6,8 @@ use bytes::Bytes;
 use super::super::PluginError;
 use super::super::bindings::{Action, DeathReason, DeathRecord, Field, Republish, Retry, Value};
 use super::super::policies::{DeadLetterPolicy, DeathNotice};
-use super::super::registry::PluginRegistry;
-use super::Cases;
 use super::exchange::message;
+use super::{Cases, Subject};
 
 struct DeadLetterCase {
     name: &'static str,
@@ -129,14 +128,9 @@ fn table() -> Vec<DeadLetterCase> {
     ]
 }
 
-pub(crate) fn run(
-    registry: &PluginRegistry,
-    subject: &str,
-    semantics: &str,
-    cases: &mut Cases,
-) -> Result<bool, PluginError> {
-    let known = semantics == "dead-letter";
-    let policy = DeadLetterPolicy::new(registry.get(subject)?)?;
+pub(crate) fn run(subject: &Subject<'_>, cases: &mut Cases) -> Result<bool, PluginError> {
+    let known = subject.claims("dead-letter");
+    let policy = DeadLetterPolicy::new(subject.slot()?)?;
     for case in table() {
         let arguments: Vec<Field> = case
             .arguments

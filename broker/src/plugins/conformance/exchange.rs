@@ -6,8 +6,7 @@ use bytes::Bytes;
 use super::super::PluginError;
 use super::super::bindings::{Binding, Field, Message, Properties, Value};
 use super::super::exchange::ExchangeRouter;
-use super::super::registry::PluginRegistry;
-use super::Cases;
+use super::{Cases, Subject};
 
 /// What routing one message must produce.
 #[derive(Debug, Clone)]
@@ -284,16 +283,11 @@ pub(crate) fn table(semantics: &str) -> Option<Vec<ExchangeCase>> {
 }
 
 /// Runs the table for `semantics` (or the contract-only cases) against the
-/// plugin loaded as `subject`; returns whether a table existed.
-pub(crate) fn run(
-    registry: &PluginRegistry,
-    subject: &str,
-    semantics: &str,
-    cases: &mut Cases,
-) -> Result<bool, PluginError> {
-    let table = table(semantics);
+/// subject; returns whether a table existed.
+pub(crate) fn run(subject: &Subject<'_>, cases: &mut Cases) -> Result<bool, PluginError> {
+    let table = table(subject.semantics());
     let known = table.is_some();
-    let slot = registry.get(subject)?;
+    let slot = subject.slot()?;
     for case in table.unwrap_or_else(contract_only) {
         let router = ExchangeRouter::new(slot.clone(), case.arguments.clone())?;
         cases.check(case.name.clone(), run_case(&router, &case));

@@ -6,9 +6,8 @@ use bytes::Bytes;
 use super::super::PluginError;
 use super::super::bindings::{Message, Properties, Verdict};
 use super::super::policies::MessageFilter;
-use super::super::registry::PluginRegistry;
 use super::exchange::message;
-use super::{Cases, load_as};
+use super::{Cases, Subject};
 
 /// Expected verdict kinds (reasons are free text).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,19 +82,12 @@ fn seen(verdict: &Verdict) -> Seen {
     }
 }
 
-pub(crate) fn run(
-    registry: &PluginRegistry,
-    bytes: &[u8],
-    subject: &str,
-    semantics: &str,
-    cases: &mut Cases,
-) -> Result<bool, PluginError> {
-    let known = semantics == "idempotency";
+pub(crate) fn run(subject: &Subject<'_>, cases: &mut Cases) -> Result<bool, PluginError> {
+    let known = subject.claims("idempotency");
     for (n, case) in table().into_iter().enumerate() {
         // A name per case: each gets its own key/value store.
-        let name = format!("{subject}-filter-{n}");
-        load_as(registry, bytes, &name, case.config)?;
-        let filter = MessageFilter::new(registry.get(&name)?)?;
+        let label = format!("filter-{n}");
+        let filter = MessageFilter::new(subject.variant(&label, case.config)?)?;
         let mut outcome = Ok(());
         for (step, (id, body, expected)) in case.steps.iter().enumerate() {
             match filter.check(&with_id(*id, body), &Bytes::from_static(body)) {
@@ -113,12 +105,10 @@ pub(crate) fn run(
             }
         }
         cases.check(case.name, outcome);
-        registry.unload(&name)?;
+        subject.drop_variant(&label)?;
     }
     // The batch call must agree with single calls.
-    let name = format!("{subject}-filter-batch");
-    load_as(registry, bytes, &name, &[])?;
-    let filter = MessageFilter::new(registry.get(&name)?)?;
+    let filter = MessageFilter::new(subject.variant("filter-batch", &[])?)?;
     let batch = [
         with_id(Some("p"), b""),
         with_id(Some("p"), b""),
@@ -137,6 +127,6 @@ pub(crate) fn run(
             }
         });
     cases.check("a batch sees duplicates inside itself", outcome);
-    registry.unload(&name)?;
+    subject.drop_variant("filter-batch")?;
     Ok(known)
 }

@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::registry::{LoadOptions, PluginRegistry};
+use std::sync::Arc;
+
+use super::registry::{LoadOptions, PluginRegistry, PluginSlot};
 use super::{PluginError, PluginKind, PluginVersion};
 
 /// The outcome of one case.
@@ -97,12 +99,12 @@ impl Cases {
 
 /// Loads a component into `registry` under a throwaway name with `config`,
 /// so one component can be checked under several configurations.
-pub(crate) fn load_as(
+fn load_as(
     registry: &PluginRegistry,
     bytes: &[u8],
     name: &str,
     config: &[(&str, &str)],
-) -> Result<std::sync::Arc<PluginVersion>, PluginError> {
+) -> Result<Arc<PluginVersion>, PluginError> {
     let config: BTreeMap<String, String> = config
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -115,6 +117,47 @@ pub(crate) fn load_as(
             activate: true,
         },
     )
+}
+
+/// The component under test, as every world's runner sees it.
+pub(crate) struct Subject<'a> {
+    registry: &'a PluginRegistry,
+    bytes: &'a [u8],
+    /// The name it is registered under (loaded with no configuration).
+    name: String,
+    /// The behaviour table it is checked against.
+    semantics: String,
+}
+
+impl Subject<'_> {
+    /// Whether the run checks behaviour against the table named `table`.
+    pub(crate) fn claims(&self, table: &str) -> bool {
+        self.semantics == table
+    }
+
+    pub(crate) fn semantics(&self) -> &str {
+        &self.semantics
+    }
+
+    pub(crate) fn slot(&self) -> Result<Arc<PluginSlot>, PluginError> {
+        self.registry.get(&self.name)
+    }
+
+    /// The component loaded again under a name of its own (so with its own
+    /// key/value store) and with `config`.
+    pub(crate) fn variant(
+        &self,
+        label: &str,
+        config: &[(&str, &str)],
+    ) -> Result<Arc<PluginSlot>, PluginError> {
+        let name = format!("{}-{label}", self.name);
+        load_as(self.registry, self.bytes, &name, config)?;
+        self.registry.get(&name)
+    }
+
+    pub(crate) fn drop_variant(&self, label: &str) -> Result<(), PluginError> {
+        self.registry.unload(&format!("{}-{label}", self.name))
+    }
 }
 
 /// Runs the conformance suite for the component `bytes`, loaded into
@@ -130,16 +173,20 @@ pub fn check_component(
     let subject = format!("conformance-{}", &super::sha256_hex(bytes)[..16]);
     let probe = load_as(registry, bytes, &subject, &[])?;
     let info = probe.info().clone();
-    let semantics = semantics.unwrap_or(probe.reported_name()).to_string();
+    let subject = Subject {
+        registry,
+        bytes,
+        name: subject,
+        semantics: semantics.unwrap_or(probe.reported_name()).to_string(),
+    };
     let mut cases = Cases::new();
     let known = match info.kind {
-        PluginKind::Exchange => exchange::run(registry, &subject, &semantics, &mut cases)?,
-        PluginKind::DeadLetter => dead_letter::run(registry, &subject, &semantics, &mut cases)?,
-        PluginKind::Filter => filter::run(registry, bytes, &subject, &semantics, &mut cases)?,
-        PluginKind::SetRouter => {
-            set_router::run(registry, bytes, &subject, &semantics, &mut cases)?
-        }
+        PluginKind::Exchange => exchange::run(&subject, &mut cases)?,
+        PluginKind::DeadLetter => dead_letter::run(&subject, &mut cases)?,
+        PluginKind::Filter => filter::run(&subject, &mut cases)?,
+        PluginKind::SetRouter => set_router::run(&subject, &mut cases)?,
     };
+    let semantics = subject.semantics;
     Ok(Report {
         plugin: format!("{}@{}", probe.reported_name(), info.version),
         kind: info.kind.as_str().into(),

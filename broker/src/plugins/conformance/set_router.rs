@@ -6,9 +6,8 @@ use bytes::Bytes;
 use super::super::PluginError;
 use super::super::bindings::{Decision, Field, Message, Value};
 use super::super::policies::SetRouter;
-use super::super::registry::PluginRegistry;
 use super::exchange::message;
-use super::{Cases, load_as};
+use super::{Cases, Subject};
 
 /// The documented slot function, restated here as the specification.
 fn slot(variable: &str) -> u64 {
@@ -34,14 +33,8 @@ const TWO_SETS: &[(&str, &str)] = &[
     ("allow.set-c", "vip1, vip2"),
 ];
 
-pub(crate) fn run(
-    registry: &PluginRegistry,
-    bytes: &[u8],
-    subject: &str,
-    semantics: &str,
-    cases: &mut Cases,
-) -> Result<bool, PluginError> {
-    let known = semantics == "set-router";
+pub(crate) fn run(subject: &Subject<'_>, cases: &mut Cases) -> Result<bool, PluginError> {
+    let known = subject.claims("set-router");
     let configs: [(&str, &[(&str, &str)]); 3] = [
         ("two-sets", TWO_SETS),
         (
@@ -55,9 +48,7 @@ pub(crate) fn run(
     ];
     let mut routers = Vec::new();
     for (label, config) in configs {
-        let name = format!("{subject}-{label}");
-        load_as(registry, bytes, &name, config)?;
-        routers.push(SetRouter::new(registry.get(&name)?)?);
+        routers.push(SetRouter::new(subject.variant(label, config)?)?);
     }
     let body = Bytes::new();
     let mut expect = |name: String,
