@@ -1,0 +1,193 @@
+//! Every frame of the protocol. A frame on the wire is
+//! `length: u32 LE` (of what follows) · `type: u8` · payload, the payload
+//! being the variant's fields in declaration order (docs/PROTOCOL.md).
+
+use bytes::Bytes;
+
+use crate::error::DecodeError;
+use crate::types::{Field, Message};
+use crate::wire::{Reader, Wire, Writer};
+
+macro_rules! frames {
+    ($( $(#[$doc:meta])* $code:literal => $name:ident { $( $field:ident : $ty:ty ),* $(,)? } ),* $(,)?) => {
+        /// One protocol frame.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Frame {
+            $( $(#[$doc])* $name { $( $field: $ty ),* } ),*
+        }
+
+        impl Frame {
+            /// The type byte of this frame.
+            pub fn type_code(&self) -> u8 {
+                match self { $( Frame::$name { .. } => $code ),* }
+            }
+
+            /// The frame's name, for error messages.
+            pub fn name(&self) -> &'static str {
+                match self { $( Frame::$name { .. } => stringify!($name) ),* }
+            }
+
+            pub(crate) fn put_payload(&self, w: &mut Writer<'_>) {
+                match self {
+                    $( Frame::$name { $( $field ),* } => { $( Wire::put($field, w); )* } ),*
+                }
+            }
+
+            pub(crate) fn get_payload(code: u8, r: &mut Reader) -> Result<Frame, DecodeError> {
+                match code {
+                    $( $code => Ok(Frame::$name { $( $field: <$ty as Wire>::get(r)? ),* }), )*
+                    other => Err(DecodeError::UnknownType(other)),
+                }
+            }
+        }
+    };
+}
+
+frames! {
+    // Connection (the first stream a client opens).
+    /// Client → broker, first frame of a connection.
+    0x01 => Hello { version: u16, user: String, password: String, vhost: String, max_frame: u32, client_name: String },
+    /// Broker → client: authenticated; limits in force.
+    0x02 => Welcome { version: u16, max_frame: u32, server_name: String, connection_id: u64 },
+    /// Either way: the sender closes this channel (or, on the connection
+    /// stream, the connection) with a code and a reason.
+    0x03 => Close { code: u16, reason: String },
+
+    // Topology and administration: requests carry a `req` id echoed by `Ok` / `Error`.
+    0x10 => DeclareExchange { req: u32, name: String, kind: String, durable: bool, auto_delete: bool, passive: bool, arguments: Vec<Field> },
+    0x11 => DeleteExchange { req: u32, name: String, if_unused: bool },
+    0x12 => DeclareQueue { req: u32, name: String, durable: bool, exclusive: bool, auto_delete: bool, passive: bool, arguments: Vec<Field> },
+    0x13 => DeleteQueue { req: u32, name: String, if_unused: bool, if_empty: bool },
+    0x14 => PurgeQueue { req: u32, name: String },
+    0x15 => Bind { req: u32, queue: String, exchange: String, key: String, arguments: Vec<Field> },
+    0x16 => Unbind { req: u32, queue: String, exchange: String, key: String, arguments: Vec<Field> },
+    /// What to list: see [`crate::Query`].
+    0x17 => Query { req: u32, what: u8 },
+    0x18 => QueryReply { req: u32, rows: Vec<Vec<Field>> },
+    /// Success. `name`: the queue or consumer tag (generated ones included);
+    /// `messages` / `consumers`: counts where the request has them.
+    0x19 => Ok { req: u32, name: String, messages: u64, consumers: u32 },
+    /// The request failed; the channel stays open.
+    0x1a => Error { req: u32, code: u16, message: String },
+    0x1b => UserAdd { req: u32, name: String, password: String, tags: Vec<String> },
+    0x1c => UserPassword { req: u32, name: String, password: String },
+    0x1d => UserDelete { req: u32, name: String },
+    /// Sets a user's permissions on a vhost: regular expressions over
+    /// resource names for configure, write and read.
+    0x1e => Permit { req: u32, user: String, vhost: String, configure: String, write: String, read: String },
+    0x1f => VhostAdd { req: u32, name: String },
+    0x20 => VhostDelete { req: u32, name: String },
+
+    // Publishing.
+    /// Turns on publisher confirms for this channel.
+    0x30 => ConfirmSelect { req: u32 },
+    /// `seq`: the channel's publish sequence number, 1, 2, 3… in order.
+    0x31 => Publish { seq: u64, exchange: String, message: Message },
+    /// Messages take sequence numbers `first_seq`, `first_seq + 1`, …
+    0x32 => PublishBatch { first_seq: u64, exchange: String, messages: Vec<Message> },
+    /// Publishes confirmed (inclusive ranges of sequence numbers).
+    0x33 => Confirm { ranges: Vec<(u64, u64)> },
+    /// Publishes refused, with why.
+    0x34 => Refuse { ranges: Vec<(u64, u64)>, code: u16, reason: String },
+    /// A mandatory message no queue received, sent before its confirm.
+    0x35 => Return { seq: u64, code: u16, reason: String, exchange: String, message: Message },
+
+    // Consuming.
+    /// `prefetch`: unacknowledged deliveries allowed (0 = unlimited);
+    /// an empty `tag` asks the broker for one.
+    0x40 => Consume { req: u32, queue: String, tag: String, prefetch: u32, auto_ack: bool, exclusive: bool },
+    0x41 => Deliver { tag: String, delivery_tag: u64, redelivered: bool, exchange: String, message: Message },
+    0x42 => Ack { delivery_tag: u64, multiple: bool },
+    0x43 => Nack { delivery_tag: u64, multiple: bool, requeue: bool },
+    0x44 => Reject { delivery_tag: u64, requeue: bool },
+    0x45 => Get { req: u32, queue: String, auto_ack: bool },
+    0x46 => GetOk { req: u32, delivery_tag: u64, redelivered: bool, remaining: u64, exchange: String, message: Message },
+    0x47 => GetEmpty { req: u32 },
+    0x48 => Cancel { req: u32, tag: String },
+    /// Broker → client: the consumer ended (its queue was deleted).
+    0x49 => Cancelled { tag: String, reason: String },
+}
+
+/// What a `Query` frame lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Query {
+    Exchanges = 1,
+    Queues = 2,
+    Bindings = 3,
+    Plugins = 4,
+    Connections = 5,
+    Users = 6,
+    Vhosts = 7,
+}
+
+impl Query {
+    pub const ALL: [Query; 7] = [
+        Query::Exchanges,
+        Query::Queues,
+        Query::Bindings,
+        Query::Plugins,
+        Query::Connections,
+        Query::Users,
+        Query::Vhosts,
+    ];
+
+    pub fn from_code(code: u8) -> Option<Query> {
+        Query::ALL.into_iter().find(|q| *q as u8 == code)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Query::Exchanges => "exchanges",
+            Query::Queues => "queues",
+            Query::Bindings => "bindings",
+            Query::Plugins => "plugins",
+            Query::Connections => "connections",
+            Query::Users => "users",
+            Query::Vhosts => "vhosts",
+        }
+    }
+}
+
+impl Frame {
+    /// Decodes one frame from its type byte and payload.
+    pub fn decode(frame: Bytes) -> Result<Frame, DecodeError> {
+        let Some(&code) = frame.first() else {
+            return Err(DecodeError::Empty);
+        };
+        let mut reader = Reader::new(frame.slice(1..));
+        let decoded = Frame::get_payload(code, &mut reader)?;
+        reader.finish()?;
+        Ok(decoded)
+    }
+
+    /// The request id of a request or response frame.
+    pub fn request_id(&self) -> Option<u32> {
+        Some(match self {
+            Frame::DeclareExchange { req, .. }
+            | Frame::DeleteExchange { req, .. }
+            | Frame::DeclareQueue { req, .. }
+            | Frame::DeleteQueue { req, .. }
+            | Frame::PurgeQueue { req, .. }
+            | Frame::Bind { req, .. }
+            | Frame::Unbind { req, .. }
+            | Frame::Query { req, .. }
+            | Frame::QueryReply { req, .. }
+            | Frame::Ok { req, .. }
+            | Frame::Error { req, .. }
+            | Frame::UserAdd { req, .. }
+            | Frame::UserPassword { req, .. }
+            | Frame::UserDelete { req, .. }
+            | Frame::Permit { req, .. }
+            | Frame::VhostAdd { req, .. }
+            | Frame::VhostDelete { req, .. }
+            | Frame::ConfirmSelect { req }
+            | Frame::Consume { req, .. }
+            | Frame::Get { req, .. }
+            | Frame::GetOk { req, .. }
+            | Frame::GetEmpty { req }
+            | Frame::Cancel { req, .. } => *req,
+            _ => return None,
+        })
+    }
+}
