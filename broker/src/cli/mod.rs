@@ -2,7 +2,13 @@
 //! file parses arguments, sets up logging and turns errors into one line on
 //! stderr and a non-zero exit code.
 
+mod admin;
+mod client;
+mod consume;
 mod plugin;
+mod publish;
+mod serve;
+mod topology;
 
 use std::process::ExitCode;
 
@@ -21,6 +27,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the broker.
+    Serve(serve::ServeArgs),
+    /// Declare an exchange or a queue.
+    #[command(subcommand)]
+    Declare(topology::DeclareCommand),
+    /// Bind a queue to an exchange.
+    Bind(topology::BindArgs),
+    /// Remove a binding.
+    Unbind(topology::BindArgs),
+    /// Publish messages.
+    Publish(publish::PublishArgs),
+    /// Consume messages from a queue, one line each on stdout.
+    Consume(consume::ConsumeArgs),
+    /// Fetch one message from a queue.
+    Get(consume::GetArgs),
+    /// List exchanges, queues, bindings, plugins, connections, users or vhosts.
+    List(topology::ListArgs),
+    /// Drop a queue's ready messages.
+    Purge(topology::PurgeArgs),
+    /// Delete a queue or an exchange.
+    Delete(topology::DeleteArgs),
+    /// Manage users and their permissions.
+    #[command(subcommand)]
+    User(admin::UserCommand),
+    /// Manage vhosts.
+    #[command(subcommand)]
+    Vhost(admin::VhostCommand),
     /// Build, inspect and test plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -36,6 +69,18 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Declare(command) => topology::declare(command),
+        Command::Bind(args) => topology::bind(args, false),
+        Command::Unbind(args) => topology::bind(args, true),
+        Command::Publish(args) => publish::run(args),
+        Command::Consume(args) => consume::consume(args),
+        Command::Get(args) => consume::get(args),
+        Command::List(args) => topology::list(args),
+        Command::Purge(args) => topology::purge(args),
+        Command::Delete(args) => topology::delete(args),
+        Command::User(command) => admin::user(command),
+        Command::Vhost(command) => admin::vhost(command),
         Command::Plugin(command) => plugin::run(command),
     };
     match result {

@@ -29,6 +29,8 @@ pub type RouteResult = Result<Targets, String>;
 /// Routing results and the plugin version that produced them.
 pub struct Routed {
     pub version: Arc<PluginVersion>,
+    /// The bindings the results index into.
+    pub table: Arc<BindingTable>,
     pub results: Vec<RouteResult>,
 }
 
@@ -139,7 +141,11 @@ impl ExchangeRouter {
         let table = self.table.load_full();
         if !(self.cache_enabled && version.info().key_only_routing) {
             let results = self.call_plugin(&version, &table, messages, bodies, batch)?;
-            return Ok(Routed { version, results });
+            return Ok(Routed {
+                version,
+                table,
+                results,
+            });
         }
 
         let stamp = (version.id, table.generation);
@@ -176,6 +182,7 @@ impl ExchangeRouter {
         }
         Ok(Routed {
             version,
+            table,
             results: results
                 .into_iter()
                 .map(|r| r.expect("every miss was filled"))

@@ -1,63 +1,14 @@
-//! Metadata in sled: vhosts, exchanges, queues, bindings and users, one tree
-//! each, values as JSON. The plugin registry keeps its records in the same
+//! Metadata in sled: typed trees with JSON values. The broker keeps its
+//! vhosts, exchanges, queues, bindings and users here (`broker::records`). The plugin registry keeps its records in the same
 //! database (trees `plugins`, `plugin-blobs`, `plugin-kv/*`). The schema
 //! version is stored under `meta/schema`; opening a newer schema is refused.
 
-use std::collections::BTreeMap;
-
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use super::error::StorageError;
 
 pub const SCHEMA_VERSION: u32 = 1;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VhostRecord {
-    pub name: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ExchangeRecord {
-    pub vhost: String,
-    pub name: String,
-    /// The plugin implementing the exchange type.
-    pub kind: String,
-    pub durable: bool,
-    pub auto_delete: bool,
-    pub arguments: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QueueRecord {
-    pub vhost: String,
-    pub name: String,
-    /// The storage queue id.
-    pub id: u32,
-    pub durable: bool,
-    pub exclusive: bool,
-    pub auto_delete: bool,
-    pub arguments: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BindingRecord {
-    pub vhost: String,
-    pub exchange: String,
-    pub destination: String,
-    pub key: String,
-    pub arguments: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UserRecord {
-    pub name: String,
-    /// A PHC string (argon2).
-    pub password_hash: String,
-    pub tags: Vec<String>,
-    /// vhost → (configure, write, read) patterns.
-    pub permissions: BTreeMap<String, (String, String, String)>,
-}
 
 /// Typed access to the metadata trees.
 #[derive(Clone)]

@@ -299,6 +299,12 @@ impl MessageStore {
             .map(|q| q.id)
     }
 
+    /// Every queue: id and name.
+    pub fn queues(&self) -> Vec<(QueueId, String)> {
+        let queues = self.inner.queues.read().unwrap();
+        queues.values().map(|q| (q.id, q.name.clone())).collect()
+    }
+
     /// Deletes a queue and its index; its log records are released by retention.
     pub fn delete_queue(&self, id: QueueId) -> Result<(), StorageError> {
         let _writer = self.inner.writer.lock().unwrap();

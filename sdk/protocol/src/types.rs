@@ -204,7 +204,7 @@ impl Wire for Properties {
             )));
         }
         let has = |bit: u16| mask & (1 << bit) != 0;
-        let mut string = |bit: u16, r: &mut Reader| -> Result<Option<String>, DecodeError> {
+        let string = |bit: u16, r: &mut Reader| -> Result<Option<String>, DecodeError> {
             has(bit).then(|| r.short_str()).transpose()
         };
         Ok(Properties {
@@ -285,7 +285,9 @@ impl Wire for Message {
         let routing_key = r.short_str()?;
         let flags = r.u8()?;
         if flags & !(PERSISTENT | MANDATORY) != 0 {
-            return Err(DecodeError::Invalid(format!("unknown message flags {flags:#04x}")));
+            return Err(DecodeError::Invalid(format!(
+                "unknown message flags {flags:#04x}"
+            )));
         }
         Ok(Message {
             routing_key,

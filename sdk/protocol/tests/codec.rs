@@ -28,21 +28,20 @@ fn message() -> impl Strategy<Value = Message> {
         proptest::collection::vec((".{0,10}", value()), 0..4),
         proptest::collection::vec(any::<u8>(), 0..200),
     )
-        .prop_map(|(key, flags, id, expiration, priority, headers, body)| Message {
-            routing_key: key,
-            flags,
-            properties: Properties {
-                message_id: id,
-                expiration,
-                priority,
-                ..Properties::default()
+        .prop_map(
+            |(key, flags, id, expiration, priority, headers, body)| Message {
+                routing_key: key,
+                flags,
+                properties: Properties {
+                    message_id: id,
+                    expiration,
+                    priority,
+                    ..Properties::default()
+                },
+                headers: headers.into_iter().map(|(n, v)| Field::new(n, v)).collect(),
+                body: body.into(),
             },
-            headers: headers
-                .into_iter()
-                .map(|(n, v)| Field::new(n, v))
-                .collect(),
-            body: body.into(),
-        })
+        )
 }
 
 fn frame() -> impl Strategy<Value = Frame> {
@@ -64,17 +63,24 @@ fn frame() -> impl Strategy<Value = Frame> {
                 exchange,
                 messages
             }),
-        (any::<u32>(), ".{0,10}", ".{0,10}", any::<bool>(), any::<bool>()).prop_map(
-            |(req, name, kind, durable, passive)| Frame::DeclareExchange {
-                req,
-                name,
-                kind,
-                durable,
-                auto_delete: false,
-                passive,
-                arguments: vec![Field::new("x", Value::Int(1))],
-            }
-        ),
+        (
+            any::<u32>(),
+            ".{0,10}",
+            ".{0,10}",
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(req, name, kind, durable, passive)| Frame::DeclareExchange {
+                    req,
+                    name,
+                    kind,
+                    durable,
+                    auto_delete: false,
+                    passive,
+                    arguments: vec![Field::new("x", Value::Int(1))],
+                }
+            ),
         proptest::collection::vec((0u64..100, 0u64..100), 0..5).prop_map(|r| Frame::Confirm {
             ranges: r.into_iter().map(|(a, b)| (a.min(b), a.max(b))).collect()
         }),
@@ -87,7 +93,10 @@ fn frame() -> impl Strategy<Value = Frame> {
                 message,
             }
         ),
-        (any::<u32>(), proptest::collection::vec(proptest::collection::vec((".{0,5}", value()), 0..3), 0..3))
+        (
+            any::<u32>(),
+            proptest::collection::vec(proptest::collection::vec((".{0,5}", value()), 0..3), 0..3)
+        )
             .prop_map(|(req, rows)| Frame::QueryReply {
                 req,
                 rows: rows
@@ -157,7 +166,10 @@ fn oversized_frames_are_refused_from_the_length_alone() {
     buf.extend_from_slice(&(1_000_000u32).to_le_bytes());
     assert_eq!(
         codec.decode(&mut buf),
-        Err(DecodeError::TooLarge { len: 1_000_000, max: 1024 })
+        Err(DecodeError::TooLarge {
+            len: 1_000_000,
+            max: 1024
+        })
     );
 }
 
@@ -170,13 +182,19 @@ fn encoding_refuses_frames_over_the_limit_and_writes_nothing() {
         exchange: String::new(),
         message: Message::new("k", vec![0u8; 200]),
     };
-    assert!(matches!(codec.encode(&big, &mut buf), Err(DecodeError::TooLarge { .. })));
+    assert!(matches!(
+        codec.encode(&big, &mut buf),
+        Err(DecodeError::TooLarge { .. })
+    ));
     assert!(buf.is_empty());
 }
 
 #[test]
 fn unknown_types_trailing_bytes_and_bad_utf8_are_named() {
-    assert_eq!(Frame::decode(Bytes::from_static(&[0xee])), Err(DecodeError::UnknownType(0xee)));
+    assert_eq!(
+        Frame::decode(Bytes::from_static(&[0xee])),
+        Err(DecodeError::UnknownType(0xee))
+    );
     assert_eq!(Frame::decode(Bytes::new()), Err(DecodeError::Empty));
     // GetEmpty { req } followed by an extra byte.
     assert_eq!(

@@ -1,0 +1,180 @@
+//! The rows of `switchyard list …`: one field table per exchange, queue,
+//! binding, plugin, connection, user or vhost.
+
+use std::sync::atomic::Ordering;
+
+use switchyard_protocol::{Field, Query, Value};
+
+use super::Broker;
+use super::auth::Principal;
+use super::error::BrokerError;
+
+fn text(name: &str, value: impl Into<String>) -> Field {
+    Field::new(name, Value::Text(value.into()))
+}
+
+fn int(name: &str, value: impl TryInto<i64>) -> Field {
+    Field::new(name, Value::Int(value.try_into().unwrap_or(i64::MAX)))
+}
+
+fn flag(name: &str, value: bool) -> Field {
+    Field::new(name, Value::Bool(value))
+}
+
+impl Broker {
+    pub fn list(&self, principal: &Principal, what: Query) -> Result<Vec<Vec<Field>>, BrokerError> {
+        let vhost = self.vhost(&principal.vhost)?;
+        let mut rows: Vec<Vec<Field>> = match what {
+            Query::Exchanges => vhost
+                .exchanges
+                .read()
+                .unwrap()
+                .values()
+                .map(|x| {
+                    vec![
+                        text("name", x.name()),
+                        text(
+                            "type",
+                            if x.is_default() {
+                                "default"
+                            } else {
+                                x.record.kind.as_str()
+                            },
+                        ),
+                        flag("durable", x.record.durable),
+                        int("bindings", x.bindings().len()),
+                        text(
+                            "plugin",
+                            x.router
+                                .as_ref()
+                                .map(|r| r.plugin().active().label().to_string())
+                                .unwrap_or_default(),
+                        ),
+                    ]
+                })
+                .collect(),
+            Query::Queues => vhost
+                .queues
+                .read()
+                .unwrap()
+                .values()
+                .map(|q| {
+                    let stats = self
+                        .store
+                        .stats(q.id)
+                        .unwrap_or(crate::storage::QueueStats {
+                            ready: 0,
+                            unacked: 0,
+                            stored: 0,
+                        });
+                    vec![
+                        text("name", q.name()),
+                        int("ready", stats.ready),
+                        int("unacked", stats.unacked),
+                        int("consumers", q.consumer_count()),
+                        flag("durable", q.record.durable),
+                        flag("exclusive", q.record.exclusive),
+                        flag("auto_delete", q.record.auto_delete),
+                        text(
+                            "flush",
+                            match q.settings.flush {
+                                crate::storage::FlushMode::Async => "async",
+                                crate::storage::FlushMode::Sync => "sync",
+                            },
+                        ),
+                    ]
+                })
+                .collect(),
+            Query::Bindings => vhost
+                .exchanges
+                .read()
+                .unwrap()
+                .values()
+                .flat_map(|x| x.bindings())
+                .map(|b| {
+                    let arguments: Vec<String> = b
+                        .arguments
+                        .decode()
+                        .iter()
+                        .map(|f| {
+                            format!(
+                                "{}={}",
+                                f.name,
+                                f.value
+                                    .as_text()
+                                    .unwrap_or_else(|| format!("{:?}", f.value))
+                            )
+                        })
+                        .collect();
+                    vec![
+                        text("exchange", b.exchange),
+                        text("queue", b.queue),
+                        text("key", b.key),
+                        text("arguments", arguments.join(",")),
+                    ]
+                })
+                .collect(),
+            Query::Plugins => self
+                .registry
+                .list()
+                .into_iter()
+                .map(|p| {
+                    vec![
+                        text("name", p.name),
+                        text("kind", p.kind),
+                        text("active", p.active),
+                        text("versions", p.versions.join(",")),
+                        int("calls", p.stats.calls),
+                        int("errors", p.stats.errors),
+                        int("p99_call_us", p.stats.p99_call_ns / 1000),
+                        flag("quarantined", p.quarantined),
+                    ]
+                })
+                .collect(),
+            Query::Connections => self
+                .connections
+                .lock()
+                .unwrap()
+                .values()
+                .filter(|c| principal.administrator || c.user == principal.user)
+                .map(|c| {
+                    vec![
+                        int("id", c.id),
+                        text("user", c.user.clone()),
+                        text("vhost", c.vhost.clone()),
+                        text("peer", c.peer.clone()),
+                        text("client", c.client_name.clone()),
+                        int("channels", c.channels.load(Ordering::Relaxed)),
+                        Field::new("since", Value::Timestamp(c.since_ms)),
+                    ]
+                })
+                .collect(),
+            Query::Users => {
+                principal.require_administrator("listing users")?;
+                self.users
+                    .list()?
+                    .into_iter()
+                    .map(|u| {
+                        vec![
+                            text("name", u.name),
+                            text("tags", u.tags.join(",")),
+                            text(
+                                "vhosts",
+                                u.permissions.keys().cloned().collect::<Vec<_>>().join(","),
+                            ),
+                        ]
+                    })
+                    .collect()
+            }
+            Query::Vhosts => self
+                .vhosts
+                .read()
+                .unwrap()
+                .keys()
+                .map(|name| vec![text("name", name.clone())])
+                .collect(),
+        };
+        rows.sort_by(|a, b| format!("{:?}", a.first()).cmp(&format!("{:?}", b.first())));
+        Ok(rows)
+    }
+}

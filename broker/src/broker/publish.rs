@@ -1,0 +1,155 @@
+//! Publishing: route a batch through the exchange's plugin with one call,
+//! then append each routed message to the commit log once, whatever the
+//! number of queues it goes to.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use switchyard_protocol::{Message, code};
+
+use super::convert::{message_to_plugin, now_ms, to_stored};
+use super::error::BrokerError;
+use super::exchange::Exchange;
+use super::queue::{Overflow, Queue};
+use super::{Broker, Vhost};
+use crate::storage::QueueId;
+
+/// What became of one published message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Appended; durable once the log is flushed past `end` (wait for that
+    /// before confirming when `sync`).
+    Stored { end: u64, sync: bool },
+    /// No queue received it.
+    Unroutable,
+    /// Refused (plugin refusal or failure, full queue, full disk…).
+    Refused(BrokerError),
+}
+
+impl Broker {
+    /// Routes and stores messages published to `exchange`. The caller
+    /// has checked the write permission.
+    pub fn publish(&self, vhost: &Vhost, exchange: &str, messages: &[Message]) -> Vec<Outcome> {
+        let exchange = match vhost.exchange(exchange) {
+            Ok(exchange) => exchange,
+            Err(e) => return vec![Outcome::Refused(e); messages.len()],
+        };
+        let routes = self.route(vhost, &exchange, messages);
+        let now = now_ms();
+        messages
+            .iter()
+            .zip(routes)
+            .map(|(message, route)| match route {
+                Ok(queues) => self.store_routed(vhost, exchange.name(), message, &queues, now),
+                Err(e) => Outcome::Refused(e),
+            })
+            .collect()
+    }
+
+    /// The queues each message goes to.
+    fn route(
+        &self,
+        vhost: &Vhost,
+        exchange: &Exchange,
+        messages: &[Message],
+    ) -> Vec<Result<Vec<Arc<Queue>>, BrokerError>> {
+        let Some(router) = &exchange.router else {
+            return messages
+                .iter()
+                .map(|m| Ok(vhost.queue(&m.routing_key).into_iter().collect()))
+                .collect();
+        };
+        let plugin_messages: Vec<_> = messages.iter().map(message_to_plugin).collect();
+        let bodies: Vec<Bytes> = messages.iter().map(|m| m.body.clone()).collect();
+        let routed = match router.route_batch(&plugin_messages, &bodies) {
+            Ok(routed) => routed,
+            Err(e) => {
+                let error = BrokerError::from(e);
+                return vec![Err(error); messages.len()];
+            }
+        };
+        let queues = vhost.queues.read().unwrap();
+        routed
+            .results
+            .into_iter()
+            .map(|result| match result {
+                Ok(targets) => {
+                    let mut names: Vec<&str> = targets
+                        .iter()
+                        .map(|&i| routed.table.bindings[i as usize].destination.as_str())
+                        .collect();
+                    names.sort_unstable();
+                    names.dedup();
+                    Ok(names
+                        .into_iter()
+                        .filter_map(|n| queues.get(n).cloned())
+                        .collect())
+                }
+                Err(reason) => Err(BrokerError::new(
+                    code::PLUGIN_ERROR,
+                    format!(
+                        "exchange '{}' ({} {}) refused the message: {reason}",
+                        exchange.name(),
+                        routed.version.label(),
+                        exchange.record.kind
+                    ),
+                )),
+            })
+            .collect()
+    }
+
+    fn store_routed(
+        &self,
+        vhost: &Vhost,
+        exchange: &str,
+        message: &Message,
+        queues: &[Arc<Queue>],
+        now: u64,
+    ) -> Outcome {
+        let mut ids: Vec<QueueId> = Vec::with_capacity(queues.len());
+        let mut full = None;
+        for queue in queues {
+            if let (Some(max), Overflow::RejectPublish) =
+                (queue.settings.max_length, queue.settings.overflow)
+                && self.store.stats(queue.id).is_ok_and(|s| s.ready >= max)
+            {
+                full = Some(queue.name().to_string());
+                continue;
+            }
+            ids.push(queue.id);
+        }
+        if ids.is_empty() {
+            return match full {
+                Some(name) => Outcome::Refused(BrokerError::new(
+                    code::QUEUE_FULL,
+                    format!("queue '{name}' is full (max-length, overflow reject-publish)"),
+                )),
+                None => Outcome::Unroutable,
+            };
+        }
+        let appended = match self.store.append(&to_stored(exchange, message, now), &ids) {
+            Ok(appended) => appended,
+            Err(e) => return Outcome::Refused(e.into()),
+        };
+        for queue in queues.iter().filter(|q| ids.contains(&q.id)) {
+            if let (Some(max), Overflow::DropHead) =
+                (queue.settings.max_length, queue.settings.overflow)
+            {
+                self.drop_head(vhost, queue, max);
+            }
+            queue.ready.notify_waiters();
+        }
+        match full {
+            Some(name) => Outcome::Refused(BrokerError::new(
+                code::QUEUE_FULL,
+                format!(
+                    "queue '{name}' is full (max-length, overflow reject-publish); other queues got the message"
+                ),
+            )),
+            None => Outcome::Stored {
+                end: appended.end,
+                sync: appended.needs_sync,
+            },
+        }
+    }
+}

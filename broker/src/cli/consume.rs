@@ -1,0 +1,163 @@
+//! `switchyard consume` and `switchyard get`: one line per message on stdout.
+
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use switchyard_client::{ConsumeOptions, Delivery};
+
+use super::client::{ClientArgs, block_on, value_json};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AckMode {
+    /// The broker forgets a message when it sends it.
+    Auto,
+    /// Each message is acknowledged after it is printed.
+    Manual,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The body.
+    Text,
+    /// A JSON object: routing key, exchange, redelivered, headers, properties, body.
+    Json,
+}
+
+#[derive(Args)]
+pub struct ConsumeArgs {
+    #[arg(long)]
+    pub queue: String,
+    /// Stop after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Unacknowledged messages in flight.
+    #[arg(long, default_value_t = 100)]
+    pub prefetch: u32,
+    #[arg(long, value_enum, default_value_t = AckMode::Manual)]
+    pub ack: AckMode,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Stop when no message arrived for this many seconds.
+    #[arg(long)]
+    pub idle_exit: Option<u64>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+fn line(delivery: &Delivery, format: Format) -> String {
+    let message = &delivery.message;
+    match format {
+        Format::Text => String::from_utf8_lossy(&message.body).replace('\n', "\\n"),
+        Format::Json => {
+            let headers: serde_json::Map<String, serde_json::Value> = message
+                .headers
+                .iter()
+                .map(|f| (f.name.clone(), value_json(&f.value)))
+                .collect();
+            let p = &message.properties;
+            let mut object = serde_json::json!({
+                "exchange": delivery.exchange,
+                "routing_key": message.routing_key,
+                "redelivered": delivery.redelivered,
+                "delivery_tag": delivery.delivery_tag,
+                "persistent": message.is_persistent(),
+                "headers": headers,
+                "properties": {
+                    "message_id": p.message_id, "correlation_id": p.correlation_id,
+                    "content_type": p.content_type, "expiration": p.expiration,
+                    "timestamp": p.timestamp, "priority": p.priority,
+                },
+            });
+            match std::str::from_utf8(&message.body) {
+                Ok(text) => object["body"] = text.into(),
+                Err(_) => object["body_hex"] = hex::encode(&message.body).into(),
+            }
+            object.to_string()
+        }
+    }
+}
+
+pub fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
+    block_on(async move {
+        let (connection, channel) = args.client.connect().await?;
+        let options = ConsumeOptions {
+            prefetch: args.prefetch,
+            auto_ack: args.ack == AckMode::Auto,
+            ..ConsumeOptions::default()
+        };
+        let mut consumer = channel.consume(&args.queue, options).await?;
+        let started = Instant::now();
+        let mut last_report = started;
+        let mut received = 0u64;
+        let idle = args.idle_exit.map(Duration::from_secs);
+        while args.count.is_none_or(|n| received < n) {
+            let next = match idle {
+                Some(idle) => match tokio::time::timeout(idle, consumer.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+                None => consumer.next().await,
+            };
+            let Some(delivery) = next else {
+                if let Some(error) = consumer.error() {
+                    return Err(error.into());
+                }
+                break;
+            };
+            println!("{}", line(&delivery, args.format));
+            if args.ack == AckMode::Manual {
+                delivery.ack().await?;
+            }
+            received += 1;
+            if last_report.elapsed() >= Duration::from_secs(1) {
+                last_report = Instant::now();
+                eprintln!(
+                    "consumed {received} ({:.0} msg/s)",
+                    received as f64 / started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        if received > 1 {
+            let elapsed = started.elapsed().as_secs_f64();
+            eprintln!(
+                "consumed {received} messages in {elapsed:.2} s ({:.0} msg/s)",
+                received as f64 / elapsed
+            );
+        }
+        super::client::finish(connection, channel).await;
+        Ok(())
+    })
+}
+
+#[derive(Args)]
+pub struct GetArgs {
+    #[arg(long)]
+    pub queue: String,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Leave the message in the queue (it is requeued when the command exits).
+    #[arg(long)]
+    pub requeue: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub fn get(args: GetArgs) -> anyhow::Result<()> {
+    block_on(async move {
+        let (connection, channel) = args.client.connect().await?;
+        match channel.get(&args.queue, false).await? {
+            Some((delivery, remaining)) => {
+                println!("{}", line(&delivery, args.format));
+                if args.requeue {
+                    delivery.nack(true).await?;
+                } else {
+                    delivery.ack().await?;
+                }
+                eprintln!("{remaining} more ready in queue '{}'", args.queue);
+            }
+            None => eprintln!("queue '{}' is empty", args.queue),
+        }
+        super::client::finish(connection, channel).await;
+        Ok(())
+    })
+}

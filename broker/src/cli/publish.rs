@@ -1,0 +1,154 @@
+//! `switchyard publish`: one message, or `--count` of them, with optional
+//! confirms; prints progress for long runs and a rate summary.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use bytes::Bytes;
+use clap::Args;
+use switchyard_client::{Message, Value};
+
+use super::client::{ClientArgs, block_on, parse_fields};
+
+/// Confirms awaited at most this far behind the newest publish.
+const MAX_IN_FLIGHT: usize = 1000;
+
+#[derive(Args)]
+pub struct PublishArgs {
+    /// The exchange (default: the default exchange, which routes to the
+    /// queue named by the routing key).
+    #[arg(long, default_value = "")]
+    pub exchange: String,
+    #[arg(long)]
+    pub routing_key: String,
+    /// The body; `-` reads stdin.
+    pub body: Option<String>,
+    /// Read the body from a file.
+    #[arg(long, conflicts_with = "body")]
+    pub file: Option<PathBuf>,
+    /// Publish this many messages.
+    #[arg(long, default_value_t = 1)]
+    pub count: u64,
+    /// Generate bodies of this many bytes.
+    #[arg(long, conflicts_with_all = ["body", "file"])]
+    pub size: Option<usize>,
+    /// Wait for the broker to confirm every message.
+    #[arg(long)]
+    pub confirm: bool,
+    /// Mark messages persistent.
+    #[arg(long)]
+    pub persistent: bool,
+    /// Have unroutable messages returned (reported as an error).
+    #[arg(long)]
+    pub mandatory: bool,
+    /// Header key=value (repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+fn body(args: &PublishArgs) -> anyhow::Result<Bytes> {
+    if let Some(size) = args.size {
+        return Ok((0..size)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect::<Vec<u8>>()
+            .into());
+    }
+    if let Some(path) = &args.file {
+        return Ok(std::fs::read(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .into());
+    }
+    match args.body.as_deref() {
+        Some("-") | None => {
+            let mut body = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut body)
+                .context("reading the body from stdin")?;
+            Ok(body.into())
+        }
+        Some(text) => Ok(Bytes::copy_from_slice(text.as_bytes())),
+    }
+}
+
+pub fn run(args: PublishArgs) -> anyhow::Result<()> {
+    let body = body(&args)?;
+    let headers = parse_fields(&args.headers)?;
+    block_on(async move {
+        let (connection, channel) = args.client.connect().await?;
+        let mut returns = channel.returns();
+        if args.confirm {
+            channel.confirm_select().await?;
+        }
+        let started = Instant::now();
+        let mut last_report = started;
+        let mut in_flight = VecDeque::new();
+        for i in 0..args.count {
+            let mut message = Message::new(args.routing_key.clone(), body.clone());
+            message.headers = headers.clone();
+            if args.count > 1 {
+                message
+                    .headers
+                    .push(switchyard_client::Field::new("x-seq", Value::Int(i as i64)));
+            }
+            if args.persistent {
+                message = message.persistent();
+            }
+            if args.mandatory {
+                message = message.mandatory();
+            }
+            let confirmation = channel.publish(&args.exchange, message).await?;
+            if args.confirm {
+                in_flight.push_back(confirmation);
+                if in_flight.len() >= MAX_IN_FLIGHT {
+                    in_flight.pop_front().unwrap().await?;
+                }
+            }
+            if last_report.elapsed() >= Duration::from_secs(1) {
+                last_report = Instant::now();
+                let rate = (i + 1) as f64 / started.elapsed().as_secs_f64();
+                eprintln!("published {} of {} ({rate:.0} msg/s)", i + 1, args.count);
+            }
+        }
+        for confirmation in in_flight {
+            confirmation.await?;
+        }
+        if args.mandatory {
+            // A return precedes its confirm; without confirms, wait for the
+            // broker to have seen everything with one round trip.
+            if !args.confirm {
+                channel.query(switchyard_client::Query::Vhosts).await?;
+            }
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let mut returned = Vec::new();
+        while let Ok(r) = returns.try_recv() {
+            returned.push(r);
+        }
+        super::client::finish(connection, channel).await;
+        if let Some(first) = returned.first() {
+            return Err(anyhow!(
+                "{} of {} messages returned unroutable: {}",
+                returned.len(),
+                args.count,
+                first.reason
+            ));
+        }
+        if args.count > 1 {
+            let rate = args.count as f64 / elapsed;
+            eprintln!(
+                "published {} messages in {elapsed:.2} s ({rate:.0} msg/s, {:.1} MB/s){}",
+                args.count,
+                rate * body.len() as f64 / 1e6,
+                if args.confirm { ", all confirmed" } else { "" }
+            );
+        } else if args.confirm {
+            eprintln!("published and confirmed");
+        }
+        Ok(())
+    })
+}

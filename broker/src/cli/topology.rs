@@ -1,0 +1,232 @@
+//! `declare`, `bind`, `unbind`, `purge`, `delete` and `list`.
+
+use clap::{Args, Subcommand, ValueEnum};
+use switchyard_client::{ExchangeOptions, Query, QueueOptions};
+
+use super::client::{ClientArgs, block_on, parse_fields, print_rows};
+
+#[derive(Subcommand)]
+pub enum DeclareCommand {
+    /// Declare an exchange whose type is a plugin (direct, topic, fanout,
+    /// headers, consistent-hash, or one loaded at run time).
+    Exchange {
+        name: String,
+        /// The exchange type: a plugin name.
+        #[arg(long = "type")]
+        kind: String,
+        /// Survive a broker restart.
+        #[arg(long)]
+        durable: bool,
+        /// Delete when its last binding goes.
+        #[arg(long)]
+        auto_delete: bool,
+        /// Exchange argument key=value (repeatable).
+        #[arg(long = "arg")]
+        args: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Declare a queue. Arguments: flush=async|sync, message-ttl=MS,
+    /// max-length=N, overflow=drop-head|reject-publish,
+    /// dead-letter-exchange=X, dead-letter-routing-key=K.
+    Queue {
+        name: String,
+        /// Survive a broker restart.
+        #[arg(long)]
+        durable: bool,
+        /// Delete when its last consumer goes.
+        #[arg(long)]
+        auto_delete: bool,
+        /// Queue argument key=value (repeatable).
+        #[arg(long = "arg")]
+        args: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub fn declare(command: DeclareCommand) -> anyhow::Result<()> {
+    block_on(async move {
+        match command {
+            DeclareCommand::Exchange {
+                name,
+                kind,
+                durable,
+                auto_delete,
+                args,
+                client,
+            } => {
+                let (connection, channel) = client.connect().await?;
+                let options = ExchangeOptions {
+                    durable,
+                    auto_delete,
+                    passive: false,
+                    arguments: parse_fields(&args)?,
+                };
+                channel.declare_exchange(&name, &kind, options).await?;
+                eprintln!("exchange '{name}' ({kind}) declared");
+                super::client::finish(connection, channel).await;
+            }
+            DeclareCommand::Queue {
+                name,
+                durable,
+                auto_delete,
+                args,
+                client,
+            } => {
+                let (connection, channel) = client.connect().await?;
+                let options = QueueOptions {
+                    durable,
+                    auto_delete,
+                    arguments: parse_fields(&args)?,
+                    ..QueueOptions::default()
+                };
+                let info = channel.declare_queue(&name, options).await?;
+                eprintln!(
+                    "queue '{}' declared ({} messages, {} consumers)",
+                    info.name, info.messages, info.consumers
+                );
+                println!("{}", info.name);
+                super::client::finish(connection, channel).await;
+            }
+        }
+        Ok(())
+    })
+}
+
+#[derive(Args)]
+pub struct BindArgs {
+    pub queue: String,
+    pub exchange: String,
+    /// The binding key (meaning depends on the exchange type).
+    #[arg(long, default_value = "")]
+    pub key: String,
+    /// Binding argument key=value (repeatable), e.g. x-match=all for headers.
+    #[arg(long = "arg")]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub fn bind(args: BindArgs, unbind: bool) -> anyhow::Result<()> {
+    block_on(async move {
+        let (connection, channel) = args.client.connect().await?;
+        let fields = parse_fields(&args.args)?;
+        if unbind {
+            channel
+                .unbind(&args.queue, &args.exchange, &args.key, fields)
+                .await?;
+            eprintln!(
+                "queue '{}' unbound from exchange '{}' (key '{}')",
+                args.queue, args.exchange, args.key
+            );
+        } else {
+            channel
+                .bind(&args.queue, &args.exchange, &args.key, fields)
+                .await?;
+            eprintln!(
+                "queue '{}' bound to exchange '{}' (key '{}')",
+                args.queue, args.exchange, args.key
+            );
+        }
+        super::client::finish(connection, channel).await;
+        Ok(())
+    })
+}
+
+#[derive(Args)]
+pub struct PurgeArgs {
+    pub queue: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub fn purge(args: PurgeArgs) -> anyhow::Result<()> {
+    block_on(async move {
+        let (connection, channel) = args.client.connect().await?;
+        let purged = channel.purge_queue(&args.queue).await?;
+        eprintln!("purged {purged} messages from queue '{}'", args.queue);
+        super::client::finish(connection, channel).await;
+        Ok(())
+    })
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Deletable {
+    Queue,
+    Exchange,
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    pub what: Deletable,
+    pub name: String,
+    /// Only if it has no consumers (queue) or bindings (exchange).
+    #[arg(long)]
+    pub if_unused: bool,
+    /// Only if it holds no messages (queue).
+    #[arg(long)]
+    pub if_empty: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub fn delete(args: DeleteArgs) -> anyhow::Result<()> {
+    block_on(async move {
+        let (connection, channel) = args.client.connect().await?;
+        match args.what {
+            Deletable::Queue => {
+                let messages = channel
+                    .delete_queue(&args.name, args.if_unused, args.if_empty)
+                    .await?;
+                eprintln!("queue '{}' deleted ({messages} messages)", args.name);
+            }
+            Deletable::Exchange => {
+                channel.delete_exchange(&args.name, args.if_unused).await?;
+                eprintln!("exchange '{}' deleted", args.name);
+            }
+        }
+        super::client::finish(connection, channel).await;
+        Ok(())
+    })
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Listable {
+    Exchanges,
+    Queues,
+    Bindings,
+    Plugins,
+    Connections,
+    Users,
+    Vhosts,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    pub what: Listable,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub fn list(args: ListArgs) -> anyhow::Result<()> {
+    let query = match args.what {
+        Listable::Exchanges => Query::Exchanges,
+        Listable::Queues => Query::Queues,
+        Listable::Bindings => Query::Bindings,
+        Listable::Plugins => Query::Plugins,
+        Listable::Connections => Query::Connections,
+        Listable::Users => Query::Users,
+        Listable::Vhosts => Query::Vhosts,
+    };
+    block_on(async move {
+        let (connection, channel) = args.client.connect().await?;
+        let rows = channel.query(query).await?;
+        print_rows(&rows, args.json);
+        super::client::finish(connection, channel).await;
+        Ok(())
+    })
+}

@@ -1,0 +1,662 @@
+//! One channel: reads frames from its stream, applies them to the broker
+//! and answers on the same stream. Consecutive publishes already received
+//! are routed as one batch. A malformed or oversized frame, a protocol
+//! violation or a refused permission closes the channel with a `Close`
+//! frame naming the problem; the connection and its other channels go on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use switchyard_client::Error as TransportError;
+use switchyard_client::transport::FrameReader;
+use switchyard_protocol::{DecodeError, Frame, Message, Query, code};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::confirms::{Settled, confirm_pipeline};
+use super::consumer::{ConsumerTask, Deliveries, Unacked, deliver_frame};
+use crate::broker::{
+    Access, Broker, BrokerError, ConnectionInfo, ExchangeSpec, Outcome, Permission, Principal,
+    QueueSpec, Settle, Vhost,
+};
+
+/// Most messages routed in one batch.
+const MAX_PUBLISH_BATCH: usize = 1024;
+
+struct ConsumerHandle {
+    queue: Arc<crate::broker::Queue>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+pub struct ChannelSession {
+    pub broker: Arc<Broker>,
+    pub principal: Arc<Principal>,
+    pub vhost: Arc<Vhost>,
+    pub connection: Arc<ConnectionInfo>,
+    pub out: mpsc::Sender<Frame>,
+    confirms: Option<(mpsc::Sender<Settled>, JoinHandle<()>)>,
+    deliveries: Arc<Mutex<Deliveries>>,
+    consumers: HashMap<String, ConsumerHandle>,
+    stashed: Option<Result<Frame, DecodeError>>,
+    next_consumer: u64,
+}
+
+/// Why a channel ends.
+struct Close {
+    code: u16,
+    reason: String,
+}
+
+impl From<BrokerError> for Close {
+    fn from(e: BrokerError) -> Self {
+        Close {
+            code: e.code,
+            reason: e.message,
+        }
+    }
+}
+
+impl ChannelSession {
+    pub fn new(
+        broker: Arc<Broker>,
+        principal: Arc<Principal>,
+        vhost: Arc<Vhost>,
+        connection: Arc<ConnectionInfo>,
+        out: mpsc::Sender<Frame>,
+    ) -> Self {
+        ChannelSession {
+            broker,
+            principal,
+            vhost,
+            connection,
+            out,
+            confirms: None,
+            deliveries: Arc::new(Mutex::new(Deliveries::default())),
+            consumers: HashMap::new(),
+            stashed: None,
+            next_consumer: 1,
+        }
+    }
+
+    pub async fn run(mut self, mut reader: FrameReader) {
+        let close = loop {
+            let frame = match self.stashed.take() {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => break Some(frame_error(&e)),
+                None => match reader.next().await {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break None,
+                    Err(TransportError::Protocol(e)) => break Some(frame_error(&e)),
+                    Err(_) => break None,
+                },
+            };
+            let result = match frame {
+                Frame::Publish {
+                    seq,
+                    exchange,
+                    message,
+                } => {
+                    self.publish_gathered(&mut reader, seq, exchange, vec![message])
+                        .await
+                }
+                Frame::PublishBatch {
+                    first_seq,
+                    exchange,
+                    messages,
+                } => self.publish(first_seq, &exchange, messages).await,
+                Frame::Close { .. } => break None,
+                other => self.handle(other).await,
+            };
+            if let Err(close) = result {
+                break Some(close);
+            }
+        };
+        if let Some(close) = &close {
+            tracing::debug!(code = close.code, reason = %close.reason, "closing a channel");
+            reader.stop(close.code);
+        }
+        self.shutdown(close).await;
+    }
+
+    /// Gathers further publishes to the same exchange already received.
+    async fn publish_gathered(
+        &mut self,
+        reader: &mut FrameReader,
+        first_seq: u64,
+        exchange: String,
+        mut messages: Vec<Message>,
+    ) -> Result<(), Close> {
+        while messages.len() < MAX_PUBLISH_BATCH {
+            match reader.try_next() {
+                Ok(Some(Frame::Publish {
+                    seq,
+                    exchange: x,
+                    message,
+                })) if x == exchange && seq == first_seq + messages.len() as u64 => {
+                    messages.push(message)
+                }
+                Ok(None) => break,
+                other => {
+                    self.stashed = other.transpose();
+                    break;
+                }
+            }
+        }
+        self.publish(first_seq, &exchange, messages).await
+    }
+
+    async fn publish(
+        &mut self,
+        first_seq: u64,
+        exchange: &str,
+        messages: Vec<Message>,
+    ) -> Result<(), Close> {
+        let x = self.vhost.exchange(exchange)?;
+        if !x.is_default() {
+            self.principal.check(Access::Write, "exchange", exchange)?;
+        }
+        let outcomes = self.broker.publish(&self.vhost, exchange, &messages);
+        for (i, (message, outcome)) in messages.into_iter().zip(&outcomes).enumerate() {
+            if *outcome == Outcome::Unroutable && message.is_mandatory() {
+                let _ = self
+                    .out
+                    .send(Frame::Return {
+                        seq: first_seq + i as u64,
+                        code: code::NO_ROUTE,
+                        reason: format!(
+                            "no queue is bound to exchange '{exchange}' for routing key '{}'",
+                            message.routing_key
+                        ),
+                        exchange: exchange.into(),
+                        message,
+                    })
+                    .await;
+            } else if let Outcome::Refused(e) = outcome
+                && self.confirms.is_none()
+            {
+                tracing::warn!(exchange, error = %e, "publish refused (the channel is not in confirm mode)");
+            }
+        }
+        if let Some((confirms, _)) = &self.confirms {
+            let settled = outcomes
+                .into_iter()
+                .enumerate()
+                .map(|(i, o)| (first_seq + i as u64, o))
+                .collect();
+            let _ = confirms.send(settled).await;
+        }
+        Ok(())
+    }
+
+    async fn reply(&self, frame: Frame) {
+        let _ = self.out.send(frame).await;
+    }
+
+    async fn ok(&self, req: u32, name: String, messages: u64, consumers: u32) {
+        self.reply(Frame::Ok {
+            req,
+            name,
+            messages,
+            consumers,
+        })
+        .await
+    }
+
+    /// Handles a request; errors are answered with an `Error` frame, and
+    /// only protocol violations close the channel.
+    async fn handle(&mut self, frame: Frame) -> Result<(), Close> {
+        let req = frame.request_id();
+        match self.apply(frame).await {
+            Ok(()) => Ok(()),
+            Err(Failure::Request(e)) => {
+                let Some(req) = req else {
+                    return Err(e.into());
+                };
+                self.reply(Frame::Error {
+                    req,
+                    code: e.code,
+                    message: e.message,
+                })
+                .await;
+                Ok(())
+            }
+            Err(Failure::Close(close)) => Err(close),
+        }
+    }
+
+    async fn apply(&mut self, frame: Frame) -> Result<(), Failure> {
+        let p = self.principal.clone();
+        let broker = self.broker.clone();
+        match frame {
+            Frame::DeclareExchange {
+                req,
+                name,
+                kind,
+                durable,
+                auto_delete,
+                passive,
+                arguments,
+            } => {
+                broker.declare_exchange(
+                    &p,
+                    ExchangeSpec {
+                        name: &name,
+                        kind: &kind,
+                        durable,
+                        auto_delete,
+                        passive,
+                        arguments,
+                    },
+                )?;
+                self.ok(req, name, 0, 0).await;
+            }
+            Frame::DeleteExchange {
+                req,
+                name,
+                if_unused,
+            } => {
+                broker.delete_exchange(&p, &name, if_unused)?;
+                self.ok(req, name, 0, 0).await;
+            }
+            Frame::DeclareQueue {
+                req,
+                name,
+                durable,
+                exclusive,
+                auto_delete,
+                passive,
+                arguments,
+            } => {
+                let (name, messages, consumers) = broker.declare_queue(
+                    &p,
+                    self.connection.id,
+                    QueueSpec {
+                        name: &name,
+                        durable,
+                        exclusive,
+                        auto_delete,
+                        passive,
+                        arguments,
+                    },
+                )?;
+                self.ok(req, name, messages, consumers).await;
+            }
+            Frame::DeleteQueue {
+                req,
+                name,
+                if_unused,
+                if_empty,
+            } => {
+                let messages =
+                    broker.delete_queue(&p, self.connection.id, &name, if_unused, if_empty)?;
+                self.ok(req, name, messages, 0).await;
+            }
+            Frame::PurgeQueue { req, name } => {
+                let messages = broker.purge_queue(&p, &name)?;
+                self.ok(req, name, messages, 0).await;
+            }
+            Frame::Bind {
+                req,
+                queue,
+                exchange,
+                key,
+                arguments,
+            } => {
+                broker.bind(&p, &queue, &exchange, &key, &arguments)?;
+                self.ok(req, queue, 0, 0).await;
+            }
+            Frame::Unbind {
+                req,
+                queue,
+                exchange,
+                key,
+                arguments,
+            } => {
+                broker.unbind(&p, &queue, &exchange, &key, &arguments)?;
+                self.ok(req, queue, 0, 0).await;
+            }
+            Frame::Query { req, what } => {
+                let what = Query::from_code(what).ok_or_else(|| {
+                    BrokerError::invalid_argument(format!("unknown query {what}"))
+                })?;
+                let rows = broker.list(&p, what)?;
+                self.reply(Frame::QueryReply { req, rows }).await;
+            }
+            Frame::UserAdd {
+                req,
+                name,
+                password,
+                tags,
+            } => {
+                p.require_administrator("adding a user")?;
+                blocking(move || broker.users().add(&name, &password, tags)).await?;
+                self.ok(req, String::new(), 0, 0).await;
+            }
+            Frame::UserPassword {
+                req,
+                name,
+                password,
+            } => {
+                if name != p.user {
+                    p.require_administrator("changing another user's password")?;
+                }
+                blocking(move || broker.users().set_password(&name, &password)).await?;
+                self.ok(req, String::new(), 0, 0).await;
+            }
+            Frame::UserDelete { req, name } => {
+                p.require_administrator("deleting a user")?;
+                broker.users().delete(&name)?;
+                self.ok(req, name, 0, 0).await;
+            }
+            Frame::Permit {
+                req,
+                user,
+                vhost,
+                configure,
+                write,
+                read,
+            } => {
+                p.require_administrator("setting permissions")?;
+                broker.vhost(&vhost)?;
+                broker.users().permit(
+                    &user,
+                    &vhost,
+                    Permission {
+                        configure,
+                        write,
+                        read,
+                    },
+                )?;
+                self.ok(req, user, 0, 0).await;
+            }
+            Frame::VhostAdd { req, name } => {
+                broker.add_vhost(&p, &name)?;
+                self.ok(req, name, 0, 0).await;
+            }
+            Frame::VhostDelete { req, name } => {
+                broker.delete_vhost(&p, &name)?;
+                self.ok(req, name, 0, 0).await;
+            }
+            Frame::ConfirmSelect { req } => {
+                if self.confirms.is_none() {
+                    let (tx, rx) = mpsc::channel(1024);
+                    let task = tokio::spawn(confirm_pipeline(
+                        broker.store().clone(),
+                        rx,
+                        self.out.clone(),
+                    ));
+                    self.confirms = Some((tx, task));
+                }
+                self.ok(req, String::new(), 0, 0).await;
+            }
+            Frame::Consume {
+                req,
+                queue,
+                tag,
+                prefetch,
+                auto_ack,
+                exclusive,
+            } => {
+                self.consume(req, queue, tag, prefetch, auto_ack, exclusive)
+                    .await?;
+            }
+            Frame::Cancel { req, tag } => {
+                self.cancel(&tag).await?;
+                self.ok(req, tag, 0, 0).await;
+            }
+            Frame::Get {
+                req,
+                queue,
+                auto_ack,
+            } => {
+                let reply = self.get(req, &queue, auto_ack)?;
+                self.reply(reply).await;
+            }
+            Frame::Ack {
+                delivery_tag,
+                multiple,
+            } => self.settle(delivery_tag, multiple, Settle::Ack)?,
+            Frame::Nack {
+                delivery_tag,
+                multiple,
+                requeue,
+            } => self.settle(
+                delivery_tag,
+                multiple,
+                if requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Reject
+                },
+            )?,
+            Frame::Reject {
+                delivery_tag,
+                requeue,
+            } => self.settle(
+                delivery_tag,
+                false,
+                if requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Reject
+                },
+            )?,
+            other => {
+                return Err(Failure::Close(Close {
+                    code: code::UNEXPECTED_FRAME,
+                    reason: format!("a client may not send {} on a channel", other.name()),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a consumer; the reply goes out before its first delivery.
+    async fn consume(
+        &mut self,
+        req: u32,
+        queue: String,
+        tag: String,
+        prefetch: u32,
+        auto_ack: bool,
+        exclusive: bool,
+    ) -> Result<(), BrokerError> {
+        self.principal.check(Access::Read, "queue", &queue)?;
+        let q = self.vhost.queue(&queue)?;
+        if q.owner.is_some_and(|o| o != self.connection.id) {
+            return Err(BrokerError::new(
+                code::RESOURCE_LOCKED,
+                format!("queue '{queue}' is exclusive to another connection"),
+            ));
+        }
+        let tag = if tag.is_empty() {
+            self.next_consumer += 1;
+            format!("sy.ctag-{}-{}", self.connection.id, self.next_consumer)
+        } else {
+            tag
+        };
+        if self.consumers.contains_key(&tag) {
+            return Err(BrokerError::new(
+                code::NOT_ALLOWED,
+                format!("consumer tag '{tag}' is already in use on this channel"),
+            ));
+        }
+        q.add_consumer(&tag, self.connection.id, exclusive)?;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = ConsumerTask {
+            broker: self.broker.clone(),
+            vhost: self.vhost.clone(),
+            queue: q.clone(),
+            tag: tag.clone(),
+            auto_ack,
+            credit: (prefetch > 0 && !auto_ack)
+                .then(|| Arc::new(Semaphore::new(prefetch as usize))),
+            deliveries: self.deliveries.clone(),
+            out: self.out.clone(),
+            stop: stop_rx,
+        };
+        self.ok(req, tag.clone(), 0, 0).await;
+        let handle = tokio::spawn(task.run());
+        self.consumers.insert(
+            tag,
+            ConsumerHandle {
+                queue: q,
+                stop,
+                task: handle,
+            },
+        );
+        Ok(())
+    }
+
+    async fn cancel(&mut self, tag: &str) -> Result<(), BrokerError> {
+        let handle = self.consumers.remove(tag).ok_or_else(|| {
+            BrokerError::new(
+                code::NOT_FOUND,
+                format!("no consumer '{tag}' on this channel"),
+            )
+        })?;
+        self.stop_consumer(tag, handle).await;
+        Ok(())
+    }
+
+    async fn stop_consumer(&self, tag: &str, handle: ConsumerHandle) {
+        let _ = handle.stop.send(true);
+        let _ = handle.task.await;
+        if handle.queue.remove_consumer(tag)
+            && let Err(e) = self.broker.remove_queue(&self.vhost, handle.queue.name())
+        {
+            tracing::warn!(queue = handle.queue.name(), error = %e, "auto-delete failed");
+        }
+    }
+
+    fn get(&mut self, req: u32, queue: &str, auto_ack: bool) -> Result<Frame, BrokerError> {
+        self.principal.check(Access::Read, "queue", queue)?;
+        let q = self.vhost.queue(queue)?;
+        let Some(delivered) = self.broker.next_delivery(&self.vhost, &q)? else {
+            return Ok(Frame::GetEmpty { req });
+        };
+        let delivery_tag = self
+            .deliveries
+            .lock()
+            .unwrap()
+            .register((!auto_ack).then(|| Unacked {
+                queue: q.clone(),
+                offset: delivered.offset,
+                credit: None,
+            }));
+        if auto_ack {
+            self.broker.store().ack(q.id, delivered.offset)?;
+        }
+        let remaining = self.broker.store().stats(q.id)?.ready;
+        Ok(
+            match deliver_frame(&self.broker, &q, &delivered, "", delivery_tag) {
+                Some(Frame::Deliver {
+                    redelivered,
+                    exchange,
+                    message,
+                    ..
+                }) => Frame::GetOk {
+                    req,
+                    delivery_tag,
+                    redelivered,
+                    remaining,
+                    exchange,
+                    message,
+                },
+                _ => Frame::GetEmpty { req },
+            },
+        )
+    }
+
+    fn settle(&mut self, delivery_tag: u64, multiple: bool, how: Settle) -> Result<(), Close> {
+        let taken = self.deliveries.lock().unwrap().take(delivery_tag, multiple);
+        let Some(settled) = taken else {
+            return Err(Close {
+                code: code::PRECONDITION_FAILED,
+                reason: format!(
+                    "unknown delivery tag {delivery_tag} (already settled, or never delivered on this channel)"
+                ),
+            });
+        };
+        for unacked in settled {
+            self.broker
+                .settle(&self.vhost, &unacked.queue, unacked.offset, how)?;
+            if let Some(credit) = unacked.credit {
+                credit.add_permits(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops consumers, returns unacknowledged deliveries to their queues,
+    /// lets pending confirms go out, then says why the channel closed.
+    async fn shutdown(mut self, close: Option<Close>) {
+        for (tag, handle) in std::mem::take(&mut self.consumers) {
+            self.stop_consumer(&tag, handle).await;
+        }
+        let unacked = std::mem::take(&mut self.deliveries.lock().unwrap().unacked);
+        let mut by_queue: HashMap<u32, (Arc<crate::broker::Queue>, Vec<u64>)> = HashMap::new();
+        for u in unacked.into_values() {
+            by_queue
+                .entry(u.queue.id)
+                .or_insert_with(|| (u.queue.clone(), Vec::new()))
+                .1
+                .push(u.offset);
+        }
+        for (queue, offsets) in by_queue.into_values() {
+            self.broker.release(&queue, &offsets);
+        }
+        if let Some((confirms, task)) = self.confirms.take() {
+            drop(confirms);
+            let _ = task.await;
+        }
+        if let Some(close) = close {
+            let _ = self
+                .out
+                .send(Frame::Close {
+                    code: close.code,
+                    reason: close.reason,
+                })
+                .await;
+        }
+        self.connection
+            .channels
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+enum Failure {
+    /// Answered with an `Error` frame.
+    Request(BrokerError),
+    /// Ends the channel.
+    Close(Close),
+}
+
+impl From<BrokerError> for Failure {
+    fn from(e: BrokerError) -> Self {
+        Failure::Request(e)
+    }
+}
+
+impl From<Close> for Failure {
+    fn from(c: Close) -> Self {
+        Failure::Close(c)
+    }
+}
+
+fn frame_error(e: &DecodeError) -> Close {
+    Close {
+        code: code::FRAME_ERROR,
+        reason: format!("malformed frame: {e}"),
+    }
+}
+
+/// Runs slow work (argon2) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BrokerError::new(code::INTERNAL_ERROR, e.to_string()))?
+}

@@ -1,0 +1,158 @@
+//! Publisher confirms for one channel, released in publish order: a
+//! message bound for a sync-flush queue is confirmed only once the log is
+//! durable past it. Everything queued while one flush runs shares the next
+//! flush (group commit across the pipeline).
+
+use std::sync::Arc;
+
+use switchyard_protocol::Frame;
+use tokio::sync::mpsc;
+
+use crate::broker::{BrokerError, Outcome};
+use crate::storage::MessageStore;
+
+/// Outcomes of publishes, by sequence number.
+pub type Settled = Vec<(u64, Outcome)>;
+
+/// Most outcomes answered by one round of confirm frames.
+const MAX_ROUND: usize = 1 << 16;
+
+pub async fn confirm_pipeline(
+    store: Arc<MessageStore>,
+    mut settled: mpsc::Receiver<Settled>,
+    out: mpsc::Sender<Frame>,
+) {
+    while let Some(mut round) = settled.recv().await {
+        while round.len() < MAX_ROUND {
+            match settled.try_recv() {
+                Ok(more) => round.extend(more),
+                Err(_) => break,
+            }
+        }
+        let sync_end = round
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Stored { end, sync: true } => Some(*end),
+                _ => None,
+            })
+            .max();
+        let mut flush_error = None;
+        if let Some(end) = sync_end {
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.wait_durable(end)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => flush_error = Some(BrokerError::from(e)),
+                Err(e) => {
+                    flush_error = Some(BrokerError::new(
+                        switchyard_protocol::code::INTERNAL_ERROR,
+                        e.to_string(),
+                    ))
+                }
+            }
+        }
+        for frame in frames(&round, flush_error.as_ref()) {
+            if out.send(frame).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Coalesces consecutive outcomes into Confirm / Refuse frames.
+pub fn frames(round: &[(u64, Outcome)], flush_error: Option<&BrokerError>) -> Vec<Frame> {
+    let verdict = |outcome: &Outcome| -> Option<BrokerError> {
+        match outcome {
+            Outcome::Stored { sync: true, .. } => flush_error.cloned(),
+            Outcome::Stored { .. } | Outcome::Unroutable => None,
+            Outcome::Refused(e) => Some(e.clone()),
+        }
+    };
+    let mut frames = Vec::new();
+    let mut confirmed: Vec<(u64, u64)> = Vec::new();
+    let mut refused: Option<(BrokerError, Vec<(u64, u64)>)> = None;
+    let extend = |ranges: &mut Vec<(u64, u64)>, seq: u64| match ranges.last_mut() {
+        Some((_, last)) if *last + 1 == seq => *last = seq,
+        _ => ranges.push((seq, seq)),
+    };
+    for (seq, outcome) in round {
+        match verdict(outcome) {
+            None => extend(&mut confirmed, *seq),
+            Some(error) => {
+                if refused.as_ref().is_some_and(|(e, _)| *e != error) {
+                    let (e, ranges) = refused.take().unwrap();
+                    frames.push(Frame::Refuse {
+                        ranges,
+                        code: e.code,
+                        reason: e.message,
+                    });
+                }
+                extend(
+                    &mut refused.get_or_insert_with(|| (error, Vec::new())).1,
+                    *seq,
+                );
+            }
+        }
+    }
+    if !confirmed.is_empty() {
+        frames.insert(0, Frame::Confirm { ranges: confirmed });
+    }
+    if let Some((e, ranges)) = refused {
+        frames.push(Frame::Refuse {
+            ranges,
+            code: e.code,
+            reason: e.message,
+        });
+    }
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_coalesce_into_ranges() {
+        let full = BrokerError::new(552, "full");
+        let round = vec![
+            (
+                1,
+                Outcome::Stored {
+                    end: 10,
+                    sync: false,
+                },
+            ),
+            (2, Outcome::Unroutable),
+            (3, Outcome::Refused(full.clone())),
+            (4, Outcome::Refused(full.clone())),
+            (
+                5,
+                Outcome::Stored {
+                    end: 20,
+                    sync: true,
+                },
+            ),
+        ];
+        assert_eq!(
+            frames(&round, None),
+            vec![
+                Frame::Confirm {
+                    ranges: vec![(1, 2), (5, 5)]
+                },
+                Frame::Refuse {
+                    ranges: vec![(3, 4)],
+                    code: 552,
+                    reason: "full".into()
+                },
+            ]
+        );
+        let disk = BrokerError::new(551, "disk");
+        let refused = frames(&round, Some(&disk));
+        assert_eq!(
+            refused[0],
+            Frame::Confirm {
+                ranges: vec![(1, 2)]
+            }
+        );
+        assert_eq!(refused.len(), 3);
+    }
+}

@@ -1,0 +1,176 @@
+//! One consumer: a task that takes messages off its queue while it has
+//! credit (prefetch), registers each as unacknowledged on its channel and
+//! sends it. It parks on the queue's ready signal when there is nothing.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use switchyard_protocol::Frame;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::broker::{Broker, Queue, Vhost, from_stored};
+use crate::storage::Delivered;
+
+/// A delivery waiting for ack / nack / reject.
+pub struct Unacked {
+    pub queue: Arc<Queue>,
+    pub offset: u64,
+    /// The consumer's credit, returned when this is settled.
+    pub credit: Option<Arc<Semaphore>>,
+}
+
+/// The channel's unacknowledged deliveries, by delivery tag.
+#[derive(Default)]
+pub struct Deliveries {
+    next_tag: u64,
+    pub unacked: BTreeMap<u64, Unacked>,
+}
+
+impl Deliveries {
+    /// Assigns the next delivery tag; tracks it unless auto-acked.
+    pub fn register(&mut self, unacked: Option<Unacked>) -> u64 {
+        self.next_tag += 1;
+        if let Some(unacked) = unacked {
+            self.unacked.insert(self.next_tag, unacked);
+        }
+        self.next_tag
+    }
+
+    /// Removes `tag` (and, with `multiple`, every earlier one); `None` if
+    /// `tag` is not outstanding.
+    pub fn take(&mut self, tag: u64, multiple: bool) -> Option<Vec<Unacked>> {
+        if !self.unacked.contains_key(&tag) {
+            return None;
+        }
+        if !multiple {
+            return self.unacked.remove(&tag).map(|u| vec![u]);
+        }
+        let rest = self.unacked.split_off(&(tag + 1));
+        Some(
+            std::mem::replace(&mut self.unacked, rest)
+                .into_values()
+                .collect(),
+        )
+    }
+}
+
+/// Builds the frame for a delivery; `None` for a record whose attributes
+/// cannot be read (logged; the message is settled so it cannot block the queue).
+pub fn deliver_frame(
+    broker: &Broker,
+    queue: &Queue,
+    delivered: &Delivered,
+    tag: &str,
+    delivery_tag: u64,
+) -> Option<Frame> {
+    match from_stored(&delivered.message) {
+        Ok((exchange, message)) => Some(Frame::Deliver {
+            tag: tag.into(),
+            delivery_tag,
+            redelivered: delivered.redelivered,
+            exchange,
+            message,
+        }),
+        Err(e) => {
+            tracing::error!(queue = queue.name(), offset = delivered.offset, error = %e, "undeliverable record dropped");
+            let _ = broker.store().ack(queue.id, delivered.offset);
+            None
+        }
+    }
+}
+
+pub struct ConsumerTask {
+    pub broker: Arc<Broker>,
+    pub vhost: Arc<Vhost>,
+    pub queue: Arc<Queue>,
+    pub tag: String,
+    pub auto_ack: bool,
+    pub credit: Option<Arc<Semaphore>>,
+    pub deliveries: Arc<Mutex<Deliveries>>,
+    pub out: mpsc::Sender<Frame>,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl ConsumerTask {
+    pub async fn run(mut self) {
+        loop {
+            if let Some(credit) = &self.credit {
+                tokio::select! {
+                    permit = credit.acquire() => match permit {
+                        Ok(permit) => permit.forget(),
+                        Err(_) => return,
+                    },
+                    _ = self.stop.changed() => return,
+                }
+            }
+            let ready = self.queue.ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            if self.queue.is_deleted() {
+                let _ = self
+                    .out
+                    .send(Frame::Cancelled {
+                        tag: self.tag.clone(),
+                        reason: format!("queue '{}' was deleted", self.queue.name()),
+                    })
+                    .await;
+                return;
+            }
+            match self.broker.next_delivery(&self.vhost, &self.queue) {
+                Ok(Some(delivered)) => {
+                    let frame = self.register(&delivered);
+                    if let Some(frame) = frame {
+                        tokio::select! {
+                            sent = self.out.send(frame) => if sent.is_err() { return },
+                            _ = self.stop.changed() => return,
+                        }
+                    }
+                }
+                Ok(None) => {
+                    if let Some(credit) = &self.credit {
+                        credit.add_permits(1);
+                    }
+                    tokio::select! {
+                        _ = &mut ready => {}
+                        _ = self.stop.changed() => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(queue = self.queue.name(), error = %e, "consumer stopped");
+                    let _ = self
+                        .out
+                        .send(Frame::Cancelled {
+                            tag: self.tag.clone(),
+                            reason: format!("reading queue '{}' failed: {e}", self.queue.name()),
+                        })
+                        .await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Registers the delivery on the channel before it is sent, so a
+    /// channel that ends returns it to the queue whatever happens next.
+    fn register(&self, delivered: &Delivered) -> Option<Frame> {
+        let delivery_tag = self
+            .deliveries
+            .lock()
+            .unwrap()
+            .register((!self.auto_ack).then(|| Unacked {
+                queue: self.queue.clone(),
+                offset: delivered.offset,
+                credit: self.credit.clone(),
+            }));
+        if self.auto_ack {
+            let _ = self.broker.store().ack(self.queue.id, delivered.offset);
+        }
+        deliver_frame(
+            &self.broker,
+            &self.queue,
+            delivered,
+            &self.tag,
+            delivery_tag,
+        )
+    }
+}

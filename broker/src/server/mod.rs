@@ -1,0 +1,86 @@
+//! The QUIC shell around the broker core: a quinn endpoint with rustls,
+//! one task per connection, one session per channel stream, a consumer
+//! task per consumer and a confirm pipeline per confirming channel.
+//!
+//! - `config` — `switchyard serve` settings (TOML, flags, env).
+//! - `tls` — the server certificate, or a generated development CA.
+//! - `connection` — handshake and channel acceptance.
+//! - `channel` — frames in, broker operations, frames out.
+//! - `consumer`, `confirms` — deliveries with prefetch credit; confirms
+//!   released per flush mode with group commit.
+
+mod channel;
+mod config;
+mod confirms;
+mod connection;
+mod consumer;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use config::{ServerConfig, StorageSettings, TlsSettings};
+pub use tls::DEV_CA;
+
+use crate::broker::Broker;
+
+/// A running server.
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    broker: Arc<Broker>,
+    max_frame: u32,
+}
+
+impl Server {
+    /// Opens the broker state and binds the endpoint.
+    pub async fn bind(config: &ServerConfig) -> Result<Server, String> {
+        config.validate()?;
+        let options = config.broker_options();
+        let broker = tokio::task::spawn_blocking(move || Broker::open(options))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("opening the broker in {}: {e}", config.data_dir.display()))?;
+        let server_config = tls::server_config(config)?;
+        let endpoint = quinn::Endpoint::server(server_config, config.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        Ok(Server {
+            endpoint,
+            broker: Arc::new(broker),
+            max_frame: config.max_frame,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint
+            .local_addr()
+            .expect("a bound endpoint has an address")
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Serves until `shutdown` resolves, then closes connections and
+    /// checkpoints the store.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    tokio::spawn(connection::serve_connection(self.broker.clone(), incoming, self.max_frame));
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+        self.endpoint.close(
+            quinn::VarInt::from_u32(switchyard_protocol::code::CONNECTION_FORCED as u32),
+            b"broker shutting down",
+        );
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.endpoint.wait_idle())
+            .await;
+        if let Err(e) = self.broker.checkpoint() {
+            tracing::error!(error = %e, "final checkpoint failed");
+        }
+    }
+}

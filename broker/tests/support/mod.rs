@@ -1,0 +1,167 @@
+//! Shared set-up for the end-to-end tests: the real `switchyard` binary
+//! started on a free loopback port with a temporary data dir, driven by the
+//! CLI (as a child process) and by the client SDK.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use switchyard_client::{
+    Channel, ConnectOptions, Connection, Delivery, Error, QueueOptions, Trust,
+};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// A broker process; killed when dropped.
+pub struct Broker {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Broker {
+    /// Starts a broker on a fresh temporary data dir.
+    pub fn start() -> Broker {
+        let temp = tempfile::tempdir().unwrap();
+        let mut broker = Broker::start_in(temp.path(), &[]);
+        broker._temp = Some(temp);
+        broker
+    }
+
+    /// Starts a broker on `data_dir` with extra `serve` arguments.
+    pub fn start_in(data_dir: &Path, extra: &[&str]) -> Broker {
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--idle-timeout-ms",
+                "5000",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .env("SWITCHYARD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting switchyard serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .strip_prefix("switchyard listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
+            .parse()
+            .unwrap();
+        Broker {
+            child,
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            _temp: None,
+        }
+    }
+
+    pub fn url(&self, user: &str, password: &str, vhost: &str) -> String {
+        let vhost = if vhost == "/" {
+            String::new()
+        } else {
+            vhost.to_string()
+        };
+        format!("switchyard://{user}:{password}@{}/{vhost}", self.addr)
+    }
+
+    pub fn guest_url(&self) -> String {
+        self.url("guest", "guest", "/")
+    }
+
+    pub fn trust(&self) -> Trust {
+        Trust::ca_file(&self.data_dir.join("tls/ca.pem")).unwrap()
+    }
+
+    pub async fn connect_as(&self, url: &str) -> Result<Connection, Error> {
+        Connection::connect(url, ConnectOptions::new(self.trust())).await
+    }
+
+    /// A guest connection and a channel on it.
+    pub async fn channel(&self) -> (Connection, Channel) {
+        let connection = self.connect_as(&self.guest_url()).await.unwrap();
+        let channel = connection.channel().await.unwrap();
+        (connection, channel)
+    }
+
+    /// Runs a CLI command against this broker as guest.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_as(&self.guest_url(), args)
+    }
+
+    pub fn cli_as(&self, url: &str, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("SWITCHYARD_URL", url)
+            .env("SWITCHYARD_DATA_DIR", &self.data_dir)
+            .output()
+            .expect("running the switchyard CLI")
+    }
+
+    /// Runs a CLI command that must succeed; returns its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "switchyard {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// SIGKILL: no shutdown, no final checkpoint.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Declares a plain transient queue.
+pub async fn queue(channel: &Channel, name: &str) {
+    channel
+        .declare_queue(name, QueueOptions::default())
+        .await
+        .unwrap();
+}
+
+/// Fetches every ready message of a queue (acknowledging them).
+pub async fn drain(channel: &Channel, queue: &str) -> Vec<Delivery> {
+    let mut got = Vec::new();
+    while let Some((delivery, _)) = channel.get(queue, false).await.unwrap() {
+        delivery.ack().await.unwrap();
+        got.push(delivery);
+    }
+    got
+}
+
+/// Bodies as strings.
+pub fn bodies(deliveries: &[Delivery]) -> Vec<String> {
+    deliveries
+        .iter()
+        .map(|d| String::from_utf8_lossy(&d.message.body).into_owned())
+        .collect()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub const SHORT: Duration = Duration::from_millis(300);

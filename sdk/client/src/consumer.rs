@@ -1,0 +1,98 @@
+//! Consumers as async streams of deliveries, and the acknowledgement calls
+//! a delivery carries.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use switchyard_protocol::{Frame, Message};
+use tokio::sync::mpsc;
+
+use crate::channel::Channel;
+use crate::error::Error;
+
+/// One message handed to this client.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The consumer it was delivered to (empty for `get`).
+    pub consumer_tag: String,
+    /// Identifies it for ack / nack / reject on this channel.
+    pub delivery_tag: u64,
+    /// It was delivered before and not acknowledged.
+    pub redelivered: bool,
+    /// The exchange it was published to.
+    pub exchange: String,
+    pub message: Message,
+    pub(crate) channel: Channel,
+}
+
+impl Delivery {
+    /// Acknowledges this delivery: the broker forgets the message.
+    pub async fn ack(&self) -> Result<(), Error> {
+        self.channel.ack(self.delivery_tag, false).await
+    }
+
+    /// Acknowledges this delivery and every earlier one on the channel.
+    pub async fn ack_multiple(&self) -> Result<(), Error> {
+        self.channel.ack(self.delivery_tag, true).await
+    }
+
+    /// Negative acknowledgement: requeue it, or drop (dead-letter) it.
+    pub async fn nack(&self, requeue: bool) -> Result<(), Error> {
+        self.channel
+            .send(Frame::Nack {
+                delivery_tag: self.delivery_tag,
+                multiple: false,
+                requeue,
+            })
+            .await
+    }
+
+    pub async fn reject(&self, requeue: bool) -> Result<(), Error> {
+        self.channel
+            .send(Frame::Reject {
+                delivery_tag: self.delivery_tag,
+                requeue,
+            })
+            .await
+    }
+}
+
+/// A subscription to a queue: a stream of [`Delivery`]. It ends when the
+/// consumer is cancelled, its queue is deleted or the channel closes; then
+/// [`Consumer::error`] says why.
+pub struct Consumer {
+    pub(crate) tag: String,
+    pub(crate) deliveries: mpsc::Receiver<Delivery>,
+    pub(crate) channel: Channel,
+}
+
+impl Consumer {
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// The next delivery, `None` once the consumer has ended.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        self.deliveries.recv().await
+    }
+
+    /// Why the consumer ended, if it ended because of an error.
+    pub fn error(&self) -> Option<Error> {
+        self.channel.closed_error()
+    }
+
+    /// Stops deliveries; unacknowledged ones stay with this channel until
+    /// acked or the channel closes.
+    pub async fn cancel(self) -> Result<(), Error> {
+        let tag = self.tag.clone();
+        self.channel.cancel(&tag).await
+    }
+}
+
+impl futures::Stream for Consumer {
+    type Item = Delivery;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        self.deliveries.poll_recv(cx)
+    }
+}
