@@ -222,15 +222,13 @@ impl Users {
         self.put(&user)
     }
 
-    /// Checks credentials and access to `vhost` (which the caller has
-    /// checked exists). Slow on purpose (argon2): call off the async runtime.
-    pub fn authenticate(
+    /// Checks credentials. Slow on purpose (argon2): call off the async runtime.
+    pub fn verify(
         &self,
         name: &str,
         password: &str,
-        vhost: &str,
         from_loopback: bool,
-    ) -> Result<Principal, BrokerError> {
+    ) -> Result<UserRecord, BrokerError> {
         let refused = || {
             BrokerError::access_refused(format!(
                 "login refused for user '{name}': unknown user or wrong password"
@@ -246,8 +244,16 @@ impl Users {
                  (switchyard user add) for remote clients"
             )));
         }
+        Ok(user)
+    }
+
+    /// The verified user's rights on `vhost`.
+    pub fn principal(&self, user: &UserRecord, vhost: &str) -> Result<Principal, BrokerError> {
         let permission = user.permissions.get(vhost).ok_or_else(|| {
-            BrokerError::access_refused(format!("user '{name}' has no access to vhost '{vhost}'"))
+            BrokerError::access_refused(format!(
+                "user '{}' has no access to vhost '{vhost}'",
+                user.name
+            ))
         })?;
         Ok(Principal {
             user: user.name.clone(),

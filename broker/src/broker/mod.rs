@@ -200,10 +200,9 @@ impl Broker {
         peer: std::net::SocketAddr,
         client_name: &str,
     ) -> Result<(Principal, Arc<ConnectionInfo>), BrokerError> {
-        let principal = self
-            .users
-            .authenticate(user, password, vhost, peer.ip().is_loopback())?;
+        let record = self.users.verify(user, password, peer.ip().is_loopback())?;
         self.vhost(vhost)?;
+        let principal = self.users.principal(&record, vhost)?;
         let info = Arc::new(ConnectionInfo {
             id: self.next_connection.fetch_add(1, Ordering::Relaxed),
             user: user.into(),

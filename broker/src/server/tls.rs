@@ -58,7 +58,11 @@ fn ensure_development_certificates(
     let ca_cert = ca.self_signed(&ca_key).map_err(rcgen_error)?;
 
     let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
-    names.extend(hostnames.iter().cloned());
+    for name in hostnames {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
     let server_key = KeyPair::generate().map_err(rcgen_error)?;
     let mut server = CertificateParams::new(names).map_err(rcgen_error)?;
     server
@@ -85,7 +89,13 @@ fn ensure_development_certificates(
 pub fn server_config(config: &ServerConfig) -> Result<quinn::ServerConfig, String> {
     let (cert_path, key_path) = match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
-        _ => ensure_development_certificates(&config.data_dir, &config.tls.hostnames)?,
+        _ => {
+            let mut names = config.tls.hostnames.clone();
+            if !config.listen.ip().is_unspecified() {
+                names.push(config.listen.ip().to_string());
+            }
+            ensure_development_certificates(&config.data_dir, &names)?
+        }
     };
     let chain = CertificateDer::pem_file_iter(&cert_path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
