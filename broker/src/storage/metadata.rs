@@ -103,19 +103,24 @@ pub fn key(parts: &[&str]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Record {
+        vhost: String,
+        name: String,
+        id: u32,
+    }
 
     #[test]
     fn records_round_trip_and_scan_by_vhost() {
         let meta = Metadata::open(sled::Config::new().temporary(true).open().unwrap()).unwrap();
-        let q = |vhost: &str, name: &str, id| QueueRecord {
+        let q = |vhost: &str, name: &str, id| Record {
             vhost: vhost.into(),
             name: name.into(),
             id,
-            durable: true,
-            exclusive: false,
-            auto_delete: false,
-            arguments: BTreeMap::new(),
         };
         meta.put("queues", &key(&["/", "a"]), &q("/", "a", 1))
             .unwrap();
@@ -123,18 +128,19 @@ mod tests {
             .unwrap();
         meta.put("queues", &key(&["other", "a"]), &q("other", "a", 3))
             .unwrap();
-        let root: Vec<(String, QueueRecord)> = meta.scan("queues", &key(&["/", ""])).unwrap();
+        let root: Vec<(String, Record)> = meta.scan("queues", &key(&["/", ""])).unwrap();
         assert_eq!(root.len(), 2);
+        let other = meta
+            .get::<Record>("queues", &key(&["other", "a"]))
+            .unwrap()
+            .unwrap();
         assert_eq!(
-            meta.get::<QueueRecord>("queues", &key(&["other", "a"]))
-                .unwrap()
-                .unwrap()
-                .id,
-            3
+            (other.vhost.as_str(), other.name.as_str(), other.id),
+            ("other", "a", 3)
         );
         meta.remove("queues", &key(&["/", "a"])).unwrap();
         assert!(
-            meta.get::<QueueRecord>("queues", &key(&["/", "a"]))
+            meta.get::<Record>("queues", &key(&["/", "a"]))
                 .unwrap()
                 .is_none()
         );
