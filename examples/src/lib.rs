@@ -1,0 +1,1 @@
+//! Examples of the Switchyard client SDK: see the `[[example]]` targets.
