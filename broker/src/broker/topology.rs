@@ -380,9 +380,8 @@ impl Broker {
         let exchanges: Vec<Arc<Exchange>> =
             vhost.exchanges.read().unwrap().values().cloned().collect();
         for exchange in exchanges {
-            for binding in exchange.unbind_where(|b| b.queue == name) {
-                self.unpersist(BINDINGS, &Self::binding_key(&binding))?;
-            }
+            let removed = exchange.unbind_where(|b| b.queue == name);
+            self.forget_bindings(vhost, &exchange, removed)?;
         }
         self.unpersist(QUEUES, &key(&[&vhost.name, name]))?;
         queue.mark_deleted();
@@ -455,8 +454,26 @@ impl Broker {
                 ),
             ));
         }
-        for binding in removed {
-            self.unpersist(BINDINGS, &Self::binding_key(&binding))?;
+        self.forget_bindings(&vhost, &x, removed)
+    }
+
+    /// Unpersists removed bindings; an auto-delete exchange whose last
+    /// binding went is deleted.
+    fn forget_bindings(
+        &self,
+        vhost: &Vhost,
+        exchange: &Exchange,
+        removed: Vec<BindingRecord>,
+    ) -> Result<(), BrokerError> {
+        if removed.is_empty() {
+            return Ok(());
+        }
+        for binding in &removed {
+            self.unpersist(BINDINGS, &Self::binding_key(binding))?;
+        }
+        if exchange.record.auto_delete && exchange.bindings().is_empty() {
+            self.unpersist(EXCHANGES, &key(&[&vhost.name, exchange.name()]))?;
+            vhost.exchanges.write().unwrap().remove(exchange.name());
         }
         Ok(())
     }

@@ -121,6 +121,16 @@ impl Broker {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// The broker's anonymous (heap) resident memory, in KiB.
+    pub fn rss_anon_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("RssAnon in /proc/PID/status")
+    }
+
     /// SIGKILL: no shutdown, no final checkpoint.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

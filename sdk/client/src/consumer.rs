@@ -66,6 +66,14 @@ pub struct Consumer {
     pub(crate) channel: Channel,
 }
 
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("tag", &self.tag)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Consumer {
     pub fn tag(&self) -> &str {
         &self.tag
