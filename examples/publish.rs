@@ -9,7 +9,8 @@
 
 use std::collections::VecDeque;
 
-use switchyard_client::{ConnectOptions, Connection, Field, Message, QueueOptions, Trust, Value};
+use switchyard_client::{Field, Message, QueueOptions, Value};
+use switchyard_examples::connect_from_env;
 
 #[tokio::main]
 async fn main() -> Result<(), switchyard_client::Error> {
@@ -17,11 +18,7 @@ async fn main() -> Result<(), switchyard_client::Error> {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(100);
-    let url = std::env::var("SWITCHYARD_URL")
-        .unwrap_or_else(|_| "switchyard://guest:guest@127.0.0.1:5673/".into());
-    let ca = std::env::var("SWITCHYARD_CA").unwrap_or_else(|_| "data/tls/ca.pem".into());
-    let connection =
-        Connection::connect(&url, ConnectOptions::new(Trust::ca_file(ca.as_ref())?)).await?;
+    let connection = connect_from_env().await?;
     let channel = connection.channel().await?;
 
     // Confirmed only once on disk (msync, shared by concurrent publishes).

@@ -6,17 +6,12 @@
 //! cargo run -p switchyard-examples --example topic_logs
 //! ```
 
-use switchyard_client::{
-    ConnectOptions, Connection, ExchangeOptions, Message, QueueOptions, Trust,
-};
+use switchyard_client::{ExchangeOptions, Message, QueueOptions};
+use switchyard_examples::connect_from_env;
 
 #[tokio::main]
 async fn main() -> Result<(), switchyard_client::Error> {
-    let url = std::env::var("SWITCHYARD_URL")
-        .unwrap_or_else(|_| "switchyard://guest:guest@127.0.0.1:5673/".into());
-    let ca = std::env::var("SWITCHYARD_CA").unwrap_or_else(|_| "data/tls/ca.pem".into());
-    let connection =
-        Connection::connect(&url, ConnectOptions::new(Trust::ca_file(ca.as_ref())?)).await?;
+    let connection = connect_from_env().await?;
     let channel = connection.channel().await?;
 
     channel

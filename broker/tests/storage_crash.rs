@@ -44,7 +44,7 @@ fn child(test: &str, dir: &Path, base: u64) -> Command {
         .env(DIR_VAR, dir)
         .env(BASE_VAR, base.to_string())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::piped());
     command
 }
 
@@ -97,7 +97,11 @@ fn sigkill_during_sync_appends_loses_no_confirmed_record() {
             }
         }
         process.wait().unwrap();
-        assert!(seen >= kill_after, "child died early in round {round}");
+        if seen < kill_after {
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(&mut process.stderr.take().unwrap(), &mut stderr);
+            panic!("child died early in round {round}: {stderr}");
+        }
 
         let (store, report) = MessageStore::open(config(dir.path())).unwrap();
         let queue = store.queue_id("q").unwrap();

@@ -412,6 +412,24 @@ impl Broker {
         }
     }
 
+    /// The vhost, exchange and binding a bind or unbind names, after the
+    /// permission checks (write on the queue, read on the exchange).
+    fn binding_target(
+        &self,
+        principal: &Principal,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: &[Field],
+    ) -> Result<(Arc<Vhost>, Arc<Exchange>, BindingRecord), BrokerError> {
+        let vhost = self.vhost(&principal.vhost)?;
+        principal.check(Access::Write, "queue", queue)?;
+        principal.check(Access::Read, "exchange", exchange)?;
+        let x = vhost.exchange(exchange)?;
+        let binding = Self::binding_record(&vhost, queue, exchange, routing_key, arguments);
+        Ok((vhost, x, binding))
+    }
+
     pub fn bind(
         &self,
         principal: &Principal,
@@ -420,12 +438,9 @@ impl Broker {
         routing_key: &str,
         arguments: &[Field],
     ) -> Result<(), BrokerError> {
-        let vhost = self.vhost(&principal.vhost)?;
-        principal.check(Access::Write, "queue", queue)?;
-        principal.check(Access::Read, "exchange", exchange)?;
+        let (vhost, x, binding) =
+            self.binding_target(principal, queue, exchange, routing_key, arguments)?;
         let q = vhost.queue(queue)?;
-        let x = vhost.exchange(exchange)?;
-        let binding = Self::binding_record(&vhost, queue, exchange, routing_key, arguments);
         if x.bind(binding.clone())? && q.record.durable && x.record.durable && q.owner.is_none() {
             self.persist(BINDINGS, &Self::binding_key(&binding), &binding)?;
         }
@@ -440,11 +455,8 @@ impl Broker {
         routing_key: &str,
         arguments: &[Field],
     ) -> Result<(), BrokerError> {
-        let vhost = self.vhost(&principal.vhost)?;
-        principal.check(Access::Write, "queue", queue)?;
-        principal.check(Access::Read, "exchange", exchange)?;
-        let x = vhost.exchange(exchange)?;
-        let wanted = Self::binding_record(&vhost, queue, exchange, routing_key, arguments);
+        let (vhost, x, wanted) =
+            self.binding_target(principal, queue, exchange, routing_key, arguments)?;
         let removed = x.unbind_where(|b| *b == wanted);
         if removed.is_empty() {
             return Err(BrokerError::new(

@@ -5,6 +5,22 @@ use switchyard_client::{ExchangeOptions, Query, QueueOptions};
 
 use super::client::{ClientArgs, block_on, parse_fields, print_rows};
 
+/// What declaring an exchange and a queue share.
+#[derive(Args)]
+pub struct DeclareCommon {
+    /// Survive a broker restart.
+    #[arg(long)]
+    durable: bool,
+    /// Delete when the last binding (exchange) or consumer (queue) goes.
+    #[arg(long)]
+    auto_delete: bool,
+    /// Argument key=value (repeatable).
+    #[arg(long = "arg")]
+    args: Vec<String>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
 #[derive(Subcommand)]
 pub enum DeclareCommand {
     /// Declare an exchange whose type is a plugin (direct, topic, fanout,
@@ -14,71 +30,40 @@ pub enum DeclareCommand {
         /// The exchange type: a plugin name.
         #[arg(long = "type")]
         kind: String,
-        /// Survive a broker restart.
-        #[arg(long)]
-        durable: bool,
-        /// Delete when its last binding goes.
-        #[arg(long)]
-        auto_delete: bool,
-        /// Exchange argument key=value (repeatable).
-        #[arg(long = "arg")]
-        args: Vec<String>,
         #[command(flatten)]
-        client: ClientArgs,
+        common: DeclareCommon,
     },
     /// Declare a queue. Arguments: flush=async|sync, message-ttl=MS,
     /// max-length=N, overflow=drop-head|reject-publish,
     /// dead-letter-exchange=X, dead-letter-routing-key=K.
     Queue {
         name: String,
-        /// Survive a broker restart.
-        #[arg(long)]
-        durable: bool,
-        /// Delete when its last consumer goes.
-        #[arg(long)]
-        auto_delete: bool,
-        /// Queue argument key=value (repeatable).
-        #[arg(long = "arg")]
-        args: Vec<String>,
         #[command(flatten)]
-        client: ClientArgs,
+        common: DeclareCommon,
     },
 }
 
 pub fn declare(command: DeclareCommand) -> anyhow::Result<()> {
     block_on(async move {
         match command {
-            DeclareCommand::Exchange {
-                name,
-                kind,
-                durable,
-                auto_delete,
-                args,
-                client,
-            } => {
-                let (connection, channel) = client.connect().await?;
+            DeclareCommand::Exchange { name, kind, common } => {
+                let (connection, channel) = common.client.connect().await?;
                 let options = ExchangeOptions {
-                    durable,
-                    auto_delete,
+                    durable: common.durable,
+                    auto_delete: common.auto_delete,
                     passive: false,
-                    arguments: parse_fields(&args)?,
+                    arguments: parse_fields(&common.args)?,
                 };
                 channel.declare_exchange(&name, &kind, options).await?;
                 eprintln!("exchange '{name}' ({kind}) declared");
                 super::client::finish(connection, channel).await;
             }
-            DeclareCommand::Queue {
-                name,
-                durable,
-                auto_delete,
-                args,
-                client,
-            } => {
-                let (connection, channel) = client.connect().await?;
+            DeclareCommand::Queue { name, common } => {
+                let (connection, channel) = common.client.connect().await?;
                 let options = QueueOptions {
-                    durable,
-                    auto_delete,
-                    arguments: parse_fields(&args)?,
+                    durable: common.durable,
+                    auto_delete: common.auto_delete,
+                    arguments: parse_fields(&common.args)?,
                     ..QueueOptions::default()
                 };
                 let info = channel.declare_queue(&name, options).await?;

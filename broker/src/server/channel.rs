@@ -228,6 +228,7 @@ impl ChannelSession {
     async fn apply(&mut self, frame: Frame) -> Result<(), Failure> {
         let p = self.principal.clone();
         let broker = self.broker.clone();
+        let unbind = matches!(frame, Frame::Unbind { .. });
         match frame {
             Frame::DeclareExchange {
                 req,
@@ -302,18 +303,19 @@ impl ChannelSession {
                 exchange,
                 key,
                 arguments,
-            } => {
-                broker.bind(&p, &queue, &exchange, &key, &arguments)?;
-                self.ok(req, queue, 0, 0).await;
             }
-            Frame::Unbind {
+            | Frame::Unbind {
                 req,
                 queue,
                 exchange,
                 key,
                 arguments,
             } => {
-                broker.unbind(&p, &queue, &exchange, &key, &arguments)?;
+                if unbind {
+                    broker.unbind(&p, &queue, &exchange, &key, &arguments)?;
+                } else {
+                    broker.bind(&p, &queue, &exchange, &key, &arguments)?;
+                }
                 self.ok(req, queue, 0, 0).await;
             }
             Frame::Query { req, what } => {

@@ -107,14 +107,8 @@ impl ConsumerTask {
             tokio::pin!(ready);
             ready.as_mut().enable();
             if self.queue.is_deleted() {
-                let _ = self
-                    .out
-                    .send(Frame::Cancelled {
-                        tag: self.tag.clone(),
-                        reason: format!("queue '{}' was deleted", self.queue.name()),
-                    })
-                    .await;
-                return;
+                let reason = format!("queue '{}' was deleted", self.queue.name());
+                return self.cancelled(reason).await;
             }
             match self.broker.next_delivery(&self.vhost, &self.queue) {
                 Ok(Some(delivered)) => {
@@ -137,17 +131,22 @@ impl ConsumerTask {
                 }
                 Err(e) => {
                     tracing::error!(queue = self.queue.name(), error = %e, "consumer stopped");
-                    let _ = self
-                        .out
-                        .send(Frame::Cancelled {
-                            tag: self.tag.clone(),
-                            reason: format!("reading queue '{}' failed: {e}", self.queue.name()),
-                        })
-                        .await;
-                    return;
+                    let reason = format!("reading queue '{}' failed: {e}", self.queue.name());
+                    return self.cancelled(reason).await;
                 }
             }
         }
+    }
+
+    /// Tells the client the broker ended this consumer.
+    async fn cancelled(&self, reason: String) {
+        let _ = self
+            .out
+            .send(Frame::Cancelled {
+                tag: self.tag.clone(),
+                reason,
+            })
+            .await;
     }
 
     /// Registers the delivery on the channel before it is sent, so a

@@ -402,6 +402,8 @@ impl Channel {
         .map(|info| info.messages)
     }
 
+    /// Binds a queue to an exchange with a key and arguments (their
+    /// meaning is the exchange type's).
     pub async fn bind(
         &self,
         queue: &str,
@@ -409,17 +411,10 @@ impl Channel {
         key: &str,
         arguments: Vec<Field>,
     ) -> Result<(), Error> {
-        self.request_ok(|req| Frame::Bind {
-            req,
-            queue: queue.into(),
-            exchange: exchange.into(),
-            key: key.into(),
-            arguments,
-        })
-        .await
-        .map(drop)
+        self.binding(true, queue, exchange, key, arguments).await
     }
 
+    /// Removes a binding made with the same queue, exchange, key and arguments.
     pub async fn unbind(
         &self,
         queue: &str,
@@ -427,12 +422,36 @@ impl Channel {
         key: &str,
         arguments: Vec<Field>,
     ) -> Result<(), Error> {
-        self.request_ok(|req| Frame::Unbind {
-            req,
-            queue: queue.into(),
-            exchange: exchange.into(),
-            key: key.into(),
-            arguments,
+        self.binding(false, queue, exchange, key, arguments).await
+    }
+
+    async fn binding(
+        &self,
+        bind: bool,
+        queue: &str,
+        exchange: &str,
+        key: &str,
+        arguments: Vec<Field>,
+    ) -> Result<(), Error> {
+        let (queue, exchange, key) = (queue.to_string(), exchange.to_string(), key.to_string());
+        self.request_ok(|req| {
+            if bind {
+                Frame::Bind {
+                    req,
+                    queue,
+                    exchange,
+                    key,
+                    arguments,
+                }
+            } else {
+                Frame::Unbind {
+                    req,
+                    queue,
+                    exchange,
+                    key,
+                    arguments,
+                }
+            }
         })
         .await
         .map(drop)
@@ -474,14 +493,15 @@ impl Channel {
         rx
     }
 
-    fn check_size(&self, message: &Message) -> Result<(), Error> {
+    /// Refuses bodies that cannot fit in one frame on this connection.
+    fn check_size(&self, body_bytes: usize) -> Result<(), Error> {
         let limit = (self.shared.max_frame as usize).saturating_sub(FRAME_OVERHEAD);
-        if message.body.len() > limit {
+        if body_bytes > limit {
             return Err(Error::Request {
                 code: switchyard_protocol::code::FRAME_ERROR,
                 reason: format!(
-                    "a body of {} bytes exceeds the {limit} bytes a frame can carry on this connection",
-                    message.body.len()
+                    "{body_bytes} body bytes exceed the {limit} bytes a frame can carry on this \
+                     connection; send smaller messages or batches"
                 ),
             });
         }
@@ -493,21 +513,14 @@ impl Channel {
     /// mode); otherwise it is ready at once. Waits only for room in the
     /// channel's send buffer, so many publishes can be in flight.
     pub async fn publish(&self, exchange: &str, message: Message) -> Result<Confirmation, Error> {
-        self.check_size(&message)?;
-        let permit = self.permit().await?;
-        let mut state = self.shared.state.lock().unwrap();
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        permit.send(Frame::Publish {
+        self.check_size(message.body.len())?;
+        let exchange = exchange.to_string();
+        self.send_publish(1, |seq| Frame::Publish {
             seq,
-            exchange: exchange.into(),
+            exchange,
             message,
-        });
-        Ok(if state.confirm_mode {
-            state.confirms.track(seq, seq)
-        } else {
-            Confirmation::ready()
         })
+        .await
     }
 
     /// Publishes messages in one frame (one routing call, one append group);
@@ -520,28 +533,31 @@ impl Channel {
         if messages.is_empty() {
             return Ok(Confirmation::ready());
         }
-        let total: usize = messages.iter().map(|m| m.body.len()).sum();
-        if total + FRAME_OVERHEAD > self.shared.max_frame as usize {
-            return Err(Error::Request {
-                code: switchyard_protocol::code::FRAME_ERROR,
-                reason: format!(
-                    "a batch of {total} body bytes exceeds the {} byte frame limit; send smaller batches",
-                    self.shared.max_frame
-                ),
-            });
-        }
+        self.check_size(messages.iter().map(|m| m.body.len()).sum())?;
+        let exchange = exchange.to_string();
+        let count = messages.len() as u64;
+        self.send_publish(count, |first_seq| Frame::PublishBatch {
+            first_seq,
+            exchange,
+            messages,
+        })
+        .await
+    }
+
+    /// Takes `count` sequence numbers and queues the frame built from the
+    /// first, atomically, so sequence numbers follow the order on the wire.
+    async fn send_publish(
+        &self,
+        count: u64,
+        make: impl FnOnce(u64) -> Frame,
+    ) -> Result<Confirmation, Error> {
         let permit = self.permit().await?;
         let mut state = self.shared.state.lock().unwrap();
-        let first_seq = state.next_seq;
-        let last = first_seq + messages.len() as u64 - 1;
-        state.next_seq = last + 1;
-        permit.send(Frame::PublishBatch {
-            first_seq,
-            exchange: exchange.into(),
-            messages,
-        });
+        let first = state.next_seq;
+        state.next_seq += count;
+        permit.send(make(first));
         Ok(if state.confirm_mode {
-            state.confirms.track(first_seq, last)
+            state.confirms.track(first, first + count - 1)
         } else {
             Confirmation::ready()
         })
