@@ -3,6 +3,7 @@
 //! stderr and a non-zero exit code.
 
 mod admin;
+mod bench;
 mod client;
 mod consume;
 mod plugin;
@@ -54,6 +55,8 @@ enum Command {
     /// Manage vhosts.
     #[command(subcommand)]
     Vhost(admin::VhostCommand),
+    /// Measure throughput and latency against a broker (or --spawn one).
+    Bench(bench::BenchArgs),
     /// Build, inspect and test plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Delete(args) => topology::delete(args),
         Command::User(command) => admin::user(command),
         Command::Vhost(command) => admin::vhost(command),
+        Command::Bench(args) => bench::run_bench(args),
         Command::Plugin(command) => plugin::run(command),
     };
     match result {

@@ -1,0 +1,492 @@
+//! `switchyard bench`: a load generator in the spirit of `nats bench` and
+//! RabbitMQ's PerfTest. Producers and consumers are separate connections
+//! in this process (so one clock serves publish→deliver latency: each body
+//! starts with its send time); the broker is a separate process.
+//!
+//! - `stats` — latency samples, percentiles, the report.
+//! - `spawn` — `--spawn`: a broker on a temporary data dir.
+//! - `suite` — the standard scenarios and the table in docs/BENCHMARKS.md.
+
+mod spawn;
+mod stats;
+pub mod suite;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use switchyard_client::{
+    Confirmation, ConnectOptions, Connection, ConsumeOptions, Error, ExchangeOptions, Field,
+    Message, QueueOptions, Trust, Value,
+};
+
+pub use spawn::SpawnedBroker;
+pub use stats::{Percentiles, Report, Samples};
+
+/// How producers send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Fire and forget.
+    Rapid,
+    /// Each publish (or batch) confirmed; at most `in_flight` messages unconfirmed.
+    Confirm,
+    /// Rapid batches of `batch` messages in one frame.
+    Batch,
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub producers: usize,
+    pub consumers: usize,
+    /// Body bytes (at least 8: the send time).
+    pub size: usize,
+    /// Messages in all (split among producers)…
+    pub count: u64,
+    /// …or publish for this long instead.
+    pub duration: Option<Duration>,
+    pub mode: Mode,
+    /// Messages per publish frame.
+    pub batch: usize,
+    /// Confirm mode: unconfirmed messages allowed per producer.
+    pub in_flight: usize,
+    pub persistent: bool,
+    /// Queue flush mode: "async" or "sync".
+    pub flush: String,
+    /// "default" (no plugin: routes by queue name), "direct", "topic" or "fanout".
+    pub exchange_type: String,
+    pub queues: usize,
+    /// Extra bindings that match nothing (a large routing table).
+    pub extra_bindings: usize,
+    pub prefetch: u32,
+    pub auto_ack: bool,
+    /// A live progress line on stderr.
+    pub progress: bool,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            producers: 1,
+            consumers: 1,
+            size: 1024,
+            count: 100_000,
+            duration: None,
+            mode: Mode::Rapid,
+            batch: 1,
+            in_flight: 1000,
+            persistent: false,
+            flush: "async".into(),
+            exchange_type: "default".into(),
+            queues: 1,
+            extra_bindings: 0,
+            prefetch: 1000,
+            auto_ack: false,
+            progress: false,
+        }
+    }
+}
+
+const EXCHANGE: &str = "bench-exchange";
+
+fn queue_name(i: usize) -> String {
+    format!("bench-q{i}")
+}
+
+impl BenchConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !["default", "direct", "topic", "fanout"].contains(&self.exchange_type.as_str()) {
+            return Err(format!(
+                "--exchange-type must be default, direct, topic or fanout, not '{}'",
+                self.exchange_type
+            ));
+        }
+        if self.producers == 0 || self.queues == 0 || self.batch == 0 {
+            return Err("--producers, --queues and --batch must be at least 1".into());
+        }
+        if self.size < 8 {
+            return Err(
+                "--size must be at least 8 bytes (the send time travels in the body)".into(),
+            );
+        }
+        if self.consumers > 0 && self.consumers < self.queues {
+            return Err(format!(
+                "{} consumers cannot drain {} queues: use at least one consumer per queue",
+                self.consumers, self.queues
+            ));
+        }
+        Ok(())
+    }
+
+    /// The routing key that reaches queue `i`.
+    fn routing_key(&self, i: usize) -> String {
+        match self.exchange_type.as_str() {
+            "topic" => format!("bench.q{i}.event"),
+            _ => queue_name(i),
+        }
+    }
+
+    fn exchange(&self) -> &str {
+        if self.exchange_type == "default" {
+            ""
+        } else {
+            EXCHANGE
+        }
+    }
+
+    /// Queues each message reaches.
+    fn fan_out(&self) -> u64 {
+        if self.exchange_type == "fanout" {
+            self.queues as u64
+        } else {
+            1
+        }
+    }
+}
+
+/// Creates the exchange, queues and bindings; empties the queues.
+async fn set_up(url: &str, trust: &Trust, config: &BenchConfig) -> Result<(), Error> {
+    let connection = Connection::connect(url, ConnectOptions::new(trust.clone())).await?;
+    let ch = connection.channel().await?;
+    if config.exchange_type != "default" {
+        let _ = ch.delete_exchange(EXCHANGE, false).await;
+        ch.declare_exchange(EXCHANGE, &config.exchange_type, ExchangeOptions::default())
+            .await?;
+    }
+    for i in 0..config.queues {
+        let name = queue_name(i);
+        let _ = ch.delete_queue(&name, false, false).await;
+        let arguments = vec![Field::new("flush", Value::Text(config.flush.clone()))];
+        ch.declare_queue(
+            &name,
+            QueueOptions {
+                durable: true,
+                arguments,
+                ..QueueOptions::default()
+            },
+        )
+        .await?;
+        if config.exchange_type != "default" {
+            let key = match config.exchange_type.as_str() {
+                "topic" => format!("bench.q{i}.*"),
+                _ => config.routing_key(i),
+            };
+            ch.bind(&name, EXCHANGE, &key, vec![]).await?;
+        }
+    }
+    if config.exchange_type != "default" {
+        for j in 0..config.extra_bindings {
+            let key = match config.exchange_type.as_str() {
+                "topic" => format!("other.k{j}.*"),
+                _ => format!("other-k{j}"),
+            };
+            ch.bind(&queue_name(j % config.queues), EXCHANGE, &key, vec![])
+                .await?;
+        }
+    }
+    ch.close().await?;
+    connection.close().await;
+    Ok(())
+}
+
+struct Shared {
+    base: Instant,
+    published: AtomicU64,
+    refused: AtomicU64,
+    consumed: AtomicU64,
+    producers_done: AtomicBool,
+    first_publish_ns: AtomicU64,
+    last_publish_ns: AtomicU64,
+    first_delivery_ns: AtomicU64,
+    last_delivery_ns: AtomicU64,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+}
+
+/// Runs one benchmark against a broker.
+pub async fn run(url: &str, trust: &Trust, config: &BenchConfig) -> Result<Report, String> {
+    config.validate()?;
+    set_up(url, trust, config)
+        .await
+        .map_err(|e| format!("setting up: {e}"))?;
+    let shared = Arc::new(Shared {
+        base: Instant::now(),
+        published: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        consumed: AtomicU64::new(0),
+        producers_done: AtomicBool::new(false),
+        first_publish_ns: AtomicU64::new(u64::MAX),
+        last_publish_ns: AtomicU64::new(0),
+        first_delivery_ns: AtomicU64::new(u64::MAX),
+        last_delivery_ns: AtomicU64::new(0),
+    });
+
+    let mut consumers = Vec::new();
+    for c in 0..config.consumers {
+        let connection = Connection::connect(url, ConnectOptions::new(trust.clone()))
+            .await
+            .map_err(|e| format!("consumer {c}: {e}"))?;
+        consumers.push(tokio::spawn(consume(
+            connection,
+            queue_name(c % config.queues),
+            config.clone(),
+            shared.clone(),
+        )));
+    }
+    let mut producers = Vec::new();
+    for p in 0..config.producers {
+        let connection = Connection::connect(url, ConnectOptions::new(trust.clone()))
+            .await
+            .map_err(|e| format!("producer {p}: {e}"))?;
+        let share = config.count / config.producers as u64
+            + u64::from((p as u64) < config.count % config.producers as u64);
+        producers.push(tokio::spawn(produce(
+            connection,
+            p,
+            share,
+            config.clone(),
+            shared.clone(),
+        )));
+    }
+    let progress = config
+        .progress
+        .then(|| tokio::spawn(report_progress(shared.clone())));
+
+    let mut confirm_latency = Samples::default();
+    for producer in producers {
+        let samples = producer
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("producer: {e}"))?;
+        confirm_latency.merge(samples);
+    }
+    shared.producers_done.store(true, Ordering::Release);
+    let mut deliver_latency = Samples::default();
+    for consumer in consumers {
+        let samples = consumer
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("consumer: {e}"))?;
+        deliver_latency.merge(samples);
+    }
+    if let Some(progress) = progress {
+        progress.abort();
+        eprintln!();
+    }
+
+    let published = shared.published.load(Ordering::Acquire);
+    let consumed = shared.consumed.load(Ordering::Acquire);
+    let seconds = |from: &AtomicU64, to: &AtomicU64| {
+        let (from, to) = (from.load(Ordering::Acquire), to.load(Ordering::Acquire));
+        if to > from {
+            (to - from) as f64 / 1e9
+        } else {
+            f64::NAN
+        }
+    };
+    let publish_s = seconds(&shared.first_publish_ns, &shared.last_publish_ns);
+    let consume_s = seconds(&shared.first_delivery_ns, &shared.last_delivery_ns);
+    let end_to_end_s = seconds(&shared.first_publish_ns, &shared.last_delivery_ns);
+    let rate = |n: u64, s: f64| {
+        if s.is_finite() && s > 0.0 {
+            n as f64 / s
+        } else {
+            0.0
+        }
+    };
+    Ok(Report {
+        published,
+        consumed,
+        producer_msgs_per_s: rate(published, publish_s),
+        consumer_msgs_per_s: rate(consumed, consume_s),
+        end_to_end_msgs_per_s: rate(consumed, end_to_end_s),
+        mb_per_s: rate(consumed, end_to_end_s) * config.size as f64 / 1e6,
+        refused: shared.refused.load(Ordering::Acquire),
+        publish_to_confirm: confirm_latency.percentiles(),
+        publish_to_deliver: deliver_latency.percentiles(),
+    })
+}
+
+fn body(size: usize, shared: &Shared) -> Bytes {
+    let mut body = vec![0u8; size];
+    body[..8].copy_from_slice(&shared.now_ns().to_le_bytes());
+    body.into()
+}
+
+async fn produce(
+    connection: Connection,
+    id: usize,
+    count: u64,
+    config: BenchConfig,
+    shared: Arc<Shared>,
+) -> Result<Samples, Error> {
+    let ch = connection.channel().await?;
+    let confirm = config.mode == Mode::Confirm;
+    if confirm {
+        ch.confirm_select().await?;
+    }
+    let deadline = config.duration.map(|d| Instant::now() + d);
+    let mut latency = Samples::default();
+    let mut in_flight: VecDeque<(u64, u64, Confirmation)> = VecDeque::new();
+    let mut unconfirmed = 0usize;
+    let mut sent = 0u64;
+    let mut route = id;
+    shared
+        .first_publish_ns
+        .fetch_min(shared.now_ns(), Ordering::AcqRel);
+    while deadline.map_or(sent < count, |d| Instant::now() < d) {
+        let n = if deadline.is_some() {
+            config.batch as u64
+        } else {
+            (count - sent).min(config.batch as u64)
+        };
+        let mut messages = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let mut message = Message::new(
+                config.routing_key(route % config.queues),
+                body(config.size, &shared),
+            );
+            route += 1;
+            if config.persistent {
+                message = message.persistent();
+            }
+            messages.push(message);
+        }
+        let started = shared.now_ns();
+        let confirmation = if n == 1 {
+            ch.publish(config.exchange(), messages.pop().unwrap())
+                .await?
+        } else {
+            ch.publish_batch(config.exchange(), messages).await?
+        };
+        sent += n;
+        shared.published.fetch_add(n, Ordering::AcqRel);
+        if confirm {
+            in_flight.push_back((started, n, confirmation));
+            unconfirmed += n as usize;
+            while unconfirmed > config.in_flight.saturating_sub(n as usize) {
+                let Some((started, n, confirmation)) = in_flight.pop_front() else {
+                    break;
+                };
+                settle(confirmation.await, started, &shared, &mut latency, n);
+                unconfirmed -= n as usize;
+            }
+        }
+    }
+    for (started, n, confirmation) in in_flight {
+        settle(confirmation.await, started, &shared, &mut latency, n);
+    }
+    shared
+        .last_publish_ns
+        .fetch_max(shared.now_ns(), Ordering::AcqRel);
+    ch.close().await?;
+    connection.close().await;
+    Ok(latency)
+}
+
+fn settle(result: Result<(), Error>, started: u64, shared: &Shared, latency: &mut Samples, n: u64) {
+    match result {
+        Ok(()) => latency.record((shared.now_ns() - started) / 1000),
+        Err(Error::Request { .. }) => {
+            shared.refused.fetch_add(n, Ordering::AcqRel);
+        }
+        Err(e) => tracing::warn!(error = %e, "confirm failed"),
+    }
+}
+
+/// Idle time after the producers finished before consumers give up.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn consume(
+    connection: Connection,
+    queue: String,
+    config: BenchConfig,
+    shared: Arc<Shared>,
+) -> Result<Samples, Error> {
+    let ch = connection.channel().await?;
+    let options = ConsumeOptions {
+        prefetch: config.prefetch,
+        auto_ack: config.auto_ack,
+        ..ConsumeOptions::default()
+    };
+    let mut consumer = ch.consume(&queue, options).await?;
+    let mut latency = Samples::default();
+    let ack_every = (config.prefetch as u64 / 2).max(1);
+    let mut unacked = 0u64;
+    let mut last_tag = 0;
+    loop {
+        let expected = shared
+            .published
+            .load(Ordering::Acquire)
+            .saturating_sub(shared.refused.load(Ordering::Acquire))
+            * config.fan_out();
+        if shared.producers_done.load(Ordering::Acquire)
+            && shared.consumed.load(Ordering::Acquire) >= expected
+        {
+            break;
+        }
+        let next = tokio::time::timeout(Duration::from_millis(100), consumer.next()).await;
+        let delivery = match next {
+            Ok(Some(delivery)) => delivery,
+            Ok(None) => break,
+            Err(_) => {
+                let idle_since = shared
+                    .last_delivery_ns
+                    .load(Ordering::Acquire)
+                    .max(shared.last_publish_ns.load(Ordering::Acquire));
+                if shared.producers_done.load(Ordering::Acquire)
+                    && shared.now_ns().saturating_sub(idle_since) > DRAIN_TIMEOUT.as_nanos() as u64
+                {
+                    tracing::warn!(%queue, "consumer gave up waiting for the rest of the messages");
+                    break;
+                }
+                continue;
+            }
+        };
+        let now = shared.now_ns();
+        shared.first_delivery_ns.fetch_min(now, Ordering::AcqRel);
+        shared.last_delivery_ns.fetch_max(now, Ordering::AcqRel);
+        shared.consumed.fetch_add(1, Ordering::AcqRel);
+        if let Some(sent) = delivery.message.body.get(..8) {
+            let sent = u64::from_le_bytes(sent.try_into().unwrap());
+            latency.record(now.saturating_sub(sent) / 1000);
+        }
+        if !config.auto_ack {
+            unacked += 1;
+            last_tag = delivery.delivery_tag;
+            if unacked >= ack_every {
+                ch.ack(last_tag, true).await?;
+                unacked = 0;
+            }
+        }
+    }
+    if unacked > 0 {
+        ch.ack(last_tag, true).await?;
+    }
+    ch.close().await?;
+    connection.close().await;
+    Ok(latency)
+}
+
+async fn report_progress(shared: Arc<Shared>) {
+    let mut last = (0, 0, Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (published, consumed) = (
+            shared.published.load(Ordering::Acquire),
+            shared.consumed.load(Ordering::Acquire),
+        );
+        let elapsed = last.2.elapsed().as_secs_f64();
+        eprint!(
+            "\rpublished {published} ({:.0}/s)  consumed {consumed} ({:.0}/s)      ",
+            (published - last.0) as f64 / elapsed,
+            (consumed - last.1) as f64 / elapsed
+        );
+        last = (published, consumed, Instant::now());
+    }
+}

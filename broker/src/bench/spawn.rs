@@ -1,0 +1,55 @@
+//! `--spawn`: a broker of this same binary on a temporary data dir and a
+//! free loopback port, stopped (and its data removed) when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use switchyard_client::Trust;
+
+pub struct SpawnedBroker {
+    child: Child,
+    pub url: String,
+    pub trust: Trust,
+    _dir: tempfile::TempDir,
+}
+
+impl SpawnedBroker {
+    pub fn start() -> Result<SpawnedBroker, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("switchyard-bench-")
+            .tempdir()
+            .map_err(|e| format!("creating a temporary data dir: {e}"))?;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("starting a broker: {e}"))?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let addr = line
+            .strip_prefix("switchyard listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .ok_or_else(|| format!("the spawned broker did not start: {line:?}"))?
+            .to_string();
+        let trust =
+            Trust::ca_file(&dir.path().join(crate::server::DEV_CA)).map_err(|e| e.to_string())?;
+        Ok(SpawnedBroker {
+            child,
+            url: format!("switchyard://guest:guest@{addr}/"),
+            trust,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for SpawnedBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

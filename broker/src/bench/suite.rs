@@ -1,0 +1,218 @@
+//! The standard scenarios (1 KiB, 1 producer + 1 consumer, loopback,
+//! unless said), each run several times on a fresh broker; the table
+//! reports medians, and targets are checked against them.
+
+use super::{BenchConfig, Mode, Report, SpawnedBroker, run};
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub config: BenchConfig,
+    /// (what, minimum end-to-end msgs/s, maximum p99 publish→confirm ms)
+    pub target: Option<(f64, Option<f64>)>,
+}
+
+fn scenario(name: &'static str, count: u64, change: impl FnOnce(&mut BenchConfig)) -> Scenario {
+    let mut config = BenchConfig {
+        count,
+        persistent: true,
+        ..BenchConfig::default()
+    };
+    change(&mut config);
+    Scenario {
+        name,
+        config,
+        target: None,
+    }
+}
+
+/// The standard scenarios; `scale` multiplies message counts.
+pub fn scenarios(scale: f64) -> Vec<Scenario> {
+    let n = |count: u64| ((count as f64 * scale) as u64).max(1000);
+    let mut list = vec![
+        scenario("rapid, batch 1", n(200_000), |_| {}),
+        scenario("rapid, batch 10", n(300_000), |c| {
+            c.mode = Mode::Batch;
+            c.batch = 10;
+        }),
+        scenario("rapid, batch 100", n(500_000), |c| {
+            c.mode = Mode::Batch;
+            c.batch = 100;
+        }),
+        scenario("rapid, batch 1000", n(500_000), |c| {
+            c.mode = Mode::Batch;
+            c.batch = 1000;
+        }),
+        scenario("confirm ≤1000 in flight, async flush", n(300_000), |c| {
+            c.mode = Mode::Confirm
+        }),
+        scenario("confirm ≤1000 in flight, sync flush", n(200_000), |c| {
+            c.mode = Mode::Confirm;
+            c.flush = "sync".into();
+        }),
+        scenario("batch 100 via direct (wasm)", n(500_000), |c| {
+            c.mode = Mode::Batch;
+            c.batch = 100;
+            c.exchange_type = "direct".into();
+        }),
+        scenario("fanout to 10 queues, batch 100", n(100_000), |c| {
+            c.mode = Mode::Batch;
+            c.batch = 100;
+            c.exchange_type = "fanout".into();
+            c.queues = 10;
+            c.consumers = 10;
+        }),
+        scenario("topic, 1000 bindings, batch 100", n(300_000), |c| {
+            c.mode = Mode::Batch;
+            c.batch = 100;
+            c.exchange_type = "topic".into();
+            c.extra_bindings = 1000;
+        }),
+        scenario(
+            "16 producers / 16 consumers / 16 queues, batch 10",
+            n(300_000),
+            |c| {
+                c.mode = Mode::Batch;
+                c.batch = 10;
+                c.producers = 16;
+                c.consumers = 16;
+                c.queues = 16;
+            },
+        ),
+        scenario("64 B, batch 100", n(500_000), |c| {
+            c.mode = Mode::Batch;
+            c.batch = 100;
+            c.size = 64;
+        }),
+        scenario("16 KiB, batch 10", n(60_000), |c| {
+            c.mode = Mode::Batch;
+            c.batch = 10;
+            c.size = 16 << 10;
+        }),
+    ];
+    list[2].target = Some((400_000.0, None));
+    list[4].target = Some((150_000.0, None));
+    list[5].target = Some((50_000.0, Some(20.0)));
+    list
+}
+
+/// The median of each figure over the runs of one scenario.
+pub struct Summary {
+    pub name: &'static str,
+    pub runs: Vec<Report>,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+impl Summary {
+    pub fn median_of(&self, f: impl Fn(&Report) -> Option<f64>) -> Option<f64> {
+        let values: Vec<f64> = self.runs.iter().filter_map(f).collect();
+        (!values.is_empty()).then(|| median(values))
+    }
+}
+
+/// Runs every scenario `runs` times, each on a freshly spawned broker.
+pub async fn run_suite(
+    scale: f64,
+    runs: usize,
+    filter: Option<&str>,
+) -> Result<Vec<(Scenario, Summary)>, String> {
+    let mut results = Vec::new();
+    for scenario in scenarios(scale) {
+        if filter.is_some_and(|f| !scenario.name.contains(f)) {
+            continue;
+        }
+        let mut summary = Summary {
+            name: scenario.name,
+            runs: Vec::new(),
+        };
+        for i in 0..runs {
+            let broker = SpawnedBroker::start()?;
+            let report = run(&broker.url, &broker.trust, &scenario.config).await?;
+            eprintln!(
+                "{} (run {}/{runs}): {:.0} msgs/s end to end",
+                scenario.name,
+                i + 1,
+                report.end_to_end_msgs_per_s
+            );
+            summary.runs.push(report);
+        }
+        results.push((scenario, summary));
+    }
+    Ok(results)
+}
+
+fn ms(value: Option<f64>) -> String {
+    value.map_or("–".into(), |v| format!("{v:.1}"))
+}
+
+/// The Markdown table of a suite run.
+pub fn table(results: &[(Scenario, Summary)]) -> String {
+    let mut out = String::from(
+        "| scenario | producer msgs/s | consumer msgs/s | end-to-end msgs/s | MB/s | confirm p50 / p99 ms | deliver p50 / p99 / p99.9 ms | target |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for (scenario, s) in results {
+        let e2e = s
+            .median_of(|r| Some(r.end_to_end_msgs_per_s))
+            .unwrap_or(0.0);
+        let confirm_p99 = s.median_of(|r| r.publish_to_confirm.map(|p| p.p99_ms));
+        let target = match scenario.target {
+            None => String::new(),
+            Some((min, max_p99)) => {
+                let rate_ok = e2e >= min;
+                let p99_ok = max_p99.is_none_or(|max| confirm_p99.is_some_and(|p| p <= max));
+                let what = match max_p99 {
+                    Some(max) => format!("≥ {:.0}k msgs/s, p99 ≤ {max:.0} ms", min / 1000.0),
+                    None => format!("≥ {:.0}k msgs/s", min / 1000.0),
+                };
+                format!(
+                    "{what}: {}",
+                    if rate_ok && p99_ok {
+                        "**met**"
+                    } else {
+                        "**missed**"
+                    }
+                )
+            }
+        };
+        out.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.1} | {} / {} | {} / {} / {} | {} |\n",
+            scenario.name,
+            s.median_of(|r| Some(r.producer_msgs_per_s)).unwrap_or(0.0),
+            s.median_of(|r| Some(r.consumer_msgs_per_s)).unwrap_or(0.0),
+            e2e,
+            s.median_of(|r| Some(r.mb_per_s)).unwrap_or(0.0),
+            ms(s.median_of(|r| r.publish_to_confirm.map(|p| p.p50_ms))),
+            ms(confirm_p99),
+            ms(s.median_of(|r| r.publish_to_deliver.map(|p| p.p50_ms))),
+            ms(s.median_of(|r| r.publish_to_deliver.map(|p| p.p99_ms))),
+            ms(s.median_of(|r| r.publish_to_deliver.map(|p| p.p999_ms))),
+            target
+        ));
+    }
+    // wasm vs native routing, batch 100, from the same suite run.
+    let find = |name: &str| results.iter().find(|(s, _)| s.name == name).map(|(_, r)| r);
+    if let (Some(native), Some(wasm)) = (
+        find("rapid, batch 100"),
+        find("batch 100 via direct (wasm)"),
+    ) {
+        let n = native
+            .median_of(|r| Some(r.end_to_end_msgs_per_s))
+            .unwrap_or(0.0);
+        let w = wasm
+            .median_of(|r| Some(r.end_to_end_msgs_per_s))
+            .unwrap_or(0.0);
+        if n > 0.0 {
+            let ratio = w / n;
+            out.push_str(&format!(
+                "\nwasm routing (direct plugin) vs native (default exchange), batch 100: **{ratio:.2}×** \
+                 (target ≥ 0.9×: {})\n",
+                if ratio >= 0.9 { "met" } else { "missed" }
+            ));
+        }
+    }
+    out
+}

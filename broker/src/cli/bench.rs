@@ -1,0 +1,135 @@
+//! `switchyard bench`: load against a running broker (or `--spawn`), or
+//! the standard suite (`--suite`).
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use clap::{Args, ValueEnum};
+
+use super::client::{ClientArgs, block_on};
+use crate::bench::{BenchConfig, Mode, SpawnedBroker, run, suite};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SendMode {
+    Rapid,
+    Confirm,
+    Batch,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Start a broker of this binary on a temporary data dir.
+    #[arg(long)]
+    spawn: bool,
+    #[arg(long, default_value_t = 1)]
+    producers: usize,
+    #[arg(long, default_value_t = 1)]
+    consumers: usize,
+    /// Body bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Messages in all.
+    #[arg(long, default_value_t = 100_000)]
+    count: u64,
+    /// Publish for this many seconds instead of --count.
+    #[arg(long)]
+    duration: Option<f64>,
+    #[arg(long, value_enum, default_value_t = SendMode::Rapid)]
+    mode: SendMode,
+    /// Messages per publish frame [default: 100 in batch mode, else 1].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Confirm mode: unconfirmed messages allowed per producer.
+    #[arg(long, default_value_t = 1000)]
+    in_flight: usize,
+    #[arg(long)]
+    persistent: bool,
+    /// Queue flush mode.
+    #[arg(long, default_value = "async", value_parser = ["async", "sync"])]
+    flush: String,
+    /// default (routes by queue name, no plugin), direct, topic or fanout.
+    #[arg(long, default_value = "default")]
+    exchange_type: String,
+    #[arg(long, default_value_t = 1)]
+    queues: usize,
+    /// Extra, never-matching bindings on the exchange.
+    #[arg(long, default_value_t = 0)]
+    bindings: usize,
+    #[arg(long, default_value_t = 1000)]
+    prefetch: u32,
+    /// Consumers auto-acknowledge.
+    #[arg(long)]
+    auto_ack: bool,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Run the standard scenarios (each on a spawned broker) and print the Markdown table.
+    #[arg(long)]
+    suite: bool,
+    /// Suite: runs per scenario (the table shows medians).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Suite: multiply message counts.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Suite: only scenarios whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.suite {
+        return block_on(async move {
+            let results = suite::run_suite(args.scale, args.runs.max(1), args.only.as_deref())
+                .await
+                .map_err(|e| anyhow!(e))?;
+            print!("{}", suite::table(&results));
+            Ok(())
+        });
+    }
+    let mode = match args.mode {
+        SendMode::Rapid => Mode::Rapid,
+        SendMode::Confirm => Mode::Confirm,
+        SendMode::Batch => Mode::Batch,
+    };
+    let config = BenchConfig {
+        producers: args.producers,
+        consumers: args.consumers,
+        size: args.size,
+        count: args.count,
+        duration: args.duration.map(Duration::from_secs_f64),
+        mode,
+        batch: args
+            .batch
+            .unwrap_or(if mode == Mode::Batch { 100 } else { 1 }),
+        in_flight: args.in_flight,
+        persistent: args.persistent,
+        flush: args.flush,
+        exchange_type: args.exchange_type,
+        queues: args.queues,
+        extra_bindings: args.bindings,
+        prefetch: args.prefetch,
+        auto_ack: args.auto_ack,
+        progress: !args.json,
+    };
+    block_on(async move {
+        let spawned = if args.spawn {
+            Some(SpawnedBroker::start().map_err(|e| anyhow!(e))?)
+        } else {
+            None
+        };
+        let (url, trust) = match &spawned {
+            Some(broker) => (broker.url.clone(), broker.trust.clone()),
+            None => (args.client.server.clone(), args.client.trust()?),
+        };
+        let report = run(&url, &trust, &config).await.map_err(|e| anyhow!(e))?;
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print!("{report}");
+        }
+        Ok(())
+    })
+}
