@@ -419,6 +419,7 @@ async fn consume(
     let ack_every = (config.prefetch as u64 / 2).max(1);
     let mut unacked = 0u64;
     let mut last_tag = 0;
+    let mut check = tokio::time::interval(Duration::from_millis(100));
     loop {
         let expected = shared
             .published
@@ -430,11 +431,14 @@ async fn consume(
         {
             break;
         }
-        let next = tokio::time::timeout(Duration::from_millis(100), consumer.next()).await;
-        let delivery = match next {
-            Ok(Some(delivery)) => delivery,
-            Ok(None) => break,
-            Err(_) => {
+        // One timer for the whole run: a timeout per message would cost
+        // more than the delivery itself.
+        let delivery = tokio::select! {
+            next = consumer.next() => match next {
+                Some(delivery) => delivery,
+                None => break,
+            },
+            _ = check.tick() => {
                 let idle_since = shared
                     .last_delivery_ns
                     .load(Ordering::Acquire)

@@ -103,39 +103,55 @@ impl ConsumerTask {
                     _ = self.stop.changed() => return,
                 }
             }
-            let ready = self.queue.ready.notified();
-            tokio::pin!(ready);
-            ready.as_mut().enable();
-            if self.queue.is_deleted() {
-                let reason = format!("queue '{}' was deleted", self.queue.name());
-                return self.cancelled(reason).await;
-            }
-            match self.broker.next_delivery(&self.vhost, &self.queue) {
-                Ok(Some(delivered)) => {
-                    let frame = self.register(&delivered);
-                    if let Some(frame) = frame {
-                        tokio::select! {
-                            sent = self.out.send(frame) => if sent.is_err() { return },
-                            _ = self.stop.changed() => return,
-                        }
-                    }
-                }
+            // The ready signal is armed only when the queue looks empty
+            // (then checked again, so a publish in between is not missed).
+            let delivered = match self.next() {
+                Ok(Some(delivered)) => delivered,
                 Ok(None) => {
-                    if let Some(credit) = &self.credit {
-                        credit.add_permits(1);
-                    }
-                    tokio::select! {
-                        _ = &mut ready => {}
-                        _ = self.stop.changed() => return,
+                    let ready = self.queue.ready.notified();
+                    tokio::pin!(ready);
+                    ready.as_mut().enable();
+                    match self.next() {
+                        Ok(Some(delivered)) => delivered,
+                        Ok(None) => {
+                            if let Some(credit) = &self.credit {
+                                credit.add_permits(1);
+                            }
+                            tokio::select! {
+                                _ = &mut ready => continue,
+                                _ = self.stop.changed() => return,
+                            }
+                        }
+                        Err(reason) => return self.cancelled(reason).await,
                     }
                 }
-                Err(e) => {
-                    tracing::error!(queue = self.queue.name(), error = %e, "consumer stopped");
-                    let reason = format!("reading queue '{}' failed: {e}", self.queue.name());
-                    return self.cancelled(reason).await;
-                }
+                Err(reason) => return self.cancelled(reason).await,
+            };
+            let Some(frame) = self.register(&delivered) else {
+                continue;
+            };
+            match self.out.try_send(frame) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(frame)) => tokio::select! {
+                    sent = self.out.send(frame) => if sent.is_err() { return },
+                    _ = self.stop.changed() => return,
+                },
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
         }
+    }
+
+    /// The next message of the queue, or why the consumer must end.
+    fn next(&self) -> Result<Option<Delivered>, String> {
+        if self.queue.is_deleted() {
+            return Err(format!("queue '{}' was deleted", self.queue.name()));
+        }
+        self.broker
+            .next_delivery(&self.vhost, &self.queue)
+            .map_err(|e| {
+                tracing::error!(queue = self.queue.name(), error = %e, "consumer stopped");
+                format!("reading queue '{}' failed: {e}", self.queue.name())
+            })
     }
 
     /// Tells the client the broker ended this consumer.

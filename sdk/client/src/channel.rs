@@ -14,7 +14,9 @@ use crate::error::Error;
 use crate::transport::{FrameReader, FrameWriter};
 
 /// Frames queued for the writer before `publish` waits (backpressure).
-const OUTBOUND_FRAMES: usize = 4096;
+/// Small: a frame may be a batch of many messages, and the writer
+/// coalesces whatever is queued into one write anyway.
+const OUTBOUND_FRAMES: usize = 256;
 /// Deliveries buffered per consumer before the channel's reader waits.
 const CONSUMER_BUFFER: usize = 1024;
 /// Room left in a frame for everything but the body.
