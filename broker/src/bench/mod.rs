@@ -299,13 +299,16 @@ pub async fn run(url: &str, trust: &Trust, config: &BenchConfig) -> Result<Repor
             0.0
         }
     };
+    let mb = |msgs_per_s: f64| msgs_per_s * config.size as f64 / 1e6;
     Ok(Report {
         published,
         consumed,
         producer_msgs_per_s: rate(published, publish_s),
+        producer_mb_per_s: mb(rate(published, publish_s)),
         consumer_msgs_per_s: rate(consumed, consume_s),
+        consumer_mb_per_s: mb(rate(consumed, consume_s)),
         end_to_end_msgs_per_s: rate(consumed, end_to_end_s),
-        mb_per_s: rate(consumed, end_to_end_s) * config.size as f64 / 1e6,
+        mb_per_s: mb(rate(consumed, end_to_end_s)),
         refused: shared.refused.load(Ordering::Acquire),
         publish_to_confirm: confirm_latency.percentiles(),
         publish_to_deliver: deliver_latency.percentiles(),

@@ -70,7 +70,9 @@ pub struct Report {
     pub published: u64,
     pub consumed: u64,
     pub producer_msgs_per_s: f64,
+    pub producer_mb_per_s: f64,
     pub consumer_msgs_per_s: f64,
+    pub consumer_mb_per_s: f64,
     /// Messages consumed per second from the first publish to the last delivery.
     pub end_to_end_msgs_per_s: f64,
     /// Body bytes consumed per second, end to end.
@@ -84,13 +86,13 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "producers: {} msgs, {:.0} msgs/s",
-            self.published, self.producer_msgs_per_s
+            "producers: {} msgs, {:.0} msgs/s, {:.1} MB/s",
+            self.published, self.producer_msgs_per_s, self.producer_mb_per_s
         )?;
         writeln!(
             f,
-            "consumers: {} msgs, {:.0} msgs/s",
-            self.consumed, self.consumer_msgs_per_s
+            "consumers: {} msgs, {:.0} msgs/s, {:.1} MB/s",
+            self.consumed, self.consumer_msgs_per_s, self.consumer_mb_per_s
         )?;
         writeln!(
             f,
