@@ -211,3 +211,23 @@ kill %1
     );
     assert!(line("remote-user: ").starts_with("name /"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_where_no_broker_listens_fails_in_bounded_time() {
+    let broker = Broker::start();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut options = switchyard_client::ConnectOptions::new(broker.trust());
+    options.connect_timeout = std::time::Duration::from_millis(500);
+    let url = format!("switchyard://guest:guest@127.0.0.1:{port}/");
+    match switchyard_client::Connection::connect(&url, options).await {
+        Err(Error::Connect { reason, .. }) => {
+            assert!(reason.contains("no answer within"), "{reason}")
+        }
+        Err(other) => panic!("expected a connect error, got {other}"),
+        Ok(_) => panic!("connected to nothing"),
+    }
+}

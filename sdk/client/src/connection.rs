@@ -31,6 +31,8 @@ pub struct ConnectOptions {
     pub idle_timeout: Duration,
     /// Keep-alive interval, well under the idle timeout.
     pub keep_alive: Duration,
+    /// Give up if the QUIC + TLS handshake has not completed by then.
+    pub connect_timeout: Duration,
 }
 
 impl ConnectOptions {
@@ -41,6 +43,7 @@ impl ConnectOptions {
             max_frame: DEFAULT_MAX_FRAME,
             idle_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -94,10 +97,17 @@ impl Connection {
         config.transport_config(std::sync::Arc::new(transport));
         endpoint.set_default_client_config(config);
 
-        let connection = endpoint
+        let connecting = endpoint
             .connect(peer, &address.host)
-            .map_err(|e| connect_error(e.to_string()))?
+            .map_err(|e| connect_error(e.to_string()))?;
+        let connection = tokio::time::timeout(options.connect_timeout, connecting)
             .await
+            .map_err(|_| {
+                connect_error(format!(
+                    "no answer within {} s (is a broker running and listening there?)",
+                    options.connect_timeout.as_secs_f64()
+                ))
+            })?
             .map_err(|e| match e {
                 quinn::ConnectionError::TransportError(t) if t.to_string().contains("certificate") => {
                     Error::Tls(format!(
