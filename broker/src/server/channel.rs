@@ -566,7 +566,15 @@ impl ChannelSession {
                     exchange,
                     message,
                 },
-                _ => Frame::GetEmpty { req },
+                _ => {
+                    // Undeliverable record, already settled: forget its tag.
+                    self.deliveries
+                        .lock()
+                        .unwrap()
+                        .unacked
+                        .remove(&delivery_tag);
+                    Frame::GetEmpty { req }
+                }
             },
         )
     }

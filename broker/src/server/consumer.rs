@@ -180,12 +180,24 @@ impl ConsumerTask {
         if self.auto_ack {
             let _ = self.broker.store().ack(self.queue.id, delivered.offset);
         }
-        deliver_frame(
+        let frame = deliver_frame(
             &self.broker,
             &self.queue,
             delivered,
             &self.tag,
             delivery_tag,
-        )
+        );
+        if frame.is_none() {
+            // The record was settled as undeliverable: nothing to wait for.
+            self.deliveries
+                .lock()
+                .unwrap()
+                .unacked
+                .remove(&delivery_tag);
+            if let Some(credit) = &self.credit {
+                credit.add_permits(1);
+            }
+        }
+        frame
     }
 }
