@@ -388,7 +388,9 @@ impl MessageStore {
         {
             let mut durability = inner.durability.lock().unwrap();
             durability.written = durability.written.max(end);
-            if durability.written - durability.flushed >= inner.config.flush_bytes {
+            // The flusher may already have flushed past `end` (it flushes up
+            // to the writer's position, which other appends have moved on).
+            if durability.written.saturating_sub(durability.flushed) >= inner.config.flush_bytes {
                 inner.flusher_cv.notify_one();
             }
         }
@@ -651,7 +653,10 @@ impl Inner {
         })();
         let mut durability = self.durability.lock().unwrap();
         match result {
-            Ok(()) => durability.flushed = durability.flushed.max(position),
+            Ok(()) => {
+                durability.flushed = durability.flushed.max(position);
+                durability.written = durability.written.max(position);
+            }
             Err(ref error) => durability.failure = Some(error.clone()),
         }
         self.flushed_cv.notify_all();
