@@ -34,7 +34,7 @@ pub use exchange::Exchange;
 pub use publish::Outcome;
 pub use queue::{Overflow, Queue, QueueSettings};
 pub use records::{BindingRecord, EncodedFields, ExchangeRecord, QueueRecord, VhostRecord};
-pub use topology::{ExchangeSpec, QueueSpec};
+pub use topology::{BindingSpec, ExchangeSpec, QueueSpec};
 
 use crate::plugins::{PluginEngine, PluginRegistry, SandboxLimits};
 use crate::storage::{MessageStore, StoreConfig};

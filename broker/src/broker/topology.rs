@@ -28,6 +28,14 @@ pub struct ExchangeSpec<'a> {
     pub arguments: Vec<Field>,
 }
 
+/// What a bind or unbind request names.
+pub struct BindingSpec<'a> {
+    pub queue: &'a str,
+    pub exchange: &'a str,
+    pub key: &'a str,
+    pub arguments: &'a [Field],
+}
+
 /// What a declare-queue request asks for.
 pub struct QueueSpec<'a> {
     pub name: &'a str,
@@ -396,73 +404,45 @@ impl Broker {
         Ok(self.store.purge_queue(queue.id)?)
     }
 
-    fn binding_record(
-        vhost: &Vhost,
-        queue: &str,
-        exchange: &str,
-        key: &str,
-        arguments: &[Field],
-    ) -> BindingRecord {
-        BindingRecord {
-            vhost: vhost.name.clone(),
-            exchange: exchange.into(),
-            queue: queue.into(),
-            key: key.into(),
-            arguments: EncodedFields::encode(arguments),
-        }
-    }
-
     /// The vhost, exchange and binding a bind or unbind names, after the
     /// permission checks (write on the queue, read on the exchange).
     fn binding_target(
         &self,
         principal: &Principal,
-        queue: &str,
-        exchange: &str,
-        routing_key: &str,
-        arguments: &[Field],
+        spec: &BindingSpec<'_>,
     ) -> Result<(Arc<Vhost>, Arc<Exchange>, BindingRecord), BrokerError> {
         let vhost = self.vhost(&principal.vhost)?;
-        principal.check(Access::Write, "queue", queue)?;
-        principal.check(Access::Read, "exchange", exchange)?;
-        let x = vhost.exchange(exchange)?;
-        let binding = Self::binding_record(&vhost, queue, exchange, routing_key, arguments);
+        principal.check(Access::Write, "queue", spec.queue)?;
+        principal.check(Access::Read, "exchange", spec.exchange)?;
+        let x = vhost.exchange(spec.exchange)?;
+        let binding = BindingRecord {
+            vhost: vhost.name.clone(),
+            exchange: spec.exchange.into(),
+            queue: spec.queue.into(),
+            key: spec.key.into(),
+            arguments: EncodedFields::encode(spec.arguments),
+        };
         Ok((vhost, x, binding))
     }
 
-    pub fn bind(
-        &self,
-        principal: &Principal,
-        queue: &str,
-        exchange: &str,
-        routing_key: &str,
-        arguments: &[Field],
-    ) -> Result<(), BrokerError> {
-        let (vhost, x, binding) =
-            self.binding_target(principal, queue, exchange, routing_key, arguments)?;
-        let q = vhost.queue(queue)?;
+    pub fn bind(&self, principal: &Principal, spec: &BindingSpec<'_>) -> Result<(), BrokerError> {
+        let (vhost, x, binding) = self.binding_target(principal, spec)?;
+        let q = vhost.queue(spec.queue)?;
         if x.bind(binding.clone())? && q.record.durable && x.record.durable && q.owner.is_none() {
             self.persist(BINDINGS, &Self::binding_key(&binding), &binding)?;
         }
         Ok(())
     }
 
-    pub fn unbind(
-        &self,
-        principal: &Principal,
-        queue: &str,
-        exchange: &str,
-        routing_key: &str,
-        arguments: &[Field],
-    ) -> Result<(), BrokerError> {
-        let (vhost, x, wanted) =
-            self.binding_target(principal, queue, exchange, routing_key, arguments)?;
+    pub fn unbind(&self, principal: &Principal, spec: &BindingSpec<'_>) -> Result<(), BrokerError> {
+        let (vhost, x, wanted) = self.binding_target(principal, spec)?;
         let removed = x.unbind_where(|b| *b == wanted);
         if removed.is_empty() {
             return Err(BrokerError::new(
                 code::NOT_FOUND,
                 format!(
-                    "no binding of queue '{queue}' to exchange '{exchange}' with key '{routing_key}'"
+                    "no binding of queue '{}' to exchange '{}' with key '{}'",
+                    spec.queue, spec.exchange, spec.key
                 ),
             ));
         }

@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 use super::confirms::{Settled, confirm_pipeline};
 use super::consumer::{ConsumerTask, Deliveries, Unacked, deliver_frame};
 use crate::broker::{
-    Access, Broker, BrokerError, ConnectionInfo, ExchangeSpec, Outcome, Permission, Principal,
-    QueueSpec, Settle, Vhost,
+    Access, BindingSpec, Broker, BrokerError, ConnectionInfo, ExchangeSpec, Outcome, Permission,
+    Principal, QueueSpec, Settle, Vhost,
 };
 
 /// Most messages routed in one batch.
@@ -311,10 +311,16 @@ impl ChannelSession {
                 key,
                 arguments,
             } => {
+                let spec = BindingSpec {
+                    queue: &queue,
+                    exchange: &exchange,
+                    key: &key,
+                    arguments: &arguments,
+                };
                 if unbind {
-                    broker.unbind(&p, &queue, &exchange, &key, &arguments)?;
+                    broker.unbind(&p, &spec)?;
                 } else {
-                    broker.bind(&p, &queue, &exchange, &key, &arguments)?;
+                    broker.bind(&p, &spec)?;
                 }
                 self.ok(req, queue, 0, 0).await;
             }
