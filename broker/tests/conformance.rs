@@ -11,7 +11,7 @@ fn every_builtin_plugin_passes_its_conformance_table() {
     let registry = common::registry();
     let mut failed = Vec::new();
     for (name, bytes) in BUILTIN_PLUGINS {
-        let report = check_component(&registry, bytes, None).unwrap();
+        let report = check_component(&registry, bytes, None, None).unwrap();
         println!("{report}");
         assert_eq!(
             report.semantics.as_deref(),
@@ -35,7 +35,7 @@ fn a_plugin_with_other_semantics_fails_the_table_it_claims() {
     // implementations apart, it does not pass everything.
     let registry = common::registry();
     let direct = switchyard::plugins::builtin_component("direct").unwrap();
-    let report = check_component(&registry, direct, Some("topic")).unwrap();
+    let report = check_component(&registry, direct, Some("topic"), None).unwrap();
     assert!(!report.passed());
     assert!(report.failures().any(|c| c.name.contains("# alone")));
 }
@@ -43,7 +43,7 @@ fn a_plugin_with_other_semantics_fails_the_table_it_claims() {
 #[test]
 fn an_unknown_exchange_type_is_held_to_the_contract_only() {
     let registry = common::registry();
-    let report = check_component(&registry, common::PROBE, Some("my-router")).unwrap();
+    let report = check_component(&registry, common::PROBE, Some("my-router"), None).unwrap();
     assert_eq!(report.semantics, None);
     // The probe's default mode is an unknown mode, which it refuses per
     // message: a refusal is an answer, but the contract cases want routes.

@@ -124,6 +124,7 @@ impl Broker {
                         text("kind", p.kind),
                         text("active", p.active),
                         text("versions", p.versions.join(",")),
+                        text("language", p.language.unwrap_or_else(|| "unknown".into())),
                         int("calls", p.stats.calls),
                         int("errors", p.stats.errors),
                         int("p99_call_us", p.stats.p99_call_ns / 1000),

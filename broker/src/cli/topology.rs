@@ -207,10 +207,15 @@ pub fn list(args: ListArgs) -> anyhow::Result<()> {
         Listable::Users => Query::Users,
         Listable::Vhosts => Query::Vhosts,
     };
+    list_query(&args.client, query, args.json)
+}
+
+/// Prints what the broker lists for `query`, as a table or JSON.
+pub fn list_query(client: &ClientArgs, query: Query, json: bool) -> anyhow::Result<()> {
     block_on(async move {
-        let (connection, channel) = args.client.connect().await?;
+        let (connection, channel) = client.connect().await?;
         let rows = channel.query(query).await?;
-        print_rows(&rows, args.json);
+        print_rows(&rows, json);
         super::client::finish(connection, channel).await;
         Ok(())
     })

@@ -64,6 +64,8 @@ pub struct PluginSummary {
     pub kind: String,
     pub active: String,
     pub versions: Vec<String>,
+    /// The active version's source language, when known.
+    pub language: Option<String>,
     pub description: String,
     pub quarantined: bool,
     pub stats: StatsSnapshot,
@@ -118,6 +120,7 @@ impl PluginSlot {
             kind: self.kind.as_str().into(),
             active: active.version().into(),
             versions: self.versions(),
+            language: active.language().map(str::to_string),
             description: active.info().description.clone(),
             quarantined: active.is_quarantined(),
             stats: active.stats(),

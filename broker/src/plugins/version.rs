@@ -70,6 +70,8 @@ pub struct PluginVersion {
     /// The name the component gave itself (`info.name` may be overridden).
     reported_name: String,
     sha256: String,
+    /// The source language, when the component says.
+    language: Option<String>,
     config: Arc<BTreeMap<String, String>>,
     label: Arc<str>,
     engine: PluginEngine,
@@ -170,6 +172,7 @@ impl PluginVersion {
             },
             reported_name: String::new(),
             sha256,
+            language: super::language::detect_language(bytes),
             config,
             label: provisional,
             engine: engine.clone(),
@@ -242,6 +245,10 @@ impl PluginVersion {
 
     pub fn kind(&self) -> PluginKind {
         self.info.kind
+    }
+
+    pub fn language(&self) -> Option<&str> {
+        self.language.as_deref()
     }
 
     pub fn sha256(&self) -> &str {

@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 use super::confirms::{Settled, confirm_pipeline};
 use super::consumer::{ConsumerTask, Deliveries, Unacked, deliver_frame};
 use crate::broker::{
-    Access, BindingSpec, Broker, BrokerError, ConnectionInfo, ExchangeSpec, Outcome, Permission,
-    Principal, QueueSpec, Settle, Vhost,
+    Access, BindingSpec, Broker, BrokerError, ConnectionInfo, ExchangeSpec, MAX_PLUGIN_BYTES,
+    Outcome, Permission, PluginUpload, Principal, QueueSpec, Settle, Vhost,
 };
 
 /// Most messages routed in one batch.
@@ -40,6 +40,35 @@ pub struct ChannelSession {
     consumers: HashMap<String, ConsumerHandle>,
     stashed: Option<Result<Frame, DecodeError>>,
     next_consumer: u64,
+    upload: PluginUploadBuffer,
+}
+
+/// The pieces of a plugin component received so far on this channel.
+#[derive(Default)]
+struct PluginUploadBuffer {
+    bytes: Vec<u8>,
+    /// Set when a piece was dropped: the upload is refused at `PluginLoad`.
+    refused: Option<BrokerError>,
+}
+
+impl PluginUploadBuffer {
+    /// Keeps a piece; non-administrators and oversized uploads are refused
+    /// without buffering anything.
+    fn add(&mut self, principal: &Principal, piece: &[u8]) {
+        if self.refused.is_some() {
+            return;
+        }
+        if let Err(e) = principal.require_administrator("loading a plugin") {
+            self.refused = Some(e);
+        } else if self.bytes.len() + piece.len() > MAX_PLUGIN_BYTES {
+            self.refused = Some(BrokerError::invalid_argument(format!(
+                "the component is larger than {MAX_PLUGIN_BYTES} bytes, the most a plugin may be"
+            )));
+            self.bytes = Vec::new();
+        } else {
+            self.bytes.extend_from_slice(piece);
+        }
+    }
 }
 
 /// Why a channel ends.
@@ -76,6 +105,7 @@ impl ChannelSession {
             consumers: HashMap::new(),
             stashed: None,
             next_consumer: 1,
+            upload: PluginUploadBuffer::default(),
         }
     }
 
@@ -384,6 +414,43 @@ impl ChannelSession {
             }
             Frame::VhostDelete { req, name } => {
                 broker.delete_vhost(&p, &name)?;
+                self.ok(req, name, 0, 0).await;
+            }
+            Frame::PluginChunk { data } => self.upload.add(&p, &data),
+            Frame::PluginLoad {
+                req,
+                name,
+                config,
+                activate,
+            } => {
+                let upload = std::mem::take(&mut self.upload);
+                if let Some(refused) = upload.refused {
+                    return Err(refused.into());
+                }
+                let loaded = blocking(move || {
+                    broker.load_plugin(
+                        &p,
+                        PluginUpload {
+                            component: &upload.bytes,
+                            name: Some(name.as_str()).filter(|n| !n.is_empty()),
+                            config: &config,
+                            activate,
+                        },
+                    )
+                })
+                .await?;
+                self.ok(req, loaded.label().to_string(), 0, 0).await;
+            }
+            Frame::PluginActivate { req, name, version } => {
+                let active = broker.activate_plugin(&p, &name, &version)?;
+                self.ok(req, active.label().to_string(), 0, 0).await;
+            }
+            Frame::PluginRollback { req, name } => {
+                let active = broker.rollback_plugin(&p, &name)?;
+                self.ok(req, active.label().to_string(), 0, 0).await;
+            }
+            Frame::PluginUnload { req, name } => {
+                broker.unload_plugin(&p, &name)?;
                 self.ok(req, name, 0, 0).await;
             }
             Frame::ConfirmSelect { req } => {

@@ -312,7 +312,10 @@ impl Channel {
             .unwrap_or_else(|_| Err(Error::ConnectionLost("the channel ended".into())))
     }
 
-    async fn request_ok(&self, make: impl FnOnce(u32) -> Frame) -> Result<QueueInfo, Error> {
+    pub(crate) async fn request_ok(
+        &self,
+        make: impl FnOnce(u32) -> Frame,
+    ) -> Result<QueueInfo, Error> {
         match self.request(make).await? {
             Frame::Ok {
                 name,

@@ -28,6 +28,7 @@ mod confirms;
 mod connection;
 mod consumer;
 mod error;
+mod plugins;
 mod tls;
 pub mod transport;
 
@@ -37,5 +38,6 @@ pub use confirms::Confirmation;
 pub use connection::{ConnectOptions, Connection, tune_transport};
 pub use consumer::{Consumer, Delivery};
 pub use error::Error;
+pub use plugins::PluginLoadOptions;
 pub use switchyard_protocol::{Field, Frame, Message, Properties, Query, Value, code};
 pub use tls::Trust;

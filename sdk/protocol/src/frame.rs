@@ -77,6 +77,17 @@ frames! {
     0x1e => Permit { req: u32, user: String, vhost: String, configure: String, write: String, read: String },
     0x1f => VhostAdd { req: u32, name: String },
     0x20 => VhostDelete { req: u32, name: String },
+    /// A piece of a plugin component being uploaded on this channel; the
+    /// pieces are joined in order and used by the next `PluginLoad`.
+    0x21 => PluginChunk { data: Bytes },
+    /// Loads the uploaded component as a plugin (`name` empty: the name it
+    /// reports) with its settings; `Ok.name` answers `name@version`.
+    0x22 => PluginLoad { req: u32, name: String, config: Vec<Field>, activate: bool },
+    0x23 => PluginActivate { req: u32, name: String, version: String },
+    /// Re-activates the version that was active before the current one.
+    0x24 => PluginRollback { req: u32, name: String },
+    /// Removes a plugin; refused while an exchange uses it.
+    0x25 => PluginUnload { req: u32, name: String },
 
     // Publishing.
     /// Turns on publisher confirms for this channel.
@@ -181,6 +192,10 @@ impl Frame {
             | Frame::Permit { req, .. }
             | Frame::VhostAdd { req, .. }
             | Frame::VhostDelete { req, .. }
+            | Frame::PluginLoad { req, .. }
+            | Frame::PluginActivate { req, .. }
+            | Frame::PluginRollback { req, .. }
+            | Frame::PluginUnload { req, .. }
             | Frame::ConfirmSelect { req }
             | Frame::Consume { req, .. }
             | Frame::Get { req, .. }

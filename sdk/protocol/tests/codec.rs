@@ -105,6 +105,23 @@ fn frame() -> impl Strategy<Value = Frame> {
                     .collect()
             }),
         (any::<u16>(), ".{0,40}").prop_map(|(code, reason)| Frame::Close { code, reason }),
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(|data| Frame::PluginChunk {
+            data: Bytes::from(data)
+        }),
+        (
+            any::<u32>(),
+            ".{0,10}",
+            proptest::collection::vec((".{0,5}", value()), 0..3),
+            any::<bool>()
+        )
+            .prop_map(|(req, name, config, activate)| Frame::PluginLoad {
+                req,
+                name,
+                config: config.into_iter().map(|(n, v)| Field::new(n, v)).collect(),
+                activate
+            }),
+        (any::<u32>(), ".{0,10}", ".{0,10}")
+            .prop_map(|(req, name, version)| { Frame::PluginActivate { req, name, version } }),
     ]
 }
 

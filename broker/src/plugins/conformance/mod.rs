@@ -12,6 +12,9 @@ mod exchange;
 mod filter;
 mod headers;
 mod set_router;
+mod user_cases;
+
+pub use user_cases::UserCases;
 
 use std::collections::BTreeMap;
 
@@ -168,6 +171,7 @@ pub fn check_component(
     registry: &PluginRegistry,
     bytes: &[u8],
     semantics: Option<&str>,
+    user: Option<&UserCases>,
 ) -> Result<Report, PluginError> {
     // Named by content, so several components can be checked in one registry.
     let subject = format!("conformance-{}", &super::sha256_hex(bytes)[..16]);
@@ -186,6 +190,15 @@ pub fn check_component(
         PluginKind::Filter => filter::run(&subject, &mut cases)?,
         PluginKind::SetRouter => set_router::run(&subject, &mut cases)?,
     };
+    if let Some(user) = user {
+        let config: Vec<(&str, &str)> = user
+            .config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        user_cases::run(subject.variant("user", &config)?, user, &mut cases)?;
+        subject.drop_variant("user")?;
+    }
     let semantics = subject.semantics;
     Ok(Report {
         plugin: format!("{}@{}", probe.reported_name(), info.version),
