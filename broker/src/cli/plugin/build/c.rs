@@ -58,8 +58,13 @@ fn generate_bindings(project: &Project, dir: &Path) -> anyhow::Result<Vec<PathBu
         .context("parsing the project's wit/")?;
     let world = resolve.select_world(&[package], Some(&project.world()))?;
     let mut files = wit_bindgen_core::Files::default();
-    wit_bindgen_c::Opts::default()
-        .build()
+    // Borrowed `bodies` handles are dropped by the generated glue, so plugin
+    // code that never reads a body need not know they exist.
+    wit_bindgen_c::Opts {
+        autodrop_borrows: wit_bindgen_c::Enabled::Yes,
+        ..Default::default()
+    }
+    .build()
         .generate(&mut resolve, world, &mut files)
         .context("generating C bindings")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
