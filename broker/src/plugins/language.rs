@@ -15,10 +15,10 @@ pub fn detect_language(component: &[u8]) -> Option<String> {
         let Ok(Payload::CustomSection(section)) = payload else {
             continue;
         };
-        if section.name() == LANGUAGE_SECTION {
-            if let Ok(language) = std::str::from_utf8(section.data()) {
-                return Some(language.to_string());
-            }
+        if section.name() == LANGUAGE_SECTION
+            && let Ok(language) = std::str::from_utf8(section.data())
+        {
+            return Some(language.to_string());
         }
         if from_producers.is_some() {
             continue;
@@ -29,7 +29,8 @@ pub fn detect_language(component: &[u8]) -> Option<String> {
         for field in producers.into_iter().flatten() {
             for value in field.values.into_iter().flatten() {
                 let guess = match (field.name, value.name) {
-                    ("language", "Rust") => Some("rust"),
+                    ("language", "Rust") | ("processed-by", "rustc") => Some("rust"),
+                    ("processed-by", "clang") => Some("c"),
                     ("language", name) if name.starts_with("C") && !name.starts_with("C++") => {
                         Some("c")
                     }

@@ -359,7 +359,7 @@ impl PluginVersion {
                 fuel: limits.fuel.unwrap_or_default(),
             },
             _ => {
-                let mut message = format!("{error:#}");
+                let mut message = trap_message(&error);
                 if let Some(logged) = &state.last_error_log {
                     message = format!("{logged} ({message})");
                 }
@@ -473,4 +473,34 @@ pub(crate) fn with_bodies<R>(
         .delete(handle)
         .map_err(wasmtime::Error::from)?;
     Ok(result?)
+}
+
+/// One line for a trap: what happened and the innermost wasm functions, as
+/// `wasm \`unreachable\` instruction executed (in route ← main)`.
+fn trap_message(error: &wasmtime::Error) -> String {
+    let what = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error
+            .chain()
+            .last()
+            .map(|cause| cause.to_string())
+            .unwrap_or_default(),
+    };
+    let frames: Vec<String> = error
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(|trace| {
+            trace
+                .frames()
+                .iter()
+                .take(3)
+                .map(|frame| frame.func_name().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let what = what.split_whitespace().collect::<Vec<_>>().join(" ");
+    if frames.is_empty() {
+        what
+    } else {
+        format!("{what} (in {})", frames.join(" ← "))
+    }
 }

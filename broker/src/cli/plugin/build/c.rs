@@ -65,8 +65,8 @@ fn generate_bindings(project: &Project, dir: &Path) -> anyhow::Result<Vec<PathBu
         ..Default::default()
     }
     .build()
-        .generate(&mut resolve, world, &mut files)
-        .context("generating C bindings")?;
+    .generate(&mut resolve, world, &mut files)
+    .context("generating C bindings")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut linked = Vec::new();
     for (name, contents) in files.iter() {
