@@ -68,6 +68,10 @@ fn source_files(
                     include_str!("templates/assemblyscript/abi.ts"),
                 ),
                 (
+                    "assembly/types.ts",
+                    include_str!("templates/assemblyscript/types.ts"),
+                ),
+                (
                     "assembly/tsconfig.json",
                     include_str!("templates/assemblyscript/tsconfig.json"),
                 ),

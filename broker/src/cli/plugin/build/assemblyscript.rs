@@ -1,6 +1,107 @@
-//! AssemblyScript: not yet.
-use super::Project;
+//! AssemblyScript: `asc` (pinned in the project's package.json) compiles
+//! `assembly/abi.ts` — the template's hand-written canonical-ABI glue — to
+//! a core module; its exports are renamed to the WIT names, the WIT is
+//! embedded, and the module is componentized, all in-process.
 
-pub fn build(_project: &Project) -> anyhow::Result<Vec<u8>> {
-    anyhow::bail!("AssemblyScript builds are not implemented yet")
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use wasmparser::{Parser, Payload};
+
+use super::Project;
+use super::toolchain::{require, run_step};
+use crate::cli::plugin::language::Kind;
+use crate::cli::plugin::offline::componentize_module;
+
+const EXCHANGE: &str = "switchyard:plugin/exchange@0.1.0#";
+
+pub fn build(project: &Project) -> anyhow::Result<Vec<u8>> {
+    if project.kind != Kind::Exchange {
+        bail!(
+            "AssemblyScript plugins can be exchanges only for now; use rust, c, python or js for a {} plugin",
+            project.kind.as_str()
+        );
+    }
+    require("Node.js", &["node".into()], "apt-get install nodejs npm")?;
+    let asc = require(
+        "the AssemblyScript compiler",
+        &[project.dir.join("node_modules/.bin/asc")],
+        "npm install   (in the project: package.json pins assemblyscript 0.28.20)",
+    )?;
+    let module = project.work_dir()?.join(format!("{}.core.wasm", project.name));
+    run_step(
+        "compiling assembly/abi.ts with asc",
+        Command::new(asc)
+            .current_dir(&project.dir)
+            .args(["assembly/abi.ts", "--outFile"])
+            .arg(&module)
+            .args(["--optimizeLevel", "3", "--runtime", "incremental"])
+            .args(["--use", "abort=assembly/abi/abortHandler"]),
+    )?;
+    let bytes = std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
+    eprintln!("==> renaming exports to the WIT names and embedding {}", project.world());
+    let mut renamed = rename_exports(&bytes)?;
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(project.wit_dir())
+        .context("parsing the project's wit/")?;
+    let world = resolve.select_world(&[package], Some(&project.world()))?;
+    wit_component::embed_component_metadata(
+        &mut renamed,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+        false,
+    )?;
+    componentize_module(&renamed)
+}
+
+/// The WIT export name of an AssemblyScript export (`None`: not exported).
+fn wit_name(name: &str) -> Option<String> {
+    if let Some(rest) = name.strip_prefix("cabi_post_") {
+        return wit_name(rest).map(|n| format!("cabi_post_{n}"));
+    }
+    Some(match name {
+        "memory" | "cabi_realloc" | "describe" => name.to_string(),
+        "exchange_validate_binding" => format!("{EXCHANGE}validate-binding"),
+        "exchange_router_constructor" => format!("{EXCHANGE}[constructor]router"),
+        "exchange_router_dtor" => format!("{EXCHANGE}[dtor]router"),
+        "exchange_router_route" => format!("{EXCHANGE}[method]router.route"),
+        "exchange_router_route_batch" => format!("{EXCHANGE}[method]router.route-batch"),
+        _ => return None,
+    })
+}
+
+/// Copies the module section by section, with the export section rewritten.
+fn rename_exports(module: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = wasm_encoder::Module::new();
+    for payload in Parser::new(0).parse_all(module) {
+        let payload = payload.context("the compiled module is not valid wasm")?;
+        if let Payload::ExportSection(reader) = &payload {
+            let mut exports = wasm_encoder::ExportSection::new();
+            for export in reader.clone() {
+                let export = export?;
+                let Some(name) = wit_name(export.name) else {
+                    continue;
+                };
+                let kind = match export.kind {
+                    wasmparser::ExternalKind::Func | wasmparser::ExternalKind::FuncExact => {
+                        wasm_encoder::ExportKind::Func
+                    }
+                    wasmparser::ExternalKind::Memory => wasm_encoder::ExportKind::Memory,
+                    wasmparser::ExternalKind::Global => wasm_encoder::ExportKind::Global,
+                    wasmparser::ExternalKind::Table => wasm_encoder::ExportKind::Table,
+                    wasmparser::ExternalKind::Tag => wasm_encoder::ExportKind::Tag,
+                };
+                exports.export(&name, kind, export.index);
+            }
+            out.section(&exports);
+        } else if let Some((id, range)) = payload.as_section() {
+            out.section(&wasm_encoder::RawSection {
+                id,
+                data: &module[range.start as usize..range.end as usize],
+            });
+        }
+    }
+    Ok(out.finish())
 }
