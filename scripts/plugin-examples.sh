@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Builds every example plugin in examples/plugins/ from source with
+# `switchyard plugin build` (installing the Python and JavaScript
+# toolchains from PyPI and npm), runs each through `switchyard plugin test`
+# with its cases, then loads them into a running broker and routes through
+# the five amount-range builds. Exits non-zero on the first failure.
+#
+#   scripts/plugin-examples.sh [path/to/switchyard]    (default: target/debug/switchyard)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+switchyard=$(realpath "${1:-target/debug/switchyard}")
+examples=$repo/examples/plugins
+work=$(mktemp -d)
+trap 'kill "${broker_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+say() { printf '\n--- %s\n' "$*"; }
+fail() { echo "FAILED: $*" >&2; exit 1; }
+
+say "toolchains: componentize-py from PyPI, node packages from npm (pinned in each package.json)"
+python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install --quiet componentize-py==0.25.1
+export PATH="$work/venv/bin:$PATH"
+for project in "$examples"/*/js "$examples"/*/assemblyscript; do
+    [ -f "$project/package.json" ] || continue
+    (cd "$project" && npm install --no-audit --no-fund --loglevel=error)
+done
+
+say "build and test every example"
+for cases in "$examples"/*/cases.toml; do
+    example=$(dirname "$cases")
+    for project in "$example"/*/; do
+        project=${project%/}
+        name=$(sed -n 's/^name = "\(.*\)"/\1/p' "$project/switchyard-plugin.toml")
+        "$switchyard" plugin build "$project"
+        "$switchyard" plugin test "$project/dist/$name.wasm" --cases "$cases"
+    done
+done
+
+say "through a running broker"
+"$switchyard" serve --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
+broker_pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+addr=$(sed -n 's/^switchyard listening on \([^ ]*\).*/\1/p' "$work/serve.out")
+[ -n "$addr" ] || fail "the broker did not start: $(cat "$work/serve.err")"
+export SWITCHYARD_URL="switchyard://guest:guest@$addr/" SWITCHYARD_DATA_DIR="$work/data"
+sy() { "$switchyard" "$@"; }
+
+for project in "$examples"/amount-range/*/; do
+    lang=$(basename "$project")
+    plugin=amount-range-$lang
+    sy plugin load "$project/dist/amount-range.wasm" --name "$plugin"
+    sy declare exchange "pay-$lang" --type "$plugin"
+    for queue in small large; do sy declare queue "$lang-$queue"; done
+    sy bind "$lang-small" "pay-$lang" --key "" --arg max=99
+    sy bind "$lang-large" "pay-$lang" --key "" --arg min=1000
+    if sy bind "$lang-small" "pay-$lang" --key "" --arg min=9 --arg max=1 2>"$work/err"; then
+        fail "$lang: a binding with min > max was accepted"
+    fi
+    sy publish --exchange "pay-$lang" --routing-key pay --header amount=5 --confirm "$lang small"
+    sy publish --exchange "pay-$lang" --routing-key pay --header amount=5000 --confirm "$lang large"
+    if sy publish --exchange "pay-$lang" --routing-key pay --confirm "$lang none" 2>"$work/err"; then
+        fail "$lang: a message without an amount was confirmed"
+    fi
+    grep -q "no numeric amount header" "$work/err" || fail "$lang: refusal without the plugin's reason: $(cat "$work/err")"
+    sy get --queue "$lang-small" | grep -q "$lang small" || fail "$lang: small did not get its message"
+    sy get --queue "$lang-large" | grep -q "$lang large" || fail "$lang: large did not get its message"
+    echo "amount-range in $lang routes through the broker"
+done
+for project in "$examples"/retry-three/*/ "$examples"/require-id/*/; do
+    name=$(basename "$(dirname "$project")")
+    lang=$(basename "$project")
+    sy plugin load "$project/dist/$name.wasm" --name "$name-$lang"
+done
+sy plugin list
+listed=$(sy plugin list --json)
+for lang in rust c python javascript assemblyscript; do
+    echo "$listed" | grep -q "\"language\":\"$lang\"" || fail "plugin list does not show a $lang plugin"
+done
+say "every example built, passed its cases and ran in the broker"
