@@ -28,7 +28,9 @@ pub fn build(project: &Project) -> anyhow::Result<Vec<u8>> {
         &[project.dir.join("node_modules/.bin/asc")],
         "npm install   (in the project: package.json pins assemblyscript 0.28.20)",
     )?;
-    let module = project.work_dir()?.join(format!("{}.core.wasm", project.name));
+    let module = project
+        .work_dir()?
+        .join(format!("{}.core.wasm", project.name));
     run_step(
         "compiling assembly/abi.ts with asc",
         Command::new(asc)
@@ -39,7 +41,10 @@ pub fn build(project: &Project) -> anyhow::Result<Vec<u8>> {
             .args(["--use", "abort=assembly/abi/abortHandler"]),
     )?;
     let bytes = std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
-    eprintln!("==> renaming exports to the WIT names and embedding {}", project.world());
+    eprintln!(
+        "==> renaming exports to the WIT names and embedding {}",
+        project.world()
+    );
     let mut renamed = rename_exports(&bytes)?;
     let mut resolve = wit_parser::Resolve::default();
     let (package, _) = resolve
