@@ -63,18 +63,32 @@ for project in "$examples"/amount-range/*/; do
         fail "$lang: a message without an amount was confirmed"
     fi
     grep -q "no numeric amount header" "$work/err" || fail "$lang: refusal without the plugin's reason: $(cat "$work/err")"
-    sy get --queue "$lang-small" | grep -q "$lang small" || fail "$lang: small did not get its message"
-    sy get --queue "$lang-large" | grep -q "$lang large" || fail "$lang: large did not get its message"
+    grep -q "$lang small" <<<"$(sy get --queue "$lang-small")" || fail "$lang: small did not get its message"
+    grep -q "$lang large" <<<"$(sy get --queue "$lang-large")" || fail "$lang: large did not get its message"
     echo "amount-range in $lang routes through the broker"
 done
-for project in "$examples"/retry-three/*/ "$examples"/require-id/*/; do
-    name=$(basename "$(dirname "$project")")
+for project in "$examples"/same-body/*/; do
     lang=$(basename "$project")
-    sy plugin load "$project/dist/$name.wasm" --name "$name-$lang"
+    sy plugin load "$project/dist/same-body.wasm" --name "same-body-$lang"
+    sy declare exchange "dedup-$lang" --type fanout --arg filter="same-body-$lang"
+    sy declare queue "dedup-$lang"
+    sy bind "dedup-$lang" "dedup-$lang" --key ""
+    for body in first second first; do
+        sy publish --exchange "dedup-$lang" --routing-key k --confirm "$body"
+    done
+    if sy publish --exchange "dedup-$lang" --routing-key k --confirm - </dev/null 2>"$work/err"; then
+        fail "$lang: an empty body passed the same-body filter"
+    fi
+    row=$(grep "\"name\":\"dedup-$lang\"" <<<"$(sy list queues --json)")
+    grep -q '"ready":2,' <<<"$row" || fail "$lang: the same-body filter let a duplicate through: $row"
+    echo "same-body in $lang filters an exchange in the broker"
+done
+for project in "$examples"/retry-backoff/*/; do
+    sy plugin load "$project/dist/retry-backoff.wasm" --name "retry-backoff-$(basename "$project")"
 done
 sy plugin list
 listed=$(sy plugin list --json)
 for lang in rust c python javascript assemblyscript; do
-    echo "$listed" | grep -q "\"language\":\"$lang\"" || fail "plugin list does not show a $lang plugin"
+    grep -q "\"language\":\"$lang\"" <<<"$listed" || fail "plugin list does not show a $lang plugin"
 done
 say "every example built, passed its cases and ran in the broker"

@@ -468,3 +468,104 @@ fn the_cli_loads_activates_rolls_back_and_unloads_and_only_administrators_may() 
         stderr(&declare)
     );
 }
+
+fn with_id(body: &str, id: Option<&str>) -> Message {
+    let mut message = Message::new("k", body.as_bytes().to_vec());
+    message.properties.message_id = id.map(str::to_string);
+    message.mandatory()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchange_filter_plugin_drops_duplicates_and_refuses_what_it_rejects() {
+    let broker = Broker::start();
+    let (_conn, ch) = broker.channel().await;
+    ch.confirm_select().await.unwrap();
+    let mut returns = ch.returns();
+    // The built-in idempotency filter, and a stricter copy loaded at run time.
+    let idempotency = switchyard::plugins::builtin_component("idempotency").unwrap();
+    let strict = PluginLoadOptions {
+        name: Some("strict-ids".into()),
+        config: vec![Field::new("require-id", Value::Text("true".into()))],
+        activate: true,
+    };
+    assert_eq!(
+        ch.load_plugin(idempotency, strict).await.unwrap(),
+        "strict-ids@0.1.0"
+    );
+    for (exchange, filter) in [("orders", "idempotency"), ("strict", "strict-ids")] {
+        let options = ExchangeOptions {
+            arguments: vec![Field::new("filter", Value::Text(filter.into()))],
+            ..ExchangeOptions::default()
+        };
+        ch.declare_exchange(exchange, "fanout", options)
+            .await
+            .unwrap();
+        ch.declare_queue(exchange, QueueOptions::default())
+            .await
+            .unwrap();
+        ch.bind(exchange, exchange, "", vec![]).await.unwrap();
+    }
+
+    // Duplicates are confirmed but stored once, and not returned as unroutable.
+    for (body, id) in [
+        ("a", "id-1"),
+        ("a again", "id-1"),
+        ("b", "id-2"),
+        ("c", "id-1"),
+    ] {
+        ch.publish("orders", with_id(body, Some(id)))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let batch = vec![with_id("d", Some("id-3")), with_id("d twice", Some("id-3"))];
+    ch.publish_batch("orders", batch)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(bodies(&drain(&ch, "orders").await), ["a", "b", "d"]);
+    assert!(returns.try_recv().is_err(), "a duplicate is not unroutable");
+
+    // A rejected message is refused with the filter's reason; others pass.
+    let refused = ch
+        .publish("strict", with_id("no id", None))
+        .await
+        .unwrap()
+        .await;
+    let error = refused.unwrap_err().to_string();
+    assert!(
+        error.contains("strict-ids") && error.contains("rejected"),
+        "{error}"
+    );
+    ch.publish("strict", with_id("has id", Some("x")))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(bodies(&drain(&ch, "strict").await), ["has id"]);
+
+    // The filter is in use: it cannot be unloaded; unknown or wrong-kind filters are refused.
+    let unload = ch
+        .unload_plugin("strict-ids")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unload.contains("exchange 'strict' in vhost '/' (as its filter)"),
+        "{unload}"
+    );
+    for (filter, problem) in [("nope", "not a loaded plugin"), ("topic", "filter")] {
+        let options = ExchangeOptions {
+            arguments: vec![Field::new("filter", Value::Text(filter.into()))],
+            ..ExchangeOptions::default()
+        };
+        let error = ch
+            .declare_exchange("bad", "fanout", options)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(problem), "{filter}: {error}");
+    }
+}

@@ -1,18 +1,21 @@
 //! An exchange at run time: its record, the plugin router that implements
-//! its type, and its bindings (to queues). The default exchange (empty
-//! name) has no plugin: it routes to the queue named by the routing key.
+//! its type, the filter plugin its `filter` argument names (if any), and its
+//! bindings (to queues). The default exchange (empty name) has no plugin: it
+//! routes to the queue named by the routing key.
 
 use std::sync::Mutex;
 
 use super::convert::fields_to_plugin;
 use super::error::BrokerError;
 use super::records::{BindingRecord, ExchangeRecord};
-use crate::plugins::{Binding, ExchangeRouter};
+use crate::plugins::{Binding, ExchangeRouter, MessageFilter};
 
 pub struct Exchange {
     pub record: ExchangeRecord,
     /// `None` for the default exchange.
     pub router: Option<ExchangeRouter>,
+    /// Checks every message before routing (duplicates, rejections).
+    pub filter: Option<MessageFilter>,
     bindings: Mutex<Vec<BindingRecord>>,
 }
 
@@ -25,10 +28,15 @@ fn to_plugin_binding(binding: &BindingRecord) -> Binding {
 }
 
 impl Exchange {
-    pub fn new(record: ExchangeRecord, router: Option<ExchangeRouter>) -> Self {
+    pub fn new(
+        record: ExchangeRecord,
+        router: Option<ExchangeRouter>,
+        filter: Option<MessageFilter>,
+    ) -> Self {
         Exchange {
             record,
             router,
+            filter,
             bindings: Mutex::new(Vec::new()),
         }
     }

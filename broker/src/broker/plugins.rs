@@ -93,20 +93,26 @@ impl Broker {
         Ok(())
     }
 
-    /// The exchanges whose type is plugin `name`, as `exchange 'x' in vhost 'v'`.
+    /// The exchanges whose type or filter is plugin `name`, as
+    /// `exchange 'x' in vhost 'v'`.
     fn plugin_users(&self, name: &str) -> Vec<String> {
         let mut users = Vec::new();
         for vhost in self.vhosts.read().unwrap().values() {
             for exchange in vhost.exchanges.read().unwrap().values() {
-                let uses = exchange
+                let routes = exchange
                     .router
                     .as_ref()
                     .is_some_and(|router| router.plugin().name() == name);
-                if uses {
+                let filters = exchange
+                    .filter
+                    .as_ref()
+                    .is_some_and(|filter| filter.plugin().name() == name);
+                if routes || filters {
                     users.push(format!(
-                        "exchange '{}' in vhost '{}'",
+                        "exchange '{}' in vhost '{}'{}",
                         exchange.name(),
-                        vhost.name
+                        vhost.name,
+                        if filters { " (as its filter)" } else { "" }
                     ));
                 }
             }

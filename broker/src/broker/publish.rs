@@ -1,4 +1,5 @@
-//! Publishing: route a batch through the exchange's plugin with one call,
+//! Publishing: check a batch with the exchange's filter plugin (if it has
+//! one), route what passed through the exchange's plugin with one call,
 //! then append each routed message to the commit log once, whatever the
 //! number of queues it goes to.
 
@@ -12,6 +13,7 @@ use super::error::BrokerError;
 use super::exchange::Exchange;
 use super::queue::{Overflow, Queue};
 use super::{Broker, Vhost};
+use crate::plugins::Verdict;
 use crate::storage::QueueId;
 
 /// What became of one published message.
@@ -22,6 +24,9 @@ pub enum Outcome {
     Stored { end: u64, sync: bool },
     /// No queue received it.
     Unroutable,
+    /// The exchange's filter said it was already published: confirmed,
+    /// not stored again.
+    Duplicate,
     /// Refused (plugin refusal or failure, full queue, full disk…).
     Refused(BrokerError),
 }
@@ -34,7 +39,46 @@ impl Broker {
             Ok(exchange) => exchange,
             Err(e) => return vec![Outcome::Refused(e); messages.len()],
         };
-        let routes = self.route(vhost, &exchange, messages);
+        let Some(filter) = &exchange.filter else {
+            return self.route_and_store(vhost, &exchange, messages);
+        };
+        let plugin_messages: Vec<_> = messages.iter().map(message_to_plugin).collect();
+        let bodies: Vec<Bytes> = messages.iter().map(|m| m.body.clone()).collect();
+        let verdicts = match filter.check_batch(&plugin_messages, &bodies) {
+            Ok(verdicts) => verdicts,
+            Err(e) => return vec![Outcome::Refused(e.into()); messages.len()],
+        };
+        let passed: Vec<Message> = messages
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| matches!(v, Verdict::Accept))
+            .map(|(m, _)| m.clone())
+            .collect();
+        let mut stored = self.route_and_store(vhost, &exchange, &passed).into_iter();
+        verdicts
+            .into_iter()
+            .map(|verdict| match verdict {
+                Verdict::Accept => stored.next().expect("one outcome per accepted message"),
+                Verdict::Duplicate => Outcome::Duplicate,
+                Verdict::Reject(reason) => Outcome::Refused(BrokerError::new(
+                    code::PLUGIN_ERROR,
+                    format!(
+                        "filter {} of exchange '{}' rejected the message: {reason}",
+                        filter.plugin().active().label(),
+                        exchange.name()
+                    ),
+                )),
+            })
+            .collect()
+    }
+
+    fn route_and_store(
+        &self,
+        vhost: &Vhost,
+        exchange: &Exchange,
+        messages: &[Message],
+    ) -> Vec<Outcome> {
+        let routes = self.route(vhost, exchange, messages);
         let now = now_ms();
         messages
             .iter()

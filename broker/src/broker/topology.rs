@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use switchyard_protocol::{Field, code};
+use switchyard_protocol::{Field, Value, code};
 
 use super::auth::{Access, Principal};
 use super::convert::fields_to_plugin;
@@ -15,7 +15,7 @@ use super::records::{
     VhostRecord,
 };
 use super::{Broker, Vhost};
-use crate::plugins::ExchangeRouter;
+use crate::plugins::{ExchangeRouter, MessageFilter};
 use crate::storage::metadata::key;
 
 /// What a declare-exchange request asks for.
@@ -85,7 +85,7 @@ impl Broker {
 
     fn make_exchange(&self, record: ExchangeRecord) -> Result<Exchange, BrokerError> {
         if record.name.is_empty() {
-            return Ok(Exchange::new(record, None));
+            return Ok(Exchange::new(record, None, None));
         }
         let slot = self.registry.get(&record.kind).map_err(|_| {
             BrokerError::new(
@@ -96,8 +96,32 @@ impl Broker {
                 ),
             )
         })?;
-        let router = ExchangeRouter::new(slot, fields_to_plugin(&record.arguments.decode()))?;
-        Ok(Exchange::new(record, Some(router)))
+        let arguments = record.arguments.decode();
+        let filter = self.exchange_filter(&arguments)?;
+        let router = ExchangeRouter::new(slot, fields_to_plugin(&arguments))?;
+        Ok(Exchange::new(record, Some(router), filter))
+    }
+
+    /// The filter plugin named by an exchange's `filter` argument.
+    fn exchange_filter(&self, arguments: &[Field]) -> Result<Option<MessageFilter>, BrokerError> {
+        let Some(field) = arguments
+            .iter()
+            .find(|f| f.name == "filter" || f.name == "x-filter")
+        else {
+            return Ok(None);
+        };
+        let Value::Text(name) = &field.value else {
+            return Err(BrokerError::invalid_argument(
+                "exchange argument 'filter' must name a filter plugin",
+            ));
+        };
+        let slot = self.registry.get(name).map_err(|_| {
+            BrokerError::new(
+                code::NOT_FOUND,
+                format!("filter '{name}' is not a loaded plugin (see `switchyard plugin list`)"),
+            )
+        })?;
+        Ok(Some(MessageFilter::new(slot)?))
     }
 
     fn add_vhost_runtime(&self, name: &str) -> Arc<Vhost> {
@@ -114,7 +138,7 @@ impl Broker {
             .exchanges
             .write()
             .unwrap()
-            .insert(String::new(), Arc::new(Exchange::new(default, None)));
+            .insert(String::new(), Arc::new(Exchange::new(default, None, None)));
         self.vhosts
             .write()
             .unwrap()

@@ -71,6 +71,15 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        // Like other command-line tools, end quietly when the reader of our
+        // output goes away (`switchyard list queues | head -1`) instead of
+        // panicking on the failed write. The broker keeps ignoring SIGPIPE.
+        // SAFETY: setting a signal disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Declare(command) => topology::declare(command),

@@ -106,6 +106,10 @@ impl MessageFilter {
         Ok(MessageFilter { slot })
     }
 
+    pub fn plugin(&self) -> &Arc<PluginSlot> {
+        &self.slot
+    }
+
     /// One verdict per message, from one plugin call.
     pub fn check_batch(
         &self,

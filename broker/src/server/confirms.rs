@@ -63,7 +63,7 @@ pub fn frames(round: &[(u64, Outcome)], flush_error: Option<&BrokerError>) -> Ve
     let verdict = |outcome: &Outcome| -> Option<BrokerError> {
         match outcome {
             Outcome::Stored { sync: true, .. } => flush_error.cloned(),
-            Outcome::Stored { .. } | Outcome::Unroutable => None,
+            Outcome::Stored { .. } | Outcome::Unroutable | Outcome::Duplicate => None,
             Outcome::Refused(e) => Some(e.clone()),
         }
     };

@@ -64,14 +64,6 @@ fn source_files(
                     include_str!("templates/assemblyscript/index.ts"),
                 ),
                 (
-                    "assembly/abi.ts",
-                    include_str!("templates/assemblyscript/abi.ts"),
-                ),
-                (
-                    "assembly/types.ts",
-                    include_str!("templates/assemblyscript/types.ts"),
-                ),
-                (
                     "assembly/tsconfig.json",
                     include_str!("templates/assemblyscript/tsconfig.json"),
                 ),
@@ -110,7 +102,7 @@ fn readme_parts(language: Language) -> (&'static str, &'static str) {
             "\nBuilding needs Node.js and the pinned componentize-js: `npm install` in this directory.\n",
         ),
         Language::Assemblyscript => (
-            "`assembly/index.ts` (the canonical-ABI glue is `assembly/abi.ts`)",
+            "`assembly/index.ts` (`assembly/abi.ts` and `assembly/types.ts` are the canonical-ABI glue, rewritten by every build)",
             "\nBuilding needs Node.js and the pinned AssemblyScript compiler: `npm install` in this directory.\n",
         ),
     }
@@ -174,6 +166,9 @@ pub fn new_project(
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     write_wit(&dir.join("wit"))?;
+    if language == Language::Assemblyscript {
+        super::build::write_assemblyscript_glue(&dir)?;
+    }
     eprintln!(
         "created {} ({} {} plugin): {}\nnext: cd {} && switchyard plugin build",
         dir.display(),

@@ -3,6 +3,7 @@
 //! a core module; its exports are renamed to the WIT names, the WIT is
 //! embedded, and the module is componentized, all in-process.
 
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -28,6 +29,7 @@ pub fn build(project: &Project) -> anyhow::Result<Vec<u8>> {
         &[project.dir.join("node_modules/.bin/asc")],
         "npm install   (in the project: package.json pins assemblyscript 0.28.20)",
     )?;
+    write_assemblyscript_glue(&project.dir)?;
     let module = project
         .work_dir()?
         .join(format!("{}.core.wasm", project.name));
@@ -59,6 +61,33 @@ pub fn build(project: &Project) -> anyhow::Result<Vec<u8>> {
         false,
     )?;
     componentize_module(&renamed)
+}
+
+/// The glue every AssemblyScript project compiles: typed classes for the
+/// world's types and the canonical-ABI exports (AssemblyScript has no
+/// bindings generator). Like `wit/`, rewritten by every build.
+const GLUE: [(&str, &str); 2] = [
+    (
+        "assembly/abi.ts",
+        include_str!("../templates/assemblyscript/abi.ts"),
+    ),
+    (
+        "assembly/types.ts",
+        include_str!("../templates/assemblyscript/types.ts"),
+    ),
+];
+
+pub fn write_assemblyscript_glue(dir: &Path) -> anyhow::Result<()> {
+    for (file, text) in GLUE {
+        let path = dir.join(file);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// The WIT export name of an AssemblyScript export (`None`: not exported).

@@ -11,6 +11,8 @@ mod python;
 mod rust;
 mod toolchain;
 
+pub use assemblyscript::write_assemblyscript_glue;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
