@@ -37,6 +37,28 @@ for cases in "$examples"/*/cases.toml; do
     done
 done
 
+say "plugin new: every language and kind builds as generated and passes its cases"
+scaffolds=$work/scaffolds
+mkdir -p "$scaffolds"
+js_modules=$(realpath "$examples/amount-range/js/node_modules")
+as_modules=$(realpath "$examples/amount-range/assemblyscript/node_modules")
+for lang in rust c python js assemblyscript; do
+    for kind in exchange dead-letter filter set-router; do
+        [ "$lang" = assemblyscript ] && [ "$kind" != exchange ] && continue
+        name="new-$lang-$kind"
+        "$switchyard" plugin new "$name" --lang "$lang" --kind "$kind" --dir "$scaffolds/$name"
+        # The same pinned packages as the examples: link rather than download again.
+        [ "$lang" = js ] && ln -s "$js_modules" "$scaffolds/$name/node_modules"
+        [ "$lang" = assemblyscript ] && ln -s "$as_modules" "$scaffolds/$name/node_modules"
+        "$switchyard" plugin build "$scaffolds/$name"
+        "$switchyard" plugin test "$scaffolds/$name/dist/$name.wasm" --cases "$scaffolds/$name/cases.toml"
+    done
+done
+if "$switchyard" plugin new as-filter --lang assemblyscript --kind filter --dir "$scaffolds/as-filter" 2>"$work/err"; then
+    fail "an AssemblyScript filter was scaffolded"
+fi
+grep -q "exchanges only" "$work/err" || fail "unclear refusal: $(cat "$work/err")"
+
 say "through a running broker"
 "$switchyard" serve --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
 broker_pid=$!
