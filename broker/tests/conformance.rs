@@ -4,7 +4,7 @@
 mod common;
 
 use switchyard::plugins::BUILTIN_PLUGINS;
-use switchyard::plugins::conformance::check_component;
+use switchyard::plugins::conformance::{UserCases, check_component};
 
 #[test]
 fn every_builtin_plugin_passes_its_conformance_table() {
@@ -45,7 +45,27 @@ fn an_unknown_exchange_type_is_held_to_the_contract_only() {
     let registry = common::registry();
     let report = check_component(&registry, common::PROBE, Some("my-router"), None).unwrap();
     assert_eq!(report.semantics, None);
-    // The probe's default mode is an unknown mode, which it refuses per
-    // message: a refusal is an answer, but the contract cases want routes.
-    assert!(!report.passed());
+    // The probe's default mode refuses every message, the same way each
+    // time: a consistent refusal is an answer, so the contract holds.
+    assert!(report.passed(), "{report}");
+
+    // A user's case fails when the plugin traps instead of answering.
+    let cases: UserCases = r#"
+        config = { mode = "trap" }
+        [[bindings]]
+        destination = "q"
+        [[cases]]
+        name = "routes"
+        expect = ["q"]
+    "#
+    .parse()
+    .unwrap();
+    let report =
+        check_component(&registry, common::PROBE, Some("my-router"), Some(&cases)).unwrap();
+    assert!(
+        report
+            .failures()
+            .any(|c| c.name == "user: routes" && c.detail.contains("trap")),
+        "{report}"
+    );
 }
