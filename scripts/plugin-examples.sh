@@ -33,6 +33,7 @@ for cases in "$examples"/*/cases.toml; do
         project=${project%/}
         name=$(sed -n 's/^name = "\(.*\)"/\1/p' "$project/switchyard-plugin.toml")
         "$switchyard" plugin build "$project"
+        rm -rf "$project/target" # a Rust build's std and deps; only dist/ is needed
         "$switchyard" plugin test "$project/dist/$name.wasm" --cases "$cases"
     done
 done
@@ -51,6 +52,7 @@ for lang in rust c python js assemblyscript; do
         [ "$lang" = js ] && ln -s "$js_modules" "$scaffolds/$name/node_modules"
         [ "$lang" = assemblyscript ] && ln -s "$as_modules" "$scaffolds/$name/node_modules"
         "$switchyard" plugin build "$scaffolds/$name"
+        rm -rf "$scaffolds/$name/target"
         "$switchyard" plugin test "$scaffolds/$name/dist/$name.wasm" --cases "$scaffolds/$name/cases.toml"
     done
 done
