@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use support::{Broker, bodies, drain, stderr};
+use switchyard::bench::Samples;
 use switchyard_client::{
     Channel, ExchangeOptions, Field, Message, PluginLoadOptions, QueueOptions, Value,
 };
@@ -54,12 +55,13 @@ fn message(body: String) -> Message {
     Message::new("k", body.into_bytes())
 }
 
-fn p99(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
+/// Publish→confirm latency percentiles of `latencies`, as `switchyard bench` reports them.
+fn percentiles(latencies: impl Iterator<Item = Duration>) -> String {
+    let mut samples = Samples::default();
+    latencies.for_each(|l| samples.record(l.as_micros() as u64));
     samples
-        .get((samples.len() * 99 / 100).min(samples.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or_default()
+        .percentiles()
+        .map_or_else(|| "no samples".into(), |p| p.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,13 +178,11 @@ async fn swapping_and_rolling_back_under_load_loses_and_duplicates_nothing() {
         .partition(|(sent, _)| near_swap(*sent));
     println!(
         "hot swap under load: {next} confirmed publishes, 6 swaps; {checked} checked against the \
-         version active throughout; p99 publish→confirm: steady {:?} ({} msgs), within 20 ms of a \
-         swap {:?} ({} msgs); in flight across a swap: {}",
-        p99(far.iter().map(|(_, l)| *l).collect()),
-        far.len(),
-        p99(near.iter().map(|(_, l)| *l).collect()),
-        near.len(),
-        swapping.len()
+         version active throughout; {} in flight across a swap\n  steady:               {}\n  \
+         within 20 ms of a swap: {}",
+        swapping.len(),
+        percentiles(far.iter().map(|(_, l)| *l)),
+        percentiles(near.iter().map(|(_, l)| *l)),
     );
     assert!(
         checked > next / 2,
