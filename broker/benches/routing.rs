@@ -43,7 +43,7 @@ fn registry() -> PluginRegistry {
     let db = sled::Config::new().temporary(true).open().unwrap();
     let engine = PluginEngine::new(SandboxLimits::default(), None).unwrap();
     let registry = PluginRegistry::open(engine, db).unwrap();
-    registry.install_builtins().unwrap();
+    assert!(registry.install_builtins().is_empty());
     registry
 }
 

@@ -174,6 +174,7 @@ ip link set lo up && ip addr add 10.77.0.1/32 dev lo
 export SWITCHYARD_DATA_DIR={dir}
 printf '[tls]\nhostnames = ["10.77.0.1"]\n' > {dir}/switchyard.toml
 {bin} serve --config {dir}/switchyard.toml --listen 0.0.0.0:0 > {dir}/serve.out 2>&1 &
+serve=$!
 for i in $(seq 100); do grep -q listening {dir}/serve.out 2>/dev/null && break; sleep 0.1; done
 port=$(sed -n 's/.*listening on 0.0.0.0:\([0-9]*\).*/\1/p' {dir}/serve.out)
 echo "loopback-guest: $({bin} list vhosts --server switchyard://guest:guest@127.0.0.1:$port/ 2>&1 | tr '\n' ' ')"
@@ -181,15 +182,31 @@ echo "remote-guest: $({bin} list vhosts --server switchyard://guest:guest@10.77.
 {bin} user add remote --password pw --server switchyard://guest:guest@127.0.0.1:$port/ 2>/dev/null
 {bin} user permit remote --server switchyard://guest:guest@127.0.0.1:$port/ 2>/dev/null
 echo "remote-user: $({bin} list vhosts --server switchyard://remote:pw@10.77.0.1:$port/ 2>&1 | tr '\n' ' ')"
-kill %1
+kill $serve; wait $serve
 "#,
         dir = dir.path().display(),
         bin = BIN
     );
+    // A private PID namespace too, with the shell as its init: when the
+    // shell ends (or `unshare` is killed, through --kill-child) the kernel
+    // kills everything the script started, whatever went wrong in it.
     let out = Command::new("unshare")
-        .args(["-rn", "sh", "-c", &script])
+        .args([
+            "-rn",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "sh",
+            "-c",
+            &script,
+        ])
         .output()
         .unwrap();
+    let survivors = processes_mentioning(dir.path());
+    assert!(
+        survivors.is_empty(),
+        "processes outlived the test: {survivors:?}"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = |prefix: &str| {
         stdout
@@ -230,4 +247,19 @@ async fn connecting_where_no_broker_listens_fails_in_bounded_time() {
         Err(other) => panic!("expected a connect error, got {other}"),
         Ok(_) => panic!("connected to nothing"),
     }
+}
+
+/// The command lines of running processes that mention `path`.
+fn processes_mentioning(path: &std::path::Path) -> Vec<String> {
+    let needle = path.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains(&needle))
+        .collect()
 }

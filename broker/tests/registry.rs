@@ -175,7 +175,7 @@ fn the_registry_survives_a_restart() {
         let engine =
             PluginEngine::new(SandboxLimits::default(), Some(dir.path().join("cache"))).unwrap();
         let registry = PluginRegistry::open(engine, db).unwrap();
-        registry.install_builtins().unwrap();
+        assert!(registry.install_builtins().is_empty());
         registry
     };
     {

@@ -12,6 +12,21 @@ use switchyard_protocol::{Field, Message, Properties, Value};
 use crate::plugins;
 use crate::storage::{FLAG_PERSISTENT, StoredMessage};
 
+/// Arguments as a user wrote them: `name=value, …`, or `none`.
+pub fn describe_arguments(fields: &[Field]) -> String {
+    if fields.is_empty() {
+        return "none".into();
+    }
+    fields
+        .iter()
+        .map(|f| match f.value.as_text() {
+            Some(text) => format!("{}={text}", f.name),
+            None => format!("{}={:?}", f.name, f.value),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn value_to_plugin(value: &Value) -> plugins::Value {
     match value {
         Value::Void => plugins::Value::Void,

@@ -35,14 +35,11 @@ impl Broker {
             let Some(delivered) = self.store.deliver(queue.id)? else {
                 return Ok(None);
             };
-            let now = now_ms();
             let message = &delivered.message;
-            let expired = (message.expiry_ms != 0 && message.expiry_ms <= now)
-                || queue
-                    .settings
-                    .message_ttl_ms
-                    .is_some_and(|ttl| message.publish_ms.saturating_add(ttl) <= now);
-            if !expired {
+            if !queue
+                .settings
+                .is_expired(message.expiry_ms, Some(message), now_ms())
+            {
                 return Ok(Some(delivered));
             }
             self.dead_letter(vhost, queue, &delivered, "expired");
@@ -112,7 +109,13 @@ impl Broker {
 
     /// Republishes a dead message to the queue's dead-letter exchange, with
     /// `x-death-*` headers saying where and why it died.
-    fn dead_letter(&self, vhost: &Vhost, queue: &Queue, delivered: &Delivered, reason: &str) {
+    pub(super) fn dead_letter(
+        &self,
+        vhost: &Vhost,
+        queue: &Queue,
+        delivered: &Delivered,
+        reason: &str,
+    ) {
         let Some(dlx) = &queue.settings.dead_letter_exchange else {
             return;
         };

@@ -7,7 +7,8 @@
 //! - `queue`, `exchange` — one queue / one exchange at run time.
 //! - `topology` — declare, delete, bind, unbind, purge.
 //! - `publish` — route a batch through the exchange plugin, append once.
-//! - `delivery` — next message for a consumer, ack / nack, TTL and dead letters.
+//! - `delivery` — next message for a consumer, ack / nack, dead letters.
+//! - `expiry` — TTL: expired heads dead-lettered proactively (sweeper thread).
 //! - `listing` — the rows of `switchyard list …`.
 
 mod auth;
@@ -15,6 +16,8 @@ mod convert;
 mod delivery;
 mod error;
 mod exchange;
+mod exchange_arguments;
+mod expiry;
 mod listing;
 mod plugins;
 mod publish;
@@ -28,10 +31,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, Users};
-pub use convert::{from_stored, now_ms};
+pub use convert::{describe_arguments, from_stored, now_ms};
 pub use delivery::Settle;
 pub use error::BrokerError;
 pub use exchange::Exchange;
+pub use expiry::EXPIRY_SWEEP_INTERVAL;
 pub use plugins::{MAX_PLUGIN_BYTES, PluginUpload};
 pub use publish::Outcome;
 pub use queue::{Overflow, Queue, QueueSettings};
@@ -49,6 +53,9 @@ pub struct BrokerOptions {
     pub sandbox: SandboxLimits,
     /// Users refused from non-loopback addresses.
     pub loopback_users: Vec<String>,
+    /// Where compiled plugin components are cached (default
+    /// `<data_dir>/plugin-cache`; tests share one across brokers).
+    pub plugin_cache: PathBuf,
 }
 
 impl BrokerOptions {
@@ -56,9 +63,10 @@ impl BrokerOptions {
         let data_dir = data_dir.into();
         BrokerOptions {
             store: StoreConfig::new(data_dir.join("store")),
-            data_dir,
             sandbox: SandboxLimits::default(),
             loopback_users: vec!["guest".into()],
+            plugin_cache: data_dir.join("plugin-cache"),
+            data_dir,
         }
     }
 }
@@ -142,12 +150,10 @@ impl Broker {
             "storage recovered"
         );
         let meta = store.metadata().clone();
-        let engine = PluginEngine::new(
-            options.sandbox.clone(),
-            Some(options.data_dir.join("plugin-cache")),
-        )?;
+        let engine =
+            PluginEngine::new(options.sandbox.clone(), Some(options.plugin_cache.clone()))?;
         let registry = PluginRegistry::open(engine, meta.db().clone())?;
-        registry.install_builtins()?;
+        registry.install_builtins();
         let users = Users::new(meta.clone(), options.loopback_users.clone());
         users.ensure_default()?;
         let broker = Broker {
@@ -241,6 +247,15 @@ impl Broker {
             if let Err(e) = self.remove_queue(&vhost, &name) {
                 tracing::warn!(queue = %name, error = %e, "deleting an exclusive queue");
             }
+        }
+    }
+
+    /// Stops as if the process had been killed: nothing flushed or
+    /// checkpointed beyond what already was. For recovery tests.
+    #[doc(hidden)]
+    pub fn abandon(self) {
+        if let Ok(store) = Arc::try_unwrap(self.store) {
+            store.abandon();
         }
     }
 

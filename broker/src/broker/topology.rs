@@ -5,17 +5,18 @@ use std::sync::Arc;
 
 use switchyard_protocol::{Field, Value, code};
 
-use super::auth::{Access, Principal};
-use super::convert::fields_to_plugin;
+use super::auth::{Access, Permission, Principal};
+use super::convert::{describe_arguments, fields_to_plugin};
 use super::error::BrokerError;
 use super::exchange::Exchange;
+use super::exchange_arguments::{bare_name, check_exchange_arguments};
 use super::queue::{Queue, QueueSettings};
 use super::records::{
     BINDINGS, BindingRecord, EXCHANGES, EncodedFields, ExchangeRecord, QUEUES, QueueRecord, VHOSTS,
     VhostRecord,
 };
 use super::{Broker, Vhost};
-use crate::plugins::{ExchangeRouter, MessageFilter};
+use crate::plugins::{ExchangeRouter, MessageFilter, PluginError};
 use crate::storage::metadata::key;
 
 /// What a declare-exchange request asks for.
@@ -87,9 +88,9 @@ impl Broker {
         if record.name.is_empty() {
             return Ok(Exchange::new(record, None, None));
         }
-        let slot = self.registry.get(&record.kind).map_err(|_| {
-            BrokerError::new(
-                code::NOT_FOUND,
+        let slot = self.registry.get(&record.kind).map_err(|e| {
+            plugin_missing(
+                e,
                 format!(
                     "exchange type '{}' is not a loaded plugin (see `switchyard list plugins`)",
                     record.kind
@@ -104,10 +105,7 @@ impl Broker {
 
     /// The filter plugin named by an exchange's `filter` argument.
     fn exchange_filter(&self, arguments: &[Field]) -> Result<Option<MessageFilter>, BrokerError> {
-        let Some(field) = arguments
-            .iter()
-            .find(|f| f.name == "filter" || f.name == "x-filter")
-        else {
+        let Some(field) = arguments.iter().find(|f| bare_name(f) == "filter") else {
             return Ok(None);
         };
         let Value::Text(name) = &field.value else {
@@ -115,10 +113,10 @@ impl Broker {
                 "exchange argument 'filter' must name a filter plugin",
             ));
         };
-        let slot = self.registry.get(name).map_err(|_| {
-            BrokerError::new(
-                code::NOT_FOUND,
-                format!("filter '{name}' is not a loaded plugin (see `switchyard plugin list`)"),
+        let slot = self.registry.get(name).map_err(|e| {
+            plugin_missing(
+                e,
+                format!("filter '{name}' is not a loaded plugin (see `switchyard list plugins`)"),
             )
         })?;
         Ok(Some(MessageFilter::new(slot)?))
@@ -202,6 +200,10 @@ impl Broker {
         Ok(())
     }
 
+    /// Adds a vhost and gives its creator full permissions on it, as
+    /// RabbitMQ's management interface does: an administrator can use the
+    /// vhost it just made without a separate `user permit`. Others get
+    /// access only through `user permit`.
     pub fn add_vhost(&self, principal: &Principal, name: &str) -> Result<(), BrokerError> {
         principal.require_administrator("adding a vhost")?;
         check_name("vhost", name)?;
@@ -212,6 +214,8 @@ impl Broker {
         }
         self.persist(VHOSTS, name, &VhostRecord { name: name.into() })?;
         self.add_vhost_runtime(name);
+        self.users
+            .permit(&principal.user, name, Permission::all())?;
         Ok(())
     }
 
@@ -248,6 +252,7 @@ impl Broker {
             )));
         }
         principal.check(Access::Configure, "exchange", spec.name)?;
+        check_exchange_arguments(spec.kind, &spec.arguments)?;
         let record = ExchangeRecord {
             vhost: vhost.name.clone(),
             name: spec.name.into(),
@@ -257,10 +262,16 @@ impl Broker {
             arguments: EncodedFields::encode(&spec.arguments),
         };
         if let Ok(existing) = vhost.exchange(spec.name) {
-            if existing.record.kind != record.kind || existing.record.durable != record.durable {
+            if existing.record.kind != record.kind
+                || existing.record.durable != record.durable
+                || existing.record.arguments != record.arguments
+            {
                 return Err(BrokerError::precondition(format!(
-                    "exchange '{}' already exists with type '{}' (durable: {})",
-                    spec.name, existing.record.kind, existing.record.durable
+                    "exchange '{}' already exists with type '{}' (durable: {}, arguments: {})",
+                    spec.name,
+                    existing.record.kind,
+                    existing.record.durable,
+                    describe_arguments(&existing.record.arguments.decode())
                 )));
             }
             return Ok(());
@@ -334,8 +345,10 @@ impl Broker {
                     || existing.settings != QueueSettings::parse(&spec.arguments)?)
             {
                 return Err(BrokerError::precondition(format!(
-                    "queue '{name}' already exists with different settings (durable: {}, {:?})",
-                    existing.record.durable, existing.settings
+                    "queue '{name}' already exists with different settings (durable: {}, \
+                     arguments: {})",
+                    existing.record.durable,
+                    describe_arguments(&existing.record.arguments.decode())
                 )));
             }
             let stats = self.store.stats(existing.id)?;
@@ -499,4 +512,15 @@ fn now_nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
+}
+
+/// A plugin an exchange needs is missing: `not_loaded` when it was never
+/// loaded, the registry's reason when it failed to load.
+fn plugin_missing(error: PluginError, not_loaded: String) -> BrokerError {
+    match error {
+        PluginError::Unavailable { .. } => {
+            BrokerError::new(code::NOT_FOUND, format!("{error}; see the broker's log"))
+        }
+        _ => BrokerError::new(code::NOT_FOUND, not_loaded),
+    }
 }

@@ -47,6 +47,16 @@ impl PluginKind {
             PluginKind::SetRouter => "set-router",
         }
     }
+
+    /// "an exchange plugin", "a filter plugin": for messages.
+    pub fn a_plugin(self) -> String {
+        let article = if self.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {self} plugin")
+    }
 }
 
 impl std::fmt::Display for PluginKind {

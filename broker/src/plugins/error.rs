@@ -39,7 +39,7 @@ pub enum PluginError {
     #[error("invalid plugin component: {reason}")]
     Invalid { reason: String },
 
-    #[error("plugin {name} is a {actual} plugin, not {expected}")]
+    #[error("plugin {name} is {}, not {}", actual.a_plugin(), expected.a_plugin())]
     WrongKind {
         name: String,
         expected: PluginKind,
@@ -51,6 +51,10 @@ pub enum PluginError {
         name: String,
         version: Option<String>,
     },
+
+    /// A built-in that could not load at start; the broker serves the rest.
+    #[error("plugin {name} failed to load: {reason}")]
+    Unavailable { name: String, reason: String },
 
     #[error("plugin {name}: {reason}")]
     Conflict { name: String, reason: String },

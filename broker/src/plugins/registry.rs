@@ -134,6 +134,9 @@ pub struct PluginRegistry {
     records: sled::Tree,
     blobs: sled::Tree,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
+    /// Built-ins that failed to load at start, with the reason: asking for
+    /// one says why it is missing rather than that it does not exist.
+    unavailable: RwLock<BTreeMap<String, String>>,
     /// Serialises changes so that memory and sled agree.
     changes: Mutex<()>,
 }
@@ -150,6 +153,7 @@ impl PluginRegistry {
             records,
             blobs,
             slots: RwLock::new(BTreeMap::new()),
+            unavailable: RwLock::new(BTreeMap::new()),
             changes: Mutex::new(()),
         };
         for entry in registry.records.iter() {
@@ -265,9 +269,9 @@ impl PluginRegistry {
             return Err(PluginError::Conflict {
                 name,
                 reason: format!(
-                    "is a {} plugin; a new version cannot be a {} plugin",
-                    slot.kind,
-                    version.kind()
+                    "is {}; a new version cannot be {}",
+                    slot.kind.a_plugin(),
+                    version.kind().a_plugin()
                 ),
             });
         }
@@ -396,15 +400,29 @@ impl PluginRegistry {
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<PluginSlot>, PluginError> {
-        self.slots
-            .read()
-            .unwrap()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| PluginError::NotFound {
+        if let Some(slot) = self.slots.read().unwrap().get(name) {
+            return Ok(slot.clone());
+        }
+        Err(match self.unavailable.read().unwrap().get(name) {
+            Some(reason) => PluginError::Unavailable {
+                name: name.into(),
+                reason: reason.clone(),
+            },
+            None => PluginError::NotFound {
                 name: name.into(),
                 version: None,
-            })
+            },
+        })
+    }
+
+    /// Records that built-in `name` could not load (or, with `None`, that it
+    /// now has).
+    pub(crate) fn mark_unavailable(&self, name: &str, reason: Option<String>) {
+        let mut unavailable = self.unavailable.write().unwrap();
+        match reason {
+            Some(reason) => unavailable.insert(name.into(), reason),
+            None => unavailable.remove(name),
+        };
     }
 
     pub fn list(&self) -> Vec<PluginSummary> {

@@ -6,6 +6,12 @@
 //! machine a call the OS preempts is not blamed for time it did not run (a
 //! wall-clock deadline failed healthy plugins under load). A wall-clock
 //! ceiling of [`WALL_CLOCK_FACTOR`] times the deadline still bounds every call.
+//!
+//! Instantiating a component and asking it to describe itself are held to a
+//! separate, generous [`SandboxLimits::load_deadline`]: they cost far more
+//! than a routing call (a debug build on a loaded machine took >10 ms), and a
+//! healthy plugin must not fail to load — nor a broker fail to start —
+//! because the machine is busy.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +25,9 @@ pub struct SandboxLimits {
     /// CPU-time budget of one call (a batch counts as one call).
     #[serde(with = "millis")]
     pub deadline: Duration,
+    /// CPU-time budget of instantiating an instance and of `describe`.
+    #[serde(with = "millis")]
+    pub load_deadline: Duration,
     /// Granularity of the deadline clock.
     #[serde(with = "millis")]
     pub tick: Duration,
@@ -39,6 +48,7 @@ impl Default for SandboxLimits {
     fn default() -> Self {
         SandboxLimits {
             deadline: Duration::from_millis(10),
+            load_deadline: Duration::from_secs(5),
             tick: Duration::from_millis(1),
             memory_bytes: 64 << 20,
             fuel: None,
@@ -49,25 +59,31 @@ impl Default for SandboxLimits {
     }
 }
 
-/// When the current call started, in both clocks.
+/// When the current call started, in both clocks, and its budget.
 #[derive(Clone, Copy)]
 pub(crate) struct CallClock {
     cpu: Duration,
     wall: Instant,
+    deadline: Duration,
 }
 
 impl CallClock {
-    pub(crate) fn start() -> Self {
+    pub(crate) fn start(deadline: Duration) -> Self {
         CallClock {
             cpu: thread_cpu_time(),
             wall: Instant::now(),
+            deadline,
         }
     }
 
+    pub(crate) fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
     /// Whether the call has used up its deadline.
-    pub(crate) fn expired(&self, deadline: Duration) -> bool {
-        thread_cpu_time().saturating_sub(self.cpu) >= deadline
-            || self.wall.elapsed() >= deadline * WALL_CLOCK_FACTOR
+    pub(crate) fn expired(&self) -> bool {
+        thread_cpu_time().saturating_sub(self.cpu) >= self.deadline
+            || self.wall.elapsed() >= self.deadline * WALL_CLOCK_FACTOR
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, ResourceAny};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -188,8 +188,8 @@ impl PluginVersion {
         let info = version.describe_with(&mut instance, describe)?;
         if info.kind != kind {
             return Err(PluginError::invalid(format!(
-                "it implements the {kind} world but describes itself as a {} plugin",
-                info.kind
+                "it implements the {kind} world but describes itself as {}",
+                info.kind.a_plugin()
             )));
         }
         let name = name
@@ -215,7 +215,7 @@ impl PluginVersion {
         instance: &mut PluginInstance,
         describe: ComponentExportIndex,
     ) -> Result<PluginInfo, PluginError> {
-        self.prepare(&mut instance.store);
+        self.prepare_with(&mut instance.store, self.engine.limits().load_deadline);
         let func = instance
             .instance
             .get_typed_func::<(), (PluginInfo,)>(&mut instance.store, describe)
@@ -287,20 +287,23 @@ impl PluginVersion {
             },
             kv: self.kv.clone(),
             config: self.config.clone(),
-            clock: CallClock::start(),
+            // Instantiation (start functions included) runs on the load budget.
+            clock: CallClock::start(limits.load_deadline),
             last_error_log: None,
         };
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|state| &mut state.memory);
-        let deadline = limits.deadline;
         store.epoch_deadline_callback(move |store| {
-            Ok(if store.data().clock.expired(deadline) {
+            Ok(if store.data().clock.expired() {
                 UpdateDeadline::Interrupt
             } else {
                 UpdateDeadline::Continue(1)
             })
         });
-        self.prepare(&mut store);
+        store.set_epoch_deadline(1);
+        if let Some(fuel) = limits.fuel {
+            let _ = store.set_fuel(fuel);
+        }
         let loaded = self.pre.instantiate(&mut store).and_then(|live| {
             let exports = match &self.indices {
                 KindIndices::Exchange(i) => KindExports::Exchange(i.load(&mut store, &live)?),
@@ -321,8 +324,8 @@ impl PluginVersion {
         }
     }
 
-    /// Arms the sandbox for the next call.
-    fn prepare(&self, store: &mut Store<StoreState>) {
+    /// Arms the sandbox for the next call, with `deadline` as its budget.
+    fn prepare_with(&self, store: &mut Store<StoreState>, deadline: Duration) {
         let limits = self.engine.limits();
         store.set_epoch_deadline(1);
         if let Some(fuel) = limits.fuel {
@@ -330,8 +333,13 @@ impl PluginVersion {
         }
         let state = store.data_mut();
         state.memory.exceeded = false;
-        state.clock = CallClock::start();
+        state.clock = CallClock::start(deadline);
         state.last_error_log = None;
+    }
+
+    /// Arms the sandbox for the next routing (or policy, filter…) call.
+    fn prepare(&self, store: &mut Store<StoreState>) {
+        self.prepare_with(store, self.engine.limits().deadline);
     }
 
     fn classify(&self, failure: CallFailure, state: &StoreState) -> PluginError {
@@ -352,7 +360,7 @@ impl PluginVersion {
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => PluginError::Timeout {
                 plugin,
-                deadline: limits.deadline,
+                deadline: state.clock.deadline(),
             },
             Some(Trap::OutOfFuel) => PluginError::FuelExhausted {
                 plugin,

@@ -10,6 +10,11 @@ use serde::Deserialize;
 use crate::broker::BrokerOptions;
 use crate::storage::StoreConfig;
 
+/// 10 s: a dead consumer's messages come back within about 12.5 s (with
+/// the keep-alive below), while a client may still stall for several
+/// seconds (a GC pause, a busy machine) without losing its connection.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10_000;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -20,6 +25,9 @@ pub struct ServerConfig {
     /// The largest frame accepted (type byte + payload).
     pub max_frame: u32,
     /// A connection silent this long is closed (its deliveries requeued).
+    /// It bounds how long a killed client's unacknowledged messages stay
+    /// away, and how long a stalled but live client may pause before it is
+    /// dropped: docs/PROTOCOL.md, "Liveness".
     pub idle_timeout_ms: u64,
     /// Users refused from non-loopback addresses.
     pub loopback_users: Vec<String>,
@@ -69,7 +77,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./data"),
             listen: SocketAddr::from(([127, 0, 0, 1], switchyard_protocol::DEFAULT_PORT)),
             max_frame: switchyard_protocol::DEFAULT_MAX_FRAME,
-            idle_timeout_ms: 30_000,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             loopback_users: vec!["guest".into()],
             tls: TlsSettings::default(),
             storage: StorageSettings::default(),
@@ -108,6 +116,17 @@ impl ServerConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The broker pings a connection silent for a quarter of the idle
+    /// timeout, so a live client that sends no keep-alives of its own
+    /// answers (and stays connected) even if a ping or two is lost; a
+    /// connection with traffic sends no pings. The interval also bounds
+    /// detection: the first ping after the peer's last packet restarts the
+    /// idle timer once (RFC 9000 §10.1), so a dead peer is dropped at most
+    /// idle timeout + this interval after it went quiet.
+    pub fn keep_alive_interval(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms / 4)
     }
 
     pub fn broker_options(&self) -> BrokerOptions {

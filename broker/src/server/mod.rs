@@ -43,9 +43,13 @@ impl Server {
         let server_config = tls::server_config(config)?;
         let endpoint = quinn::Endpoint::server(server_config, config.listen)
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let broker = Arc::new(broker);
+        broker
+            .start_expiry_sweeper()
+            .map_err(|e| format!("starting the expiry sweeper: {e}"))?;
         Ok(Server {
             endpoint,
-            broker: Arc::new(broker),
+            broker,
             max_frame: config.max_frame,
         })
     }

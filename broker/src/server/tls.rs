@@ -126,10 +126,12 @@ pub fn server_config(config: &ServerConfig) -> Result<quinn::ServerConfig, Strin
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| e.to_string())?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
     let mut transport = quinn::TransportConfig::default();
-    transport.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(std::time::Duration::from_millis(config.idle_timeout_ms))
-            .map_err(|e| format!("idle_timeout_ms: {e}"))?,
-    ));
+    transport
+        .max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(std::time::Duration::from_millis(config.idle_timeout_ms))
+                .map_err(|e| format!("idle_timeout_ms: {e}"))?,
+        ))
+        .keep_alive_interval(Some(config.keep_alive_interval()));
     switchyard_client::tune_transport(&mut transport);
     server.transport_config(Arc::new(transport));
     Ok(server)

@@ -1,7 +1,14 @@
 //! What consumers have done with a queue: the acknowledged prefix (every
-//! offset below `floor` is acked), the sparse set of acks above it, the
+//! offset below `floor` is settled), the sparse set of acks above it, the
 //! deliveries in flight, and offsets waiting to be delivered again. Pure
 //! state, checkpointed to sled by the store.
+//!
+//! Invariants: `acked`, `in_flight` and `redeliver` are disjoint; `acked`
+//! holds only offsets at or above `floor`. `in_flight` and `redeliver` may
+//! hold offsets below `floor`: deliveries that were outstanding when the
+//! queue was purged (a purge removes ready messages only, as in RabbitMQ;
+//! what consumers hold stays theirs to ack, or comes back if they go away).
+//! [`Consumption::low_water`] is the lowest offset anything still needs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,27 +47,51 @@ impl Consumption {
         }
     }
 
-    /// The next offset to deliver, if any below `end`.
+    /// The next offset to deliver, if any below `end`, marked in flight.
     pub fn next(&mut self, end: u64) -> Option<Delivery> {
-        if let Some(offset) = self.redeliver.pop_first() {
-            self.in_flight.insert(offset);
+        let head = self.head(end)?;
+        self.take(head);
+        Some(head)
+    }
+
+    /// The offset [`Consumption::next`] would deliver, without delivering
+    /// it: redeliveries first, then the first never-delivered offset.
+    pub fn head(&mut self, end: u64) -> Option<Delivery> {
+        if let Some(&offset) = self.redeliver.first() {
             return Some(Delivery {
                 offset,
                 redelivered: true,
             });
         }
-        while self.cursor < end {
-            let offset = self.cursor;
+        // Skipping settled offsets changes nothing a reader can observe.
+        self.cursor = self.cursor.max(self.floor);
+        while self.cursor < end && self.acked.contains(&self.cursor) {
             self.cursor += 1;
-            if offset >= self.floor && !self.acked.contains(&offset) {
-                self.in_flight.insert(offset);
-                return Some(Delivery {
-                    offset,
-                    redelivered: false,
-                });
-            }
         }
-        None
+        (self.cursor < end).then_some(Delivery {
+            offset: self.cursor,
+            redelivered: false,
+        })
+    }
+
+    /// Marks `head` (just returned by [`Consumption::head`]) in flight.
+    fn take(&mut self, head: Delivery) {
+        if head.redelivered {
+            self.redeliver.remove(&head.offset);
+        } else {
+            self.cursor = head.offset + 1;
+        }
+        self.in_flight.insert(head.offset);
+    }
+
+    /// Delivers `expected` if it is still the head (another reader may
+    /// have taken it since it was looked at); false otherwise.
+    pub fn take_head(&mut self, end: u64, expected: Delivery) -> bool {
+        if self.head(end) != Some(expected) {
+            return false;
+        }
+        self.take(expected);
+        true
     }
 
     /// Acknowledges `offset`; returns false if it was not in flight.
@@ -75,6 +106,7 @@ impl Consumption {
     /// Marks `offset` done without a delivery (dead-lettered, expired, dropped).
     pub fn settle(&mut self, offset: u64) {
         self.redeliver.remove(&offset);
+        self.in_flight.remove(&offset);
         if offset < self.floor {
             return;
         }
@@ -111,26 +143,49 @@ impl Consumption {
     pub fn restart(&mut self, end: u64) {
         let in_flight = std::mem::take(&mut self.in_flight);
         self.redeliver.extend(in_flight);
-        self.cursor = self.cursor.clamp(self.floor, end);
+        self.cursor = self.cursor.clamp(self.floor.min(end), end);
         self.floor = self.floor.min(end);
         self.acked.retain(|&o| o < end);
-        self.redeliver.retain(|&o| o >= self.floor && o < end);
+        self.redeliver.retain(|&o| o < end);
     }
 
-    /// Everything below `end` counts as acknowledged (purge).
-    pub fn purge(&mut self, end: u64) {
-        *self = Consumption {
-            groups: std::mem::take(&mut self.groups),
-            ..Consumption::starting_at(end.max(self.floor))
-        };
+    /// Drops every ready message below `end` (purge); deliveries in flight
+    /// stay outstanding. Returns how many were dropped.
+    pub fn purge(&mut self, end: u64) -> u64 {
+        let dropped = self.ready(end);
+        let floor = end.max(self.floor);
+        // Requeued deliveries are ready: dropped like the rest.
+        self.redeliver.clear();
+        self.acked = self.acked.split_off(&floor);
+        self.floor = floor;
+        self.cursor = self.cursor.max(floor);
+        dropped
     }
 
-    /// Messages neither acknowledged nor in flight, below `end`.
+    /// Messages waiting to be delivered (neither settled nor in flight),
+    /// below `end`. Requeued deliveries are among them exactly once.
     pub fn ready(&self, end: u64) -> u64 {
         let outstanding = end.saturating_sub(self.floor);
+        let in_flight_above = self.in_flight.range(self.floor..).count() as u64;
+        let requeued_below = self.redeliver.range(..self.floor).count() as u64;
         outstanding
             .saturating_sub(self.acked.len() as u64)
-            .saturating_sub(self.in_flight.len() as u64)
+            .saturating_sub(in_flight_above)
+            + requeued_below
+    }
+
+    /// The lowest offset still needed: below it every message is settled.
+    pub fn low_water(&self) -> u64 {
+        [
+            self.in_flight.first(),
+            self.redeliver.first(),
+            Some(&self.floor),
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+        .min()
+        .unwrap_or(self.floor)
     }
 }
 

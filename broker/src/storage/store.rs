@@ -332,10 +332,7 @@ impl MessageStore {
     pub fn purge_queue(&self, id: QueueId) -> Result<u64, StorageError> {
         let queue = self.inner.queue(id)?;
         let end = queue.index.lock().unwrap().end();
-        let mut consumption = queue.consumption.lock().unwrap();
-        let dropped = consumption.ready(end);
-        consumption.purge(end);
-        Ok(dropped)
+        Ok(queue.consumption.lock().unwrap().purge(end))
     }
 
     /// Appends one record (the body is stored once, whatever the number of
@@ -469,6 +466,48 @@ impl MessageStore {
         }))
     }
 
+    /// Takes the head of a queue off it, marked in flight as a delivery
+    /// would be, if `expired(entry, message)` says so; `None` when the head
+    /// is live (or the queue is empty). The message is read only when the
+    /// index entry alone cannot decide (`needs_message`).
+    pub fn take_expired_head(
+        &self,
+        queue_id: QueueId,
+        needs_message: bool,
+        expired: impl Fn(&IndexEntry, Option<&StoredMessage>) -> bool,
+    ) -> Result<Option<Delivered>, StorageError> {
+        let queue = self.inner.queue(queue_id)?;
+        loop {
+            let end = queue.index.lock().unwrap().end();
+            let Some(head) = queue.consumption.lock().unwrap().head(end) else {
+                return Ok(None);
+            };
+            let entry = queue.index.lock().unwrap().get(head.offset)?;
+            let message = if needs_message {
+                Some(self.read(queue_id, head.offset)?)
+            } else {
+                None
+            };
+            if !expired(&entry, message.as_ref()) {
+                return Ok(None);
+            }
+            // A consumer may have taken the head meanwhile: look again.
+            if !queue.consumption.lock().unwrap().take_head(end, head) {
+                continue;
+            }
+            let message = match message {
+                Some(message) => message,
+                None => self.read(queue_id, head.offset)?,
+            };
+            return Ok(Some(Delivered {
+                queue: queue_id,
+                offset: head.offset,
+                redelivered: head.redelivered,
+                message,
+            }));
+        }
+    }
+
     fn with_consumption<R>(
         &self,
         queue: QueueId,
@@ -510,9 +549,9 @@ impl MessageStore {
         let index = queue.index.lock().unwrap();
         let consumption = queue.consumption.lock().unwrap();
         Ok(QueueStats {
-            ready: consumption.ready(index.end()) + consumption.redeliver.len() as u64,
+            ready: consumption.ready(index.end()),
             unacked: consumption.in_flight.len() as u64,
-            stored: index.end() - consumption.floor,
+            stored: index.end().saturating_sub(consumption.low_water()),
         })
     }
 
@@ -529,7 +568,7 @@ impl MessageStore {
         let mut keep_from = position;
         for queue in inner.queues.read().unwrap().values() {
             let mut index = queue.index.lock().unwrap();
-            let floor = queue.consumption.lock().unwrap().floor;
+            let floor = queue.consumption.lock().unwrap().low_water();
             if floor < index.end() {
                 keep_from = keep_from.min(index.get(floor)?.position);
             }
@@ -600,7 +639,7 @@ fn verify_index(
         index.reset_empty(checkpoint_end);
         return (checkpoint_end, checkpoint.log_position);
     }
-    let from = index.start().max(consumption.map_or(0, |c| c.floor));
+    let from = index.start().max(consumption.map_or(0, |c| c.low_water()));
     let mut last_good: Option<IndexEntry> = None;
     for offset in from..checkpoint_end {
         match index.read_raw(offset) {

@@ -89,9 +89,9 @@ pub fn build(dir: Option<PathBuf>, output: Option<PathBuf>) -> anyhow::Result<Pa
         .context("the build produced a component the broker would refuse")?;
     if version.kind().as_str() != project.kind.as_str() {
         bail!(
-            "the project is a {} plugin ({}), but the component implements the {} world",
-            project.kind.as_str(),
+            "the project ({}) is for the {} world, but the component implements the {} world",
             super::language::MANIFEST_FILE,
+            project.kind.as_str(),
             version.kind()
         );
     }

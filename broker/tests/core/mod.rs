@@ -1,0 +1,161 @@
+//! Shared set-up for the broker-core tests: a `Broker` opened directly on
+//! a temporary data dir (no sockets), the default administrator's rights
+//! on `/`, and small helpers to declare, publish and consume.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use switchyard::broker::{
+    BindingSpec, Broker, BrokerOptions, ExchangeSpec, Outcome, Principal, QueueSpec, Settle, Vhost,
+    now_ms,
+};
+use switchyard::storage::{Delivered, QueueStats};
+use switchyard_protocol::{Field, Message, Value};
+
+/// One compiled-plugin cache per test process: compiling the built-ins
+/// again for every broker would dominate the run time.
+fn plugin_cache() -> &'static Path {
+    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    CACHE.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+pub fn options(dir: &Path) -> BrokerOptions {
+    let mut options = BrokerOptions::new(dir);
+    options.plugin_cache = plugin_cache().to_path_buf();
+    // Checkpoints only when the test says (open, clean close): a crash
+    // then loses exactly what happened since, deterministically.
+    options.store.checkpoint_interval = std::time::Duration::from_secs(3600);
+    options.store.segment_size = 1 << 20;
+    options
+}
+
+pub fn open(dir: &Path) -> Broker {
+    Broker::open(options(dir)).expect("opening the broker")
+}
+
+/// `guest` (administrator) on vhost `/`.
+pub fn guest(broker: &Broker) -> Principal {
+    let record = broker.users().get("guest").unwrap().unwrap();
+    broker.users().principal(&record, "/").unwrap()
+}
+
+pub fn vhost(broker: &Broker) -> Arc<Vhost> {
+    broker.vhost("/").unwrap()
+}
+
+pub fn text(value: &str) -> Value {
+    Value::Text(value.into())
+}
+
+pub fn declare_queue(broker: &Broker, name: &str, arguments: &[(&str, &str)]) {
+    let principal = guest(broker);
+    broker
+        .declare_queue(
+            &principal,
+            0,
+            QueueSpec {
+                name,
+                durable: true,
+                exclusive: false,
+                auto_delete: false,
+                passive: false,
+                arguments: arguments
+                    .iter()
+                    .map(|(k, v)| Field::new(*k, text(v)))
+                    .collect(),
+            },
+        )
+        .unwrap();
+}
+
+pub fn declare_fanout(broker: &Broker, exchange: &str, queue: &str) {
+    let principal = guest(broker);
+    broker
+        .declare_exchange(
+            &principal,
+            ExchangeSpec {
+                name: exchange,
+                kind: "fanout",
+                durable: true,
+                auto_delete: false,
+                passive: false,
+                arguments: vec![],
+            },
+        )
+        .unwrap();
+    broker
+        .bind(
+            &principal,
+            &BindingSpec {
+                queue,
+                exchange,
+                key: "",
+                arguments: &[],
+            },
+        )
+        .unwrap();
+}
+
+/// Publishes `body` to `queue` through the default exchange.
+pub fn publish(broker: &Broker, queue: &str, body: &str) -> Outcome {
+    publish_message(broker, Message::new(queue, body.to_string()).persistent())
+}
+
+pub fn publish_message(broker: &Broker, message: Message) -> Outcome {
+    broker
+        .publish(&vhost(broker), "", std::slice::from_ref(&message))
+        .pop()
+        .unwrap()
+}
+
+/// Publishes a message whose own TTL has passed when this returns
+/// (waits out the millisecond, no longer).
+pub fn publish_expired(broker: &Broker, queue: &str, body: &str) -> Outcome {
+    let mut message = Message::new(queue, body.to_string()).persistent();
+    message.properties.expiration = Some(1);
+    let before = now_ms();
+    let outcome = publish_message(broker, message);
+    while now_ms() <= before + 1 {
+        std::hint::spin_loop();
+    }
+    outcome
+}
+
+pub fn deliver(broker: &Broker, queue: &str) -> Option<Delivered> {
+    let vhost = vhost(broker);
+    let q = vhost.queue(queue).unwrap();
+    broker.next_delivery(&vhost, &q).unwrap()
+}
+
+pub fn settle(broker: &Broker, queue: &str, offset: u64, how: Settle) {
+    let vhost = vhost(broker);
+    let q = vhost.queue(queue).unwrap();
+    broker.settle(&vhost, &q, offset, how).unwrap();
+}
+
+/// A consumer went away holding `offsets`.
+pub fn release(broker: &Broker, queue: &str, offsets: &[u64]) {
+    let q = vhost(broker).queue(queue).unwrap();
+    broker.release(&q, offsets);
+}
+
+pub fn stats(broker: &Broker, queue: &str) -> QueueStats {
+    let q = vhost(broker).queue(queue).unwrap();
+    broker.store().stats(q.id).unwrap()
+}
+
+pub fn body(delivered: &Delivered) -> String {
+    String::from_utf8(delivered.message.body.to_vec()).unwrap()
+}
+
+/// Takes every deliverable message off `queue`, acking each; their bodies.
+pub fn drain(broker: &Broker, queue: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    while let Some(d) = deliver(broker, queue) {
+        bodies.push(body(&d));
+        settle(broker, queue, d.offset, Settle::Ack);
+    }
+    bodies
+}
