@@ -49,6 +49,25 @@ impl Exchange {
         self.router.is_none()
     }
 
+    /// Why a message with `routing_key` reached no queue, in the terms of
+    /// this exchange's type (the reason of a mandatory message's return).
+    pub fn unroutable_reason(&self, routing_key: &str) -> String {
+        let name = self.name();
+        match self.record.kind.as_str() {
+            _ if self.is_default() => format!(
+                "the default exchange routes by queue name and there is no queue '{routing_key}'"
+            ),
+            "direct" | "topic" => {
+                format!("no queue is bound to exchange '{name}' for routing key '{routing_key}'")
+            }
+            "fanout" => format!("no queue is bound to fanout exchange '{name}'"),
+            "headers" => {
+                format!("no binding of headers exchange '{name}' matches the message's headers")
+            }
+            kind => format!("exchange '{name}' (type '{kind}') routed the message to no queue"),
+        }
+    }
+
     pub fn bindings(&self) -> Vec<BindingRecord> {
         self.bindings.lock().unwrap().clone()
     }

@@ -194,10 +194,7 @@ impl ChannelSession {
                     .send(Frame::Return {
                         seq: first_seq + i as u64,
                         code: code::NO_ROUTE,
-                        reason: format!(
-                            "no queue is bound to exchange '{exchange}' for routing key '{}'",
-                            message.routing_key
-                        ),
+                        reason: x.unroutable_reason(&message.routing_key),
                         exchange: exchange.into(),
                         message,
                     })

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use switchyard::broker::{
-    BindingSpec, Broker, BrokerOptions, ExchangeSpec, Outcome, Principal, QueueSpec, Settle, Vhost,
-    now_ms,
+    BindingSpec, Broker, BrokerError, BrokerOptions, ExchangeSpec, Outcome, Principal, QueueSpec,
+    Settle, Vhost, now_ms,
 };
 use switchyard::storage::{Delivered, QueueStats};
 use switchyard_protocol::{Field, Message, Value};
@@ -70,21 +70,32 @@ pub fn declare_queue(broker: &Broker, name: &str, arguments: &[(&str, &str)]) {
         .unwrap();
 }
 
+/// Declares a durable exchange of `kind` with text arguments.
+pub fn declare_exchange(
+    broker: &Broker,
+    name: &str,
+    kind: &str,
+    arguments: &[(&str, &str)],
+) -> Result<(), BrokerError> {
+    broker.declare_exchange(
+        &guest(broker),
+        ExchangeSpec {
+            name,
+            kind,
+            durable: true,
+            auto_delete: false,
+            passive: false,
+            arguments: arguments
+                .iter()
+                .map(|(k, v)| Field::new(*k, text(v)))
+                .collect(),
+        },
+    )
+}
+
 pub fn declare_fanout(broker: &Broker, exchange: &str, queue: &str) {
     let principal = guest(broker);
-    broker
-        .declare_exchange(
-            &principal,
-            ExchangeSpec {
-                name: exchange,
-                kind: "fanout",
-                durable: true,
-                auto_delete: false,
-                passive: false,
-                arguments: vec![],
-            },
-        )
-        .unwrap();
+    declare_exchange(broker, exchange, "fanout", &[]).unwrap();
     broker
         .bind(
             &principal,
