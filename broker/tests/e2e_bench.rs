@@ -1,11 +1,12 @@
 //! `switchyard bench` end to end: it spawns a broker, moves the messages it
-//! says it moved, and reports the figures users script against (`--json`).
+//! says it moved, reports the figures users script against (`--json`), and
+//! leaves nothing behind on a broker it did not spawn.
 
 mod support;
 
 use std::process::Command;
 
-use support::BIN;
+use support::{BIN, Broker};
 
 fn bench(args: &[&str]) -> serde_json::Value {
     let out = Command::new(BIN)
@@ -90,4 +91,26 @@ fn bad_settings_are_named() {
         err.contains("--exchange-type must be default, direct, topic or fanout"),
         "{err}"
     );
+}
+
+#[test]
+fn a_run_against_a_broker_removes_its_queues_and_exchange() {
+    let broker = Broker::start();
+    // No consumers: the queues still hold every message when the run ends.
+    broker.cli_ok(&[
+        "bench",
+        "--count",
+        "200",
+        "--exchange-type",
+        "direct",
+        "--queues",
+        "2",
+        "--consumers",
+        "0",
+        "--json",
+    ]);
+    let queues = broker.cli_ok(&["list", "queues"]);
+    assert!(!queues.contains("bench-"), "{queues}");
+    let exchanges = broker.cli_ok(&["list", "exchanges"]);
+    assert!(!exchanges.contains("bench-"), "{exchanges}");
 }

@@ -6,10 +6,12 @@
 //! - `stats` — latency samples, percentiles, the report.
 //! - `spawn` — `--spawn`: a broker on a temporary data dir.
 //! - `suite` — the standard scenarios and the table in docs/BENCHMARKS.md.
+//! - `topology` — the exchange and queues a run declares, and removes after.
 
 mod spawn;
 mod stats;
 pub mod suite;
+mod topology;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use switchyard_client::{
-    Confirmation, ConnectOptions, Connection, ConsumeOptions, Error, ExchangeOptions, Field,
-    Message, QueueOptions, Trust, Value,
+    Confirmation, ConnectOptions, Connection, ConsumeOptions, Error, Message, Trust,
 };
 
 pub use spawn::SpawnedBroker;
@@ -145,51 +146,6 @@ impl BenchConfig {
     }
 }
 
-/// Creates the exchange, queues and bindings; empties the queues.
-async fn set_up(url: &str, trust: &Trust, config: &BenchConfig) -> Result<(), Error> {
-    let connection = Connection::connect(url, ConnectOptions::new(trust.clone())).await?;
-    let ch = connection.channel().await?;
-    if config.exchange_type != "default" {
-        let _ = ch.delete_exchange(EXCHANGE, false).await;
-        ch.declare_exchange(EXCHANGE, &config.exchange_type, ExchangeOptions::default())
-            .await?;
-    }
-    for i in 0..config.queues {
-        let name = queue_name(i);
-        let _ = ch.delete_queue(&name, false, false).await;
-        let arguments = vec![Field::new("flush", Value::Text(config.flush.clone()))];
-        ch.declare_queue(
-            &name,
-            QueueOptions {
-                durable: true,
-                arguments,
-                ..QueueOptions::default()
-            },
-        )
-        .await?;
-        if config.exchange_type != "default" {
-            let key = match config.exchange_type.as_str() {
-                "topic" => format!("bench.q{i}.*"),
-                _ => config.routing_key(i),
-            };
-            ch.bind(&name, EXCHANGE, &key, vec![]).await?;
-        }
-    }
-    if config.exchange_type != "default" {
-        for j in 0..config.extra_bindings {
-            let key = match config.exchange_type.as_str() {
-                "topic" => format!("other.k{j}.*"),
-                _ => format!("other-k{j}"),
-            };
-            ch.bind(&queue_name(j % config.queues), EXCHANGE, &key, vec![])
-                .await?;
-        }
-    }
-    ch.close().await?;
-    connection.close().await;
-    Ok(())
-}
-
 struct Shared {
     base: Instant,
     published: AtomicU64,
@@ -208,12 +164,21 @@ impl Shared {
     }
 }
 
-/// Runs one benchmark against a broker.
+/// Runs one benchmark against a broker, leaving no queue or exchange of
+/// its own behind, whether it succeeded or not.
 pub async fn run(url: &str, trust: &Trust, config: &BenchConfig) -> Result<Report, String> {
     config.validate()?;
-    set_up(url, trust, config)
-        .await
-        .map_err(|e| format!("setting up: {e}"))?;
+    let result = match topology::set_up(url, trust, config).await {
+        Ok(()) => measure(url, trust, config).await,
+        Err(e) => Err(format!("setting up: {e}")),
+    };
+    if let Err(e) = topology::tear_down(url, trust, config).await {
+        tracing::warn!(error = %e, "could not delete the bench queues and exchange");
+    }
+    result
+}
+
+async fn measure(url: &str, trust: &Trust, config: &BenchConfig) -> Result<Report, String> {
     let shared = Arc::new(Shared {
         base: Instant::now(),
         published: AtomicU64::new(0),

@@ -21,6 +21,22 @@ fn flag(name: &str, value: bool) -> Field {
     Field::new(name, Value::Bool(value))
 }
 
+/// Declared arguments as one `k=v,k=v` column: what was asked for
+/// (TTL, max-length, dead-lettering…) shows in the listing.
+fn arguments(name: &str, fields: &[Field]) -> Field {
+    let pairs: Vec<String> = fields
+        .iter()
+        .map(|f| {
+            let value = f
+                .value
+                .as_text()
+                .unwrap_or_else(|| format!("{:?}", f.value));
+            format!("{}={value}", f.name)
+        })
+        .collect();
+    text(name, pairs.join(","))
+}
+
 impl Broker {
     pub fn list(&self, principal: &Principal, what: Query) -> Result<Vec<Vec<Field>>, BrokerError> {
         let vhost = self.vhost(&principal.vhost)?;
@@ -82,6 +98,7 @@ impl Broker {
                                 crate::storage::FlushMode::Sync => "sync",
                             },
                         ),
+                        arguments("arguments", &q.record.arguments.decode()),
                     ]
                 })
                 .collect(),
@@ -92,25 +109,11 @@ impl Broker {
                 .values()
                 .flat_map(|x| x.bindings())
                 .map(|b| {
-                    let arguments: Vec<String> = b
-                        .arguments
-                        .decode()
-                        .iter()
-                        .map(|f| {
-                            format!(
-                                "{}={}",
-                                f.name,
-                                f.value
-                                    .as_text()
-                                    .unwrap_or_else(|| format!("{:?}", f.value))
-                            )
-                        })
-                        .collect();
                     vec![
                         text("exchange", b.exchange),
                         text("queue", b.queue),
                         text("key", b.key),
-                        text("arguments", arguments.join(",")),
+                        arguments("arguments", &b.arguments.decode()),
                     ]
                 })
                 .collect(),

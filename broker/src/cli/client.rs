@@ -93,8 +93,44 @@ pub fn value_text(value: &Value) -> String {
         Value::Void => String::new(),
         Value::Binary(b) => format!("0x{}", hex::encode(b)),
         Value::TextList(items) => items.join(","),
+        Value::Timestamp(ms) => utc_time(*ms),
         other => other.as_text().unwrap_or_default(),
     }
+}
+
+/// `2026-11-29T22:57:33Z`: the broker sends times as milliseconds since
+/// the Unix epoch, which people cannot read; whole seconds are enough for
+/// a table. (JSON output keeps the number, for scripts.)
+pub fn utc_time(ms: u64) -> String {
+    let seconds = ms / 1000;
+    let (days, second_of_day) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        second_of_day / 3600,
+        second_of_day % 3600 / 60,
+        second_of_day % 60
+    )
+}
+
+/// The Gregorian date `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`), so that printing a time needs no date crate.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153; // 0 = March
+    let day = (day_of_year - (153 * shifted_month + 2) / 5 + 1) as u32;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 pub fn value_json(value: &Value) -> serde_json::Value {
@@ -150,5 +186,18 @@ pub fn print_rows(rows: &[Vec<Field>], json: bool) {
     line(headers.clone());
     for row in &cells {
         line(row.iter().map(String::as_str).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_time;
+
+    #[test]
+    fn times_print_as_utc() {
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_time(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_time(1_796_000_253_999), "2026-11-30T00:57:33Z");
+        assert_eq!(utc_time(4_102_444_799_000), "2099-12-31T23:59:59Z");
     }
 }

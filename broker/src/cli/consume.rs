@@ -3,13 +3,14 @@
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use switchyard_client::{ConsumeOptions, Delivery};
+use switchyard_client::{Channel, ConsumeOptions, Delivery};
 
 use super::client::{ClientArgs, block_on, value_json};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AckMode {
-    /// The broker forgets a message when it sends it.
+    /// The broker forgets a message when it sends it (with --count: when
+    /// the CLI receives it, so that nothing beyond the count is taken).
     Auto,
     /// Each message is acknowledged after it is printed.
     Manual,
@@ -27,10 +28,11 @@ pub enum Format {
 pub struct ConsumeArgs {
     #[arg(long)]
     pub queue: String,
-    /// Stop after this many messages.
-    #[arg(long)]
+    /// Stop after this many messages; no message beyond them is taken
+    /// off the queue (they stay ready, not marked redelivered).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
-    /// Unacknowledged messages in flight.
+    /// Unacknowledged messages in flight (0: unlimited); never more than --count.
     #[arg(long, default_value_t = 100)]
     pub prefetch: u32,
     #[arg(long, value_enum, default_value_t = AckMode::Manual)]
@@ -77,18 +79,73 @@ fn line(delivery: &Delivery, format: Format) -> String {
     }
 }
 
+/// When acknowledgements go out. The broker delivers at most `prefetch`
+/// messages beyond those acknowledged, so with a count the last `prefetch`
+/// acks wait until the consumer is cancelled: otherwise each ack would
+/// pull in a message the CLI will never show, and it would come back
+/// flagged redelivered.
+struct AckPlan {
+    /// Acknowledge on receipt (auto) rather than after printing (manual).
+    before_printing: bool,
+    prefetch: u64,
+    count: Option<u64>,
+    acked: u64,
+    /// The newest delivery whose ack waits for the cancel.
+    held: Option<u64>,
+}
+
+impl AckPlan {
+    async fn settle(&mut self, delivery: &Delivery) -> anyhow::Result<()> {
+        if self
+            .count
+            .is_none_or(|count| self.acked + 1 + self.prefetch <= count)
+        {
+            delivery.ack().await?;
+            self.acked += 1;
+        } else {
+            self.held = Some(delivery.delivery_tag);
+        }
+        Ok(())
+    }
+
+    /// After the cancel: acknowledges every held delivery at once.
+    async fn release(self, channel: &Channel) -> anyhow::Result<()> {
+        if let Some(tag) = self.held {
+            channel.ack(tag, true).await?;
+        }
+        Ok(())
+    }
+}
+
 pub fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     block_on(async move {
         let (connection, channel) = args.client.connect().await?;
+        let prefetch = match args.count {
+            Some(count) if args.prefetch == 0 || u64::from(args.prefetch) > count => {
+                u32::try_from(count).unwrap_or(u32::MAX)
+            }
+            _ => args.prefetch,
+        };
+        // Broker-side auto-ack ignores prefetch: with a count it would push
+        // (and forget) messages past the count, so acks stay ours then.
+        let broker_acks = args.ack == AckMode::Auto && args.count.is_none();
         let options = ConsumeOptions {
-            prefetch: args.prefetch,
-            auto_ack: args.ack == AckMode::Auto,
+            prefetch,
+            auto_ack: broker_acks,
             ..ConsumeOptions::default()
         };
+        let mut plan = (!broker_acks).then_some(AckPlan {
+            before_printing: args.ack == AckMode::Auto,
+            prefetch: u64::from(prefetch),
+            count: args.count,
+            acked: 0,
+            held: None,
+        });
         let mut consumer = channel.consume(&args.queue, options).await?;
         let started = Instant::now();
         let mut last_report = started;
         let mut received = 0u64;
+        let mut consumer_ended = false;
         let idle = args.idle_exit.map(Duration::from_secs);
         while args.count.is_none_or(|n| received < n) {
             let next = match idle {
@@ -102,11 +159,15 @@ pub fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
                 if let Some(error) = consumer.error() {
                     return Err(error.into());
                 }
+                consumer_ended = true;
                 break;
             };
+            if let Some(plan) = plan.as_mut().filter(|p| p.before_printing) {
+                plan.settle(&delivery).await?;
+            }
             println!("{}", line(&delivery, args.format));
-            if args.ack == AckMode::Manual {
-                delivery.ack().await?;
+            if let Some(plan) = plan.as_mut().filter(|p| !p.before_printing) {
+                plan.settle(&delivery).await?;
             }
             received += 1;
             if last_report.elapsed() >= Duration::from_secs(1) {
@@ -116,6 +177,14 @@ pub fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
                     received as f64 / started.elapsed().as_secs_f64()
                 );
             }
+        }
+        // Cancel before the held acks go out, so that the credit they
+        // return cannot bring another message.
+        if !consumer_ended {
+            consumer.cancel().await?;
+        }
+        if let Some(plan) = plan {
+            plan.release(&channel).await?;
         }
         if received > 1 {
             let elapsed = started.elapsed().as_secs_f64();

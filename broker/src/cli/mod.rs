@@ -11,6 +11,7 @@ mod publish;
 mod serve;
 mod topology;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +63,13 @@ enum Command {
     Plugin(plugin::PluginCommand),
 }
 
+/// Colour codes only help a person reading a terminal; in a log file or a
+/// pipe they are noise. `NO_COLOR` (https://no-color.org) turns them off
+/// on a terminal too.
+fn log_in_colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -69,6 +77,7 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(log_in_colour())
         .init();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Serve(_)) {

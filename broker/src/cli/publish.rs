@@ -2,14 +2,14 @@
 //! confirms; prints progress for long runs and a rate summary.
 
 use std::collections::VecDeque;
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use clap::Args;
-use switchyard_client::{Message, Value};
+use switchyard_client::{Field, Message, Properties, Value};
 
 use super::client::{ClientArgs, block_on, parse_fields};
 
@@ -24,12 +24,14 @@ pub struct PublishArgs {
     pub exchange: String,
     #[arg(long)]
     pub routing_key: String,
-    /// The body; `-` reads stdin.
+    /// The body; `-` reads stdin. Without a body, --file or --size the
+    /// body is read from stdin if it is piped in (not a terminal); an empty
+    /// one is refused (use --size 0 for empty bodies).
     pub body: Option<String>,
     /// Read the body from a file.
     #[arg(long, conflicts_with = "body")]
     pub file: Option<PathBuf>,
-    /// Publish this many messages.
+    /// Publish this many messages, each with an `x-seq` header (0, 1, …).
     #[arg(long, default_value_t = 1)]
     pub count: u64,
     /// Generate bodies of this many bytes.
@@ -47,6 +49,20 @@ pub struct PublishArgs {
     /// Header key=value (repeatable).
     #[arg(long = "header")]
     pub headers: Vec<String>,
+    /// The message id. With --count above 1 each message gets
+    /// `ID-SEQ` (SEQ as in its x-seq header), so the ids stay unique.
+    #[arg(long)]
+    pub message_id: Option<String>,
+    #[arg(long)]
+    pub correlation_id: Option<String>,
+    /// Time to live in milliseconds: an unconsumed message is dropped (or
+    /// dead-lettered) after this (a queue's message-ttl may be shorter).
+    #[arg(long, value_name = "MS")]
+    pub expiration: Option<u64>,
+    /// Priority, 0–255: carried to consumers and plugins (queues still
+    /// deliver in order).
+    #[arg(long)]
+    pub priority: Option<u8>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -64,20 +80,78 @@ fn body(args: &PublishArgs) -> anyhow::Result<Bytes> {
             .into());
     }
     match args.body.as_deref() {
-        Some("-") | None => {
-            let mut body = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut body)
-                .context("reading the body from stdin")?;
-            Ok(body.into())
-        }
+        Some("-") => read_stdin(),
         Some(text) => Ok(Bytes::copy_from_slice(text.as_bytes())),
+        None => piped_body(),
     }
+}
+
+fn read_stdin() -> anyhow::Result<Bytes> {
+    let mut body = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut body)
+        .context("reading the body from stdin")?;
+    Ok(body.into())
+}
+
+/// No body was named: take one piped in on stdin, but never wait on a
+/// terminal or publish empty messages nobody asked for.
+fn piped_body() -> anyhow::Result<Bytes> {
+    const MISSING: &str = "no message body: give it as an argument, `-` to read stdin, \
+                           --file FILE, or --size N for generated bodies (--size 0: empty)";
+    if std::io::stdin().is_terminal() {
+        bail!("{MISSING}");
+    }
+    let body = read_stdin()?;
+    if body.is_empty() {
+        bail!("{MISSING}; stdin was empty");
+    }
+    Ok(body)
+}
+
+/// The properties every message of this run shares.
+fn properties(args: &PublishArgs) -> Properties {
+    Properties {
+        message_id: args.message_id.clone(),
+        correlation_id: args.correlation_id.clone(),
+        expiration: args.expiration,
+        priority: args.priority,
+        ..Properties::default()
+    }
+}
+
+/// Message `seq` of this run (0-based).
+fn build_message(
+    args: &PublishArgs,
+    body: &Bytes,
+    headers: &[Field],
+    properties: &Properties,
+    seq: u64,
+) -> Message {
+    let mut message = Message::new(args.routing_key.clone(), body.clone());
+    message.headers = headers.to_vec();
+    message.properties = properties.clone();
+    if args.count > 1 {
+        message
+            .headers
+            .push(Field::new("x-seq", Value::Int(seq as i64)));
+        if let Some(id) = &args.message_id {
+            message.properties.message_id = Some(format!("{id}-{seq}"));
+        }
+    }
+    if args.persistent {
+        message = message.persistent();
+    }
+    if args.mandatory {
+        message = message.mandatory();
+    }
+    message
 }
 
 pub fn run(args: PublishArgs) -> anyhow::Result<()> {
     let body = body(&args)?;
     let headers = parse_fields(&args.headers)?;
+    let properties = properties(&args);
     block_on(async move {
         let (connection, channel) = args.client.connect().await?;
         let mut returns = channel.returns();
@@ -88,19 +162,7 @@ pub fn run(args: PublishArgs) -> anyhow::Result<()> {
         let mut last_report = started;
         let mut in_flight = VecDeque::new();
         for i in 0..args.count {
-            let mut message = Message::new(args.routing_key.clone(), body.clone());
-            message.headers = headers.clone();
-            if args.count > 1 {
-                message
-                    .headers
-                    .push(switchyard_client::Field::new("x-seq", Value::Int(i as i64)));
-            }
-            if args.persistent {
-                message = message.persistent();
-            }
-            if args.mandatory {
-                message = message.mandatory();
-            }
+            let message = build_message(&args, &body, &headers, &properties, i);
             let confirmation = channel.publish(&args.exchange, message).await?;
             if args.confirm {
                 in_flight.push_back(confirmation);

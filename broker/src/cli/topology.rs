@@ -38,6 +38,13 @@ pub enum DeclareCommand {
     /// dead-letter-exchange=X, dead-letter-routing-key=K.
     Queue {
         name: String,
+        /// Only the declaring connection may use the queue, and the queue
+        /// is deleted when that connection closes: for this command, as
+        /// soon as it exits. Useful to check that a name is free or to
+        /// see the broker's answer; a long-lived exclusive queue belongs
+        /// in the program that consumes from it.
+        #[arg(long)]
+        exclusive: bool,
         #[command(flatten)]
         common: DeclareCommon,
     },
@@ -58,18 +65,30 @@ pub fn declare(command: DeclareCommand) -> anyhow::Result<()> {
                 eprintln!("exchange '{name}' ({kind}) declared");
                 super::client::finish(connection, channel).await;
             }
-            DeclareCommand::Queue { name, common } => {
+            DeclareCommand::Queue {
+                name,
+                exclusive,
+                common,
+            } => {
                 let (connection, channel) = common.client.connect().await?;
                 let options = QueueOptions {
                     durable: common.durable,
+                    exclusive,
                     auto_delete: common.auto_delete,
                     arguments: parse_fields(&common.args)?,
                     ..QueueOptions::default()
                 };
                 let info = channel.declare_queue(&name, options).await?;
                 eprintln!(
-                    "queue '{}' declared ({} messages, {} consumers)",
-                    info.name, info.messages, info.consumers
+                    "queue '{}' declared ({} messages, {} consumers){}",
+                    info.name,
+                    info.messages,
+                    info.consumers,
+                    if exclusive {
+                        "; exclusive, so deleted as this command exits"
+                    } else {
+                        ""
+                    }
                 );
                 println!("{}", info.name);
                 super::client::finish(connection, channel).await;
