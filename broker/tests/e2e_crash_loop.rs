@@ -131,10 +131,15 @@ async fn confirmed_messages_survive_a_sigkill_loop() {
     eprintln!("crash loop seed {seed} (set CRASH_LOOP_SEED to replay)");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
+    // Small segments: consumed ones are released while the loop runs, so
+    // kills also land between a checkpoint and the release that follows it.
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(&config, "[storage]\nsegment_bytes = 1048576\n").unwrap();
+    let config = config.to_str().unwrap();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
 
     for round in 0..u64::from(ROUNDS) {
-        let mut broker = Broker::start_in(dir.path(), &[]);
+        let mut broker = Broker::start_in(dir.path(), &["--config", config]);
         let (connection, channel) = broker.channel().await;
         declare(&channel).await;
         let mut tasks = Vec::new();
@@ -177,7 +182,7 @@ async fn confirmed_messages_survive_a_sigkill_loop() {
     }
 
     // The last restart: drain what is left and check the promise.
-    let broker = Broker::start_in(dir.path(), &[]);
+    let broker = Broker::start_in(dir.path(), &["--config", config]);
     let (_connection, channel) = broker.channel().await;
     for (queue, _) in QUEUES {
         while let Some((delivery, _)) = channel.get(queue, false).await.unwrap() {

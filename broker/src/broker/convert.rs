@@ -12,11 +12,8 @@ use switchyard_protocol::{Field, Message, Properties, Value};
 use crate::plugins;
 use crate::storage::{FLAG_PERSISTENT, StoredMessage};
 
-/// Arguments as a user wrote them: `name=value, …`, or `none`.
-pub fn describe_arguments(fields: &[Field]) -> String {
-    if fields.is_empty() {
-        return "none".into();
-    }
+/// Arguments as a user wrote them: `name=value,…` (empty for none).
+pub fn arguments_text(fields: &[Field]) -> String {
     fields
         .iter()
         .map(|f| match f.value.as_text() {
@@ -24,7 +21,15 @@ pub fn describe_arguments(fields: &[Field]) -> String {
             None => format!("{}={:?}", f.name, f.value),
         })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(",")
+}
+
+/// [`arguments_text`] for a sentence: `none` when there are none.
+pub fn describe_arguments(fields: &[Field]) -> String {
+    match arguments_text(fields) {
+        text if text.is_empty() => "none".into(),
+        text => text,
+    }
 }
 
 pub fn value_to_plugin(value: &Value) -> plugins::Value {

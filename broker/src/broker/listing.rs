@@ -7,6 +7,7 @@ use switchyard_protocol::{Field, Query, Value};
 
 use super::Broker;
 use super::auth::Principal;
+use super::convert::arguments_text;
 use super::error::BrokerError;
 
 fn text(name: &str, value: impl Into<String>) -> Field {
@@ -24,17 +25,7 @@ fn flag(name: &str, value: bool) -> Field {
 /// Declared arguments as one `k=v,k=v` column: what was asked for
 /// (TTL, max-length, dead-lettering…) shows in the listing.
 fn arguments(name: &str, fields: &[Field]) -> Field {
-    let pairs: Vec<String> = fields
-        .iter()
-        .map(|f| {
-            let value = f
-                .value
-                .as_text()
-                .unwrap_or_else(|| format!("{:?}", f.value));
-            format!("{}={value}", f.name)
-        })
-        .collect();
-    text(name, pairs.join(","))
+    text(name, arguments_text(fields))
 }
 
 impl Broker {

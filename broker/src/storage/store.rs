@@ -557,26 +557,14 @@ impl MessageStore {
 
     /// Writes the recovery checkpoint and consumption state now.
     pub fn checkpoint(&self) -> Result<(), StorageError> {
-        self.inner.checkpoint()
+        self.inner.checkpoint().map(drop)
     }
 
-    /// Deletes log segments every queue has consumed past, and index files
-    /// below each queue's acknowledged prefix. Returns segments deleted.
+    /// Checkpoints, then deletes log segments every queue has consumed
+    /// past and index files below each queue's lowest needed offset (the
+    /// flusher does this at every checkpoint). Returns segments deleted.
     pub fn release_consumed(&self) -> Result<usize, StorageError> {
-        let inner = &self.inner;
-        let position = inner.writer.lock().unwrap().position;
-        let mut keep_from = position;
-        for queue in inner.queues.read().unwrap().values() {
-            let mut index = queue.index.lock().unwrap();
-            let floor = queue.consumption.lock().unwrap().low_water();
-            if floor < index.end() {
-                keep_from = keep_from.min(index.get(floor)?.position);
-            }
-            index.release_before(floor)?;
-        }
-        // Checkpoint first: recovery must never need a released segment.
-        inner.checkpoint()?;
-        inner.log.release_before(keep_from)
+        self.inner.checkpoint()
     }
 
     /// Bytes the commit log occupies on disk.
@@ -608,7 +596,7 @@ impl MessageStore {
         self.inner.durability.lock().unwrap().shutdown = true;
         self.inner.flusher_cv.notify_all();
         let _ = flusher.join();
-        self.inner.checkpoint()
+        self.inner.checkpoint().map(drop)
     }
 }
 
@@ -702,7 +690,17 @@ impl Inner {
         result.map(|()| position)
     }
 
-    fn checkpoint(&self) -> Result<(), StorageError> {
+    /// Writes consumption state and the recovery checkpoint, then releases
+    /// what that checkpoint no longer needs: log segments below every
+    /// queue's lowest needed record, index files below its lowest needed
+    /// offset. Returns the number of log segments deleted.
+    ///
+    /// Release is computed from the consumption state just checkpointed,
+    /// never from the live one: after a crash, recovery restores the
+    /// checkpointed state, and every record it still counts as outstanding
+    /// (acks after the checkpoint are lost) must still be on disk. Deleted
+    /// queues need nothing, so their space goes at the next checkpoint.
+    fn checkpoint(&self) -> Result<usize, StorageError> {
         let (position, queue_ends) = {
             let writer = self.writer.lock().unwrap();
             let ends = self
@@ -715,17 +713,39 @@ impl Inner {
             (writer.position, ends)
         };
         self.flush_once(true)?;
+        let mut low_waters = Vec::new();
         for queue in self.queues.read().unwrap().values() {
             let consumption = queue.consumption.lock().unwrap().clone();
             self.meta
                 .put(CONSUMPTION_TREE, &queue.id.to_string(), &consumption)?;
+            low_waters.push((queue.clone(), consumption.low_water()));
         }
         let checkpoint = Checkpoint {
             log_position: position,
             queue_ends,
         };
         self.meta.put("store", "checkpoint", &checkpoint)?;
-        self.meta.flush()
+        self.meta.flush()?;
+        self.release(position, low_waters)
+    }
+
+    /// Deletes what the checkpoint at `position` with these per-queue low
+    /// waters does not need; returns log segments deleted.
+    fn release(
+        &self,
+        position: u64,
+        low_waters: Vec<(Arc<Queue>, u64)>,
+    ) -> Result<usize, StorageError> {
+        // Recovery replays from the checkpoint's position: keep all after it.
+        let mut keep_from = position;
+        for (queue, low_water) in low_waters {
+            let mut index = queue.index.lock().unwrap();
+            if low_water < index.end() {
+                keep_from = keep_from.min(index.get(low_water)?.position);
+            }
+            index.release_before(low_water)?;
+        }
+        self.log.release_before(keep_from)
     }
 
     fn flusher_loop(&self) {
