@@ -161,13 +161,15 @@ pub fn run(args: PublishArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut last_report = started;
         let mut in_flight = VecDeque::new();
+        let mut duplicates = 0;
         for i in 0..args.count {
             let message = build_message(&args, &body, &headers, &properties, i);
             let confirmation = channel.publish(&args.exchange, message).await?;
             if args.confirm {
                 in_flight.push_back(confirmation);
                 if in_flight.len() >= MAX_IN_FLIGHT {
-                    in_flight.pop_front().unwrap().await?;
+                    let confirmed = in_flight.pop_front().unwrap().outcome().await?;
+                    duplicates += confirmed.duplicates().len();
                 }
             }
             if last_report.elapsed() >= Duration::from_secs(1) {
@@ -177,7 +179,7 @@ pub fn run(args: PublishArgs) -> anyhow::Result<()> {
             }
         }
         for confirmation in in_flight {
-            confirmation.await?;
+            duplicates += confirmation.outcome().await?.duplicates().len();
         }
         if args.mandatory {
             // A return precedes its confirm; without confirms, wait for the
@@ -210,6 +212,13 @@ pub fn run(args: PublishArgs) -> anyhow::Result<()> {
             );
         } else if args.confirm {
             eprintln!("published and confirmed");
+        }
+        if duplicates > 0 {
+            eprintln!(
+                "{duplicates} of {} dropped by the exchange's filter as duplicates (confirmed, \
+                 not stored again)",
+                args.count
+            );
         }
         Ok(())
     })

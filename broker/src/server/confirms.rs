@@ -58,33 +58,44 @@ pub async fn confirm_pipeline(
     }
 }
 
-/// Coalesces consecutive outcomes into Confirm / Refuse frames.
+/// The frame that settles one publish.
+enum Answer {
+    Confirm,
+    Duplicate,
+    Refuse(BrokerError),
+}
+
+/// Coalesces consecutive outcomes into Confirm / Duplicate / Refuse frames.
 pub fn frames(round: &[(u64, Outcome)], flush_error: Option<&BrokerError>) -> Vec<Frame> {
-    let verdict = |outcome: &Outcome| -> Option<BrokerError> {
-        match outcome {
-            Outcome::Stored { sync: true, .. } => flush_error.cloned(),
-            Outcome::Stored { .. } | Outcome::Unroutable | Outcome::Duplicate => None,
-            Outcome::Refused(e) => Some(e.clone()),
+    let answer = |outcome: &Outcome| match outcome {
+        Outcome::Stored { sync: true, .. } => {
+            flush_error.cloned().map_or(Answer::Confirm, Answer::Refuse)
         }
+        Outcome::Stored { .. } | Outcome::Unroutable => Answer::Confirm,
+        // The publisher must be able to tell that nothing new was stored.
+        Outcome::Duplicate => Answer::Duplicate,
+        Outcome::Refused(e) => Answer::Refuse(e.clone()),
     };
-    let mut frames = Vec::new();
+    let refuse = |(error, ranges): (BrokerError, Vec<(u64, u64)>)| Frame::Refuse {
+        ranges,
+        code: error.code,
+        reason: error.message,
+    };
     let mut confirmed: Vec<(u64, u64)> = Vec::new();
+    let mut duplicates: Vec<(u64, u64)> = Vec::new();
+    let mut refusals = Vec::new();
     let mut refused: Option<(BrokerError, Vec<(u64, u64)>)> = None;
     let extend = |ranges: &mut Vec<(u64, u64)>, seq: u64| match ranges.last_mut() {
         Some((_, last)) if *last + 1 == seq => *last = seq,
         _ => ranges.push((seq, seq)),
     };
     for (seq, outcome) in round {
-        match verdict(outcome) {
-            None => extend(&mut confirmed, *seq),
-            Some(error) => {
+        match answer(outcome) {
+            Answer::Confirm => extend(&mut confirmed, *seq),
+            Answer::Duplicate => extend(&mut duplicates, *seq),
+            Answer::Refuse(error) => {
                 if refused.as_ref().is_some_and(|(e, _)| *e != error) {
-                    let (e, ranges) = refused.take().unwrap();
-                    frames.push(Frame::Refuse {
-                        ranges,
-                        code: e.code,
-                        reason: e.message,
-                    });
+                    refusals.push(refuse(refused.take().unwrap()));
                 }
                 extend(
                     &mut refused.get_or_insert_with(|| (error, Vec::new())).1,
@@ -93,16 +104,15 @@ pub fn frames(round: &[(u64, Outcome)], flush_error: Option<&BrokerError>) -> Ve
             }
         }
     }
+    refusals.extend(refused.map(refuse));
+    let mut frames = Vec::new();
     if !confirmed.is_empty() {
-        frames.insert(0, Frame::Confirm { ranges: confirmed });
+        frames.push(Frame::Confirm { ranges: confirmed });
     }
-    if let Some((e, ranges)) = refused {
-        frames.push(Frame::Refuse {
-            ranges,
-            code: e.code,
-            reason: e.message,
-        });
+    if !duplicates.is_empty() {
+        frames.push(Frame::Duplicate { ranges: duplicates });
     }
+    frames.extend(refusals);
     frames
 }
 
@@ -111,7 +121,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outcomes_coalesce_into_ranges() {
+    fn outcomes_coalesce_into_ranges_by_answer() {
         let full = BrokerError::new(552, "full");
         let round = vec![
             (
@@ -124,8 +134,9 @@ mod tests {
             (2, Outcome::Unroutable),
             (3, Outcome::Refused(full.clone())),
             (4, Outcome::Refused(full.clone())),
+            (5, Outcome::Duplicate),
             (
-                5,
+                6,
                 Outcome::Stored {
                     end: 20,
                     sync: true,
@@ -136,7 +147,10 @@ mod tests {
             frames(&round, None),
             vec![
                 Frame::Confirm {
-                    ranges: vec![(1, 2), (5, 5)]
+                    ranges: vec![(1, 2), (6, 6)]
+                },
+                Frame::Duplicate {
+                    ranges: vec![(5, 5)]
                 },
                 Frame::Refuse {
                     ranges: vec![(3, 4)],
@@ -153,6 +167,6 @@ mod tests {
                 ranges: vec![(1, 2)]
             }
         );
-        assert_eq!(refused.len(), 3);
+        assert_eq!(refused.len(), 4);
     }
 }

@@ -1,16 +1,22 @@
 //! A channel: one bidirectional QUIC stream carrying requests, publishes,
 //! confirms and deliveries in order. A reader task dispatches what the
 //! broker sends; a writer task batches what the application sends.
+//!
+//! When the channel ends — the broker closes it, its stream breaks, or the
+//! whole connection is lost — every reply, confirmation and consumer still
+//! waiting fails with the cause, and so does every later call: nothing
+//! waits for a broker that is gone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use switchyard_protocol::{Field, Frame, Message, Query};
+use switchyard_protocol::{Frame, Message};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::confirms::{ConfirmTracker, Confirmation};
+use crate::confirms::{ConfirmTracker, Confirmation, Settlement};
 use crate::consumer::{Consumer, Delivery};
 use crate::error::Error;
+use crate::topology::QueueInfo;
 use crate::transport::{FrameReader, FrameWriter};
 
 /// Frames queued for the writer before `publish` waits (backpressure).
@@ -30,36 +36,6 @@ pub struct Returned {
     pub reason: String,
     pub exchange: String,
     pub message: Message,
-}
-
-/// Options of `declare_exchange`.
-#[derive(Debug, Clone, Default)]
-pub struct ExchangeOptions {
-    pub durable: bool,
-    pub auto_delete: bool,
-    /// Only check that it exists.
-    pub passive: bool,
-    pub arguments: Vec<Field>,
-}
-
-/// Options of `declare_queue`. Arguments include `flush` (`async` | `sync`),
-/// `message-ttl` (ms), `max-length`, `overflow` (`drop-head` |
-/// `reject-publish`) and `dead-letter-exchange`.
-#[derive(Debug, Clone, Default)]
-pub struct QueueOptions {
-    pub durable: bool,
-    pub exclusive: bool,
-    pub auto_delete: bool,
-    pub passive: bool,
-    pub arguments: Vec<Field>,
-}
-
-/// What the broker says about a queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueInfo {
-    pub name: String,
-    pub messages: u64,
-    pub consumers: u32,
 }
 
 /// Options of `consume`.
@@ -99,6 +75,13 @@ struct State {
     closed: Option<Error>,
 }
 
+impl State {
+    /// New work is refused once the channel has ended or is closing.
+    fn check_open(&self) -> Result<(), Error> {
+        self.closed.clone().map_or(Ok(()), Err)
+    }
+}
+
 struct Shared {
     state: Mutex<State>,
     /// Becomes true when the reader has stopped.
@@ -120,7 +103,12 @@ impl std::fmt::Debug for Channel {
 }
 
 impl Channel {
-    pub(crate) fn start(send: quinn::SendStream, recv: quinn::RecvStream, max_frame: u32) -> Self {
+    pub(crate) fn start(
+        connection: &quinn::Connection,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        max_frame: u32,
+    ) -> Self {
         let (outbound, frames) = mpsc::channel(OUTBOUND_FRAMES);
         let channel = Channel {
             shared: Arc::new(Shared {
@@ -140,47 +128,53 @@ impl Channel {
                 ended: tokio::sync::watch::channel(false).0,
             }),
         };
+        // The writer only stops; the reader reports why the channel ended
+        // (the broker's `Close` arrives after it stops the stream).
         tokio::spawn(FrameWriter::new(send, max_frame).pump(frames));
         let reader = channel.clone();
-        tokio::spawn(async move { reader.read_loop(FrameReader::new(recv, max_frame)).await });
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            let end = tokio::select! {
+                // A frame already received (say the broker's `Close`) goes first.
+                biased;
+                end = reader.read_until_end(FrameReader::new(recv, max_frame)) => end,
+                // Also when the reader is stuck handing a delivery to a
+                // consumer that nobody polls.
+                lost = connection.closed() => Error::from(lost),
+            };
+            reader.fail(end);
+        });
         channel
     }
 
-    async fn read_loop(self, mut reader: FrameReader) {
-        let end = loop {
+    /// Dispatches frames until the channel ends; returns why it ended.
+    async fn read_until_end(&self, mut reader: FrameReader) -> Error {
+        loop {
             match reader.next().await {
                 Ok(Some(frame)) => {
                     if let Some(end) = self.dispatch(frame).await {
-                        break end;
+                        return end;
                     }
                 }
-                Ok(None) => break Error::ConnectionLost("the broker ended the channel".into()),
-                Err(e) => break e,
+                Ok(None) => return Error::ConnectionLost("the broker ended the channel".into()),
+                Err(e) => return e,
             }
-        };
-        self.fail(end);
+        }
     }
 
     /// Handles one frame from the broker; `Some` ends the channel.
     async fn dispatch(&self, frame: Frame) -> Option<Error> {
         match frame {
-            Frame::Confirm { ranges } => {
-                let mut state = self.shared.state.lock().unwrap();
-                for (first, last) in ranges {
-                    state.confirms.settle(first, last, None);
-                }
-            }
+            Frame::Confirm { ranges } => self.settle(&ranges, Settlement::Confirmed),
+            Frame::Duplicate { ranges } => self.settle(&ranges, Settlement::Duplicate),
             Frame::Refuse {
                 ranges,
                 code,
                 reason,
-            } => {
-                let error = Error::Request { code, reason };
-                let mut state = self.shared.state.lock().unwrap();
-                for (first, last) in ranges {
-                    state.confirms.settle(first, last, Some(&error));
-                }
-            }
+            } => self.settle(
+                &ranges,
+                Settlement::Refused(&Error::Request { code, reason }),
+            ),
             Frame::Deliver {
                 tag,
                 delivery_tag,
@@ -259,6 +253,15 @@ impl Channel {
         None
     }
 
+    fn settle(&self, ranges: &[(u64, u64)], settlement: Settlement<'_>) {
+        let mut state = self.shared.state.lock().unwrap();
+        for &(first, last) in ranges {
+            state.confirms.settle(first, last, settlement);
+        }
+    }
+
+    /// Ends the channel: everything waiting fails with `error` (the first
+    /// cause wins), and consumers' streams end.
     fn fail(&self, error: Error) {
         let mut state = self.shared.state.lock().unwrap();
         for (_, waiter) in state.requests.drain() {
@@ -266,6 +269,7 @@ impl Channel {
         }
         state.confirms.fail_all(&error);
         state.consumers.clear();
+        state.starting_consumers.clear();
         state.returns = None;
         state.closed.get_or_insert(error);
         drop(state);
@@ -280,26 +284,31 @@ impl Channel {
     /// Queues a frame; resolves once the writer has room (backpressure).
     pub(crate) async fn send(&self, frame: Frame) -> Result<(), Error> {
         let permit = self.permit().await?;
+        self.shared.state.lock().unwrap().check_open()?;
         permit.send(frame);
         Ok(())
     }
 
+    /// Room for one frame in the writer's queue, or why there will be none.
     async fn permit(&self) -> Result<mpsc::Permit<'_, Frame>, Error> {
-        match self.shared.outbound.reserve().await {
-            Ok(permit) => Ok(permit),
-            Err(_) => Err(self
-                .closed_error()
-                .unwrap_or_else(|| Error::ConnectionLost("the channel's writer ended".into()))),
+        let mut ended = self.shared.ended.subscribe();
+        let ended_error = || {
+            self.closed_error()
+                .unwrap_or_else(|| Error::ConnectionLost("the channel's writer ended".into()))
+        };
+        tokio::select! {
+            permit = self.shared.outbound.reserve() => permit.map_err(|_| ended_error()),
+            // A writer stuck on a dead stream frees no room before QUIC
+            // gives up on the connection; the channel may have failed first.
+            _ = ended.wait_for(|ended| *ended) => Err(ended_error()),
         }
     }
 
-    async fn request(&self, make: impl FnOnce(u32) -> Frame) -> Result<Frame, Error> {
+    pub(crate) async fn request(&self, make: impl FnOnce(u32) -> Frame) -> Result<Frame, Error> {
         let permit = self.permit().await?;
         let rx = {
             let mut state = self.shared.state.lock().unwrap();
-            if let Some(error) = &state.closed {
-                return Err(error.clone());
-            }
+            state.check_open()?;
             let req = state.next_request;
             state.next_request = state.next_request.wrapping_add(1).max(1);
             let (tx, rx) = oneshot::channel();
@@ -329,158 +338,6 @@ impl Channel {
             }),
             other => Err(Error::Unexpected(other.name())),
         }
-    }
-
-    /// Declares an exchange whose type is a plugin name (`direct`, `topic`,
-    /// `fanout`, `headers`, `consistent-hash` or one loaded at run time).
-    pub async fn declare_exchange(
-        &self,
-        name: &str,
-        kind: &str,
-        options: ExchangeOptions,
-    ) -> Result<(), Error> {
-        self.request_ok(|req| Frame::DeclareExchange {
-            req,
-            name: name.into(),
-            kind: kind.into(),
-            durable: options.durable,
-            auto_delete: options.auto_delete,
-            passive: options.passive,
-            arguments: options.arguments,
-        })
-        .await
-        .map(drop)
-    }
-
-    pub async fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), Error> {
-        self.request_ok(|req| Frame::DeleteExchange {
-            req,
-            name: name.into(),
-            if_unused,
-        })
-        .await
-        .map(drop)
-    }
-
-    /// Declares a queue (an empty name asks the broker to generate one).
-    pub async fn declare_queue(
-        &self,
-        name: &str,
-        options: QueueOptions,
-    ) -> Result<QueueInfo, Error> {
-        self.request_ok(|req| Frame::DeclareQueue {
-            req,
-            name: name.into(),
-            durable: options.durable,
-            exclusive: options.exclusive,
-            auto_delete: options.auto_delete,
-            passive: options.passive,
-            arguments: options.arguments,
-        })
-        .await
-    }
-
-    /// Deletes a queue; returns how many messages it held.
-    pub async fn delete_queue(
-        &self,
-        name: &str,
-        if_unused: bool,
-        if_empty: bool,
-    ) -> Result<u64, Error> {
-        self.request_ok(|req| Frame::DeleteQueue {
-            req,
-            name: name.into(),
-            if_unused,
-            if_empty,
-        })
-        .await
-        .map(|info| info.messages)
-    }
-
-    /// Drops a queue's ready messages; returns how many.
-    pub async fn purge_queue(&self, name: &str) -> Result<u64, Error> {
-        self.request_ok(|req| Frame::PurgeQueue {
-            req,
-            name: name.into(),
-        })
-        .await
-        .map(|info| info.messages)
-    }
-
-    /// Binds a queue to an exchange with a key and arguments (their
-    /// meaning is the exchange type's).
-    pub async fn bind(
-        &self,
-        queue: &str,
-        exchange: &str,
-        key: &str,
-        arguments: Vec<Field>,
-    ) -> Result<(), Error> {
-        self.binding(true, queue, exchange, key, arguments).await
-    }
-
-    /// Removes a binding made with the same queue, exchange, key and arguments.
-    pub async fn unbind(
-        &self,
-        queue: &str,
-        exchange: &str,
-        key: &str,
-        arguments: Vec<Field>,
-    ) -> Result<(), Error> {
-        self.binding(false, queue, exchange, key, arguments).await
-    }
-
-    async fn binding(
-        &self,
-        bind: bool,
-        queue: &str,
-        exchange: &str,
-        key: &str,
-        arguments: Vec<Field>,
-    ) -> Result<(), Error> {
-        let (queue, exchange, key) = (queue.to_string(), exchange.to_string(), key.to_string());
-        self.request_ok(|req| {
-            if bind {
-                Frame::Bind {
-                    req,
-                    queue,
-                    exchange,
-                    key,
-                    arguments,
-                }
-            } else {
-                Frame::Unbind {
-                    req,
-                    queue,
-                    exchange,
-                    key,
-                    arguments,
-                }
-            }
-        })
-        .await
-        .map(drop)
-    }
-
-    /// Lists exchanges, queues, bindings, plugins, connections, users or
-    /// vhosts: one row of named values each.
-    pub async fn query(&self, what: Query) -> Result<Vec<Vec<Field>>, Error> {
-        match self
-            .request(|req| Frame::Query {
-                req,
-                what: what as u8,
-            })
-            .await?
-        {
-            Frame::QueryReply { rows, .. } => Ok(rows),
-            other => Err(Error::Unexpected(other.name())),
-        }
-    }
-
-    /// Sends an administrative request (`UserAdd`, `Permit`, `VhostAdd`…)
-    /// built from the request id; resolves when the broker has applied it.
-    pub async fn admin(&self, make: impl FnOnce(u32) -> Frame) -> Result<(), Error> {
-        self.request_ok(make).await.map(drop)
     }
 
     /// Turns on publisher confirms: every later publish is confirmed or
@@ -558,6 +415,9 @@ impl Channel {
     ) -> Result<Confirmation, Error> {
         let permit = self.permit().await?;
         let mut state = self.shared.state.lock().unwrap();
+        // Checked under the lock that `fail` takes, so no confirmation is
+        // tracked after the tracker was failed.
+        state.check_open()?;
         let first = state.next_seq;
         state.next_seq += count;
         permit.send(make(first));
@@ -666,12 +526,13 @@ impl Channel {
                 code: 200,
                 reason: "closed by the client".into(),
             });
-        self.send(Frame::Close {
-            code: 200,
-            reason: "closed by the client".into(),
-        })
-        .await
-        .ok();
+        // Past `send`'s check: the channel now counts as closing.
+        if let Ok(permit) = self.permit().await {
+            permit.send(Frame::Close {
+                code: 200,
+                reason: "closed by the client".into(),
+            });
+        }
         let _ = ended.wait_for(|ended| *ended).await;
         Ok(())
     }

@@ -1,5 +1,6 @@
-//! Publisher confirms: the broker confirms or refuses ranges of sequence
-//! numbers; each publish (or batch) waits on one [`Confirmation`].
+//! Publisher confirms: the broker confirms, drops as duplicates or refuses
+//! ranges of sequence numbers; each publish (or batch) waits on one
+//! [`Confirmation`].
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -11,34 +12,59 @@ use tokio::sync::oneshot;
 use crate::error::Error;
 
 /// Resolves when the broker has confirmed a publish (or every message of a
-/// batch): `Ok(())`, or the first refusal with the broker's reason.
+/// batch): `Ok(())`, or the first refusal with the broker's reason. A
+/// message the exchange's filter drops as a duplicate of one already
+/// published counts as confirmed (it is not lost);
+/// [`Confirmation::outcome`] tells the two apart.
 pub struct Confirmation {
     state: ConfirmationState,
 }
 
 enum ConfirmationState {
-    Ready(Option<Result<(), Error>>),
-    Waiting(oneshot::Receiver<Result<(), Error>>),
+    Ready(Option<Result<Confirmed, Error>>),
+    Waiting(oneshot::Receiver<Result<Confirmed, Error>>),
+}
+
+/// What the broker did with a confirmed publish or batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confirmed {
+    duplicates: Vec<usize>,
+}
+
+impl Confirmed {
+    /// Positions in the batch (0 for a single publish) of the messages the
+    /// exchange's filter dropped as duplicates: confirmed, not stored again.
+    pub fn duplicates(&self) -> &[usize] {
+        &self.duplicates
+    }
+
+    /// A single publish was dropped as a duplicate (for a batch: any
+    /// message was).
+    pub fn is_duplicate(&self) -> bool {
+        !self.duplicates.is_empty()
+    }
 }
 
 impl Confirmation {
     pub(crate) fn ready() -> Self {
         Confirmation {
-            state: ConfirmationState::Ready(Some(Ok(()))),
+            state: ConfirmationState::Ready(Some(Ok(Confirmed::default()))),
         }
     }
 
-    pub(crate) fn waiting(rx: oneshot::Receiver<Result<(), Error>>) -> Self {
+    pub(crate) fn waiting(rx: oneshot::Receiver<Result<Confirmed, Error>>) -> Self {
         Confirmation {
             state: ConfirmationState::Waiting(rx),
         }
     }
-}
 
-impl Future for Confirmation {
-    type Output = Result<(), Error>;
+    /// Waits like `.await` does, and also reports which messages were
+    /// dropped as duplicates (nothing is known without confirm mode).
+    pub async fn outcome(mut self) -> Result<Confirmed, Error> {
+        std::future::poll_fn(|cx| self.poll_outcome(cx)).await
+    }
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Result<Confirmed, Error>> {
         match &mut self.state {
             ConfirmationState::Ready(result) => {
                 Poll::Ready(result.take().expect("confirmation polled after completion"))
@@ -50,11 +76,31 @@ impl Future for Confirmation {
     }
 }
 
+impl Future for Confirmation {
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().poll_outcome(cx).map(|r| r.map(drop))
+    }
+}
+
+/// How the broker settled a range of sequence numbers.
+#[derive(Clone, Copy)]
+pub(crate) enum Settlement<'a> {
+    /// `Confirm`: stored (or unroutable, and so confirmed).
+    Confirmed,
+    /// `Duplicate`: dropped by the exchange's filter.
+    Duplicate,
+    /// `Refuse`, with the broker's reason.
+    Refused(&'a Error),
+}
+
 struct Pending {
     last: u64,
     outstanding: u64,
+    duplicates: Vec<usize>,
     refusal: Option<Error>,
-    done: oneshot::Sender<Result<(), Error>>,
+    done: oneshot::Sender<Result<Confirmed, Error>>,
 }
 
 /// Publishes waiting for their confirms, keyed by first sequence number.
@@ -71,6 +117,7 @@ impl ConfirmTracker {
             Pending {
                 last,
                 outstanding: last - first + 1,
+                duplicates: Vec::new(),
                 refusal: None,
                 done,
             },
@@ -78,8 +125,8 @@ impl ConfirmTracker {
         Confirmation::waiting(rx)
     }
 
-    /// Applies a confirm (`refusal == None`) or refusal of `first..=last`.
-    pub fn settle(&mut self, first: u64, last: u64, refusal: Option<&Error>) {
+    /// Applies the broker's settlement of `first..=last`.
+    pub fn settle(&mut self, first: u64, last: u64, settlement: Settlement<'_>) {
         let overlapping: Vec<u64> = self
             .pending
             .range(..=last)
@@ -89,16 +136,26 @@ impl ConfirmTracker {
             .collect();
         for start in overlapping {
             let pending = self.pending.get_mut(&start).unwrap();
-            let covered = pending.last.min(last) - start.max(first) + 1;
-            pending.outstanding = pending.outstanding.saturating_sub(covered);
-            if pending.refusal.is_none() {
-                pending.refusal = refusal.cloned();
+            let covered = start.max(first)..=pending.last.min(last);
+            pending.outstanding = pending
+                .outstanding
+                .saturating_sub(covered.end() - covered.start() + 1);
+            match settlement {
+                Settlement::Confirmed => {}
+                Settlement::Duplicate => pending
+                    .duplicates
+                    .extend(covered.map(|seq| (seq - start) as usize)),
+                Settlement::Refused(error) => {
+                    pending.refusal.get_or_insert_with(|| error.clone());
+                }
             }
             if pending.outstanding == 0 {
                 let pending = self.pending.remove(&start).unwrap();
                 let _ = pending.done.send(match pending.refusal {
                     Some(e) => Err(e),
-                    None => Ok(()),
+                    None => Ok(Confirmed {
+                        duplicates: pending.duplicates,
+                    }),
                 });
             }
         }
@@ -134,11 +191,11 @@ mod tests {
         let single = t.track(1, 1);
         let batch = t.track(2, 11);
         let other = t.track(12, 12);
-        t.settle(1, 5, None);
+        t.settle(1, 5, Settlement::Confirmed);
         assert!(single.await.is_ok());
-        t.settle(6, 10, None);
+        t.settle(6, 10, Settlement::Confirmed);
         assert_eq!(t.len(), 2);
-        t.settle(11, 12, Some(&refused()));
+        t.settle(11, 12, Settlement::Refused(&refused()));
         assert_eq!(batch.await.unwrap_err().code(), Some(552));
         assert_eq!(other.await.unwrap_err().code(), Some(552));
         assert_eq!(t.len(), 0);
@@ -150,5 +207,21 @@ mod tests {
         let c = t.track(1, 3);
         t.fail_all(&Error::ConnectionLost("gone".into()));
         assert!(matches!(c.await, Err(Error::ConnectionLost(_))));
+    }
+
+    #[tokio::test]
+    async fn duplicates_are_confirmed_and_reported_by_position() {
+        let mut t = ConfirmTracker::default();
+        let single = t.track(1, 1);
+        let batch = t.track(2, 5);
+        let awaited = t.track(6, 6);
+        t.settle(1, 1, Settlement::Duplicate);
+        t.settle(2, 2, Settlement::Confirmed);
+        t.settle(3, 3, Settlement::Duplicate);
+        t.settle(4, 5, Settlement::Confirmed);
+        t.settle(6, 6, Settlement::Duplicate);
+        assert!(single.outcome().await.unwrap().is_duplicate());
+        assert_eq!(batch.outcome().await.unwrap().duplicates(), [1]);
+        assert!(awaited.await.is_ok(), "a duplicate is not lost");
     }
 }

@@ -2,10 +2,17 @@
 //! and opening channels (one bidirectional stream each).
 //!
 //! A connection does not reconnect by itself: when it is lost every pending
-//! operation fails with [`Error::ConnectionLost`] or [`Error::Closed`], and
-//! the application decides whether to call [`Connection::connect`] again and
-//! redeclare what it needs (publishes not yet confirmed may or may not have
-//! been stored; republish them if they must arrive).
+//! operation and every later call fails with [`Error::ConnectionLost`] (or
+//! [`Error::Closed`] when the broker closed it), and the application
+//! decides whether to call [`Connection::connect`] again and redeclare what
+//! it needs (publishes not yet confirmed may or may not have been stored;
+//! republish them if they must arrive). The crate docs show the pattern.
+//!
+//! A broker that dies without closing (a killed process, a lost network)
+//! sends nothing, so it is noticed by QUIC's idle timeout: the smaller of
+//! [`ConnectOptions::idle_timeout`] and the broker's (10 s by default).
+//! Keep-alives every [`ConnectOptions::keep_alive`] keep a quiet but live
+//! connection open.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -27,9 +34,12 @@ pub struct ConnectOptions {
     pub client_name: String,
     /// The largest frame this client accepts (the broker may lower it).
     pub max_frame: u32,
-    /// The connection is declared lost after this long without a packet.
+    /// The connection is declared lost after this long without a packet
+    /// (the broker's idle timeout applies if it is shorter).
     pub idle_timeout: Duration,
-    /// Keep-alive interval, well under the idle timeout.
+    /// Keep-alive interval: under a third of the idle timeout (the
+    /// broker's, if shorter), so that a lost ping or two does not end a
+    /// healthy connection.
     pub keep_alive: Duration,
     /// Give up if the QUIC + TLS handshake has not completed by then.
     pub connect_timeout: Duration,
@@ -85,6 +95,12 @@ impl Connection {
         };
         let mut endpoint =
             quinn::Endpoint::client(local).map_err(|e| connect_error(e.to_string()))?;
+        if options.keep_alive >= options.idle_timeout {
+            return Err(connect_error(format!(
+                "the keep-alive interval ({:?}) must be shorter than the idle timeout ({:?})",
+                options.keep_alive, options.idle_timeout
+            )));
+        }
         let mut config = options.trust.client_config()?;
         let mut transport = quinn::TransportConfig::default();
         transport
@@ -165,7 +181,20 @@ impl Connection {
     /// Opens a channel: an independent, ordered stream of operations.
     pub async fn channel(&self) -> Result<Channel, Error> {
         let (send, recv) = self.connection.open_bi().await?;
-        Ok(Channel::start(send, recv, self.max_frame))
+        Ok(Channel::start(&self.connection, send, recv, self.max_frame))
+    }
+
+    /// Why the connection ended, once it has: then every operation on it
+    /// fails and only a new connection helps.
+    pub fn close_reason(&self) -> Option<Error> {
+        self.connection.close_reason().map(Error::from)
+    }
+
+    /// Resolves when the connection ends (the broker died or closed it, the
+    /// network failed, or [`Connection::close`]), with why: a supervisor
+    /// can wait on it to reconnect.
+    pub async fn closed(&self) -> Error {
+        self.connection.closed().await.into()
     }
 
     /// The largest frame the broker accepts on this connection.

@@ -47,6 +47,14 @@ impl From<quinn::ConnectionError> for Error {
                 code: u16::try_from(close.error_code.into_inner()).unwrap_or(code::INTERNAL_ERROR),
                 reason: String::from_utf8_lossy(&close.reason).into_owned(),
             },
+            quinn::ConnectionError::TimedOut => Error::ConnectionLost(
+                "nothing heard from the broker within the idle timeout (the broker or the \
+                 network is down)"
+                    .into(),
+            ),
+            quinn::ConnectionError::LocallyClosed => {
+                Error::ConnectionLost("the connection was closed by this client".into())
+            }
             other => Error::ConnectionLost(other.to_string()),
         }
     }

@@ -102,6 +102,10 @@ frames! {
     0x34 => Refuse { ranges: Vec<(u64, u64)>, code: u16, reason: String },
     /// A mandatory message no queue received, sent before its confirm.
     0x35 => Return { seq: u64, code: u16, reason: String, exchange: String, message: Message },
+    /// Publishes the exchange's filter dropped as duplicates of messages
+    /// already published: settled like `Confirm` (nothing was lost), but
+    /// not stored again.
+    0x36 => Duplicate { ranges: Vec<(u64, u64)> },
 
     // Consuming.
     /// `prefetch`: unacknowledged deliveries allowed (0 = unlimited);

@@ -84,6 +84,9 @@ fn frame() -> impl Strategy<Value = Frame> {
         proptest::collection::vec((0u64..100, 0u64..100), 0..5).prop_map(|r| Frame::Confirm {
             ranges: r.into_iter().map(|(a, b)| (a.min(b), a.max(b))).collect()
         }),
+        proptest::collection::vec((0u64..100, 0u64..100), 0..5).prop_map(|r| Frame::Duplicate {
+            ranges: r.into_iter().map(|(a, b)| (a.min(b), a.max(b))).collect()
+        }),
         (".{0,10}", any::<u64>(), any::<bool>(), message()).prop_map(
             |(tag, delivery_tag, redelivered, message)| Frame::Deliver {
                 tag,
