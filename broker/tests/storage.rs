@@ -365,3 +365,26 @@ fn consumed_segments_are_released_in_the_background() {
     let store = open(dir.path());
     assert_eq!(store.deliver(a).unwrap().unwrap().message, message(9001));
 }
+
+#[test]
+fn a_store_keeps_the_segment_size_it_was_created_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let q = store.create_queue("q", FlushMode::Async).unwrap();
+    for n in 0..3000 {
+        store.append(&message(n), &[q]).unwrap();
+    }
+    store.close().unwrap();
+    // A later configuration asks for other sizes: the log is still read
+    // with the sizes it was written with.
+    let config = StoreConfig {
+        segment_size: 4 << 20,
+        index_entries_per_file: 4096,
+        ..StoreConfig::small(dir.path())
+    };
+    let (store, report) = MessageStore::open(config).unwrap();
+    assert!(report.damage.is_empty(), "{:?}", report.damage);
+    for n in 0..3000 {
+        assert_eq!(store.read(q, n).unwrap(), message(n));
+    }
+}

@@ -140,7 +140,8 @@ impl QueueIndex {
             let file = Segment::create(&path, self.entries_per_file as usize * ENTRY_LEN)?;
             self.files.insert(first, file);
         }
-        Ok(())
+        let slot = (self.end - first) as usize * ENTRY_LEN;
+        self.files[&first].reserve(slot + ENTRY_LEN)
     }
 
     /// Appends an entry; `reserve_next` must have succeeded first.

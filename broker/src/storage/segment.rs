@@ -1,9 +1,12 @@
-//! A fixed-size file, preallocated and memory-mapped. Segments back both the
-//! commit log and the queue indexes.
+//! A fixed-size file, memory-mapped whole. Segments back both the commit
+//! log and the queue indexes.
 //!
-//! Space is reserved with `posix_fallocate` when the file is created, so a
-//! full disk shows up as an error at creation, never as a SIGBUS when a
-//! mapped page is first written.
+//! The file is created sparse at its full size and disk space is reserved
+//! ahead of the writer, [`RESERVE_CHUNK`] at a time, with `posix_fallocate`
+//! ([`Segment::reserve`]): a full disk shows up as an error before a record
+//! is written, never as a SIGBUS when a mapped page is first written, and a
+//! small disk is not refused by a large segment size (a 1 GiB segment on a
+//! 64 MiB disk takes what it uses).
 //!
 //! Concurrency: one writer (the owner serialises appends) writes only past
 //! the published end; readers only read below it. Bytes handed out keep the
@@ -15,17 +18,24 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use memmap2::MmapRaw;
 
 use super::error::StorageError;
 
+/// Disk space is reserved this much at a time, ahead of the writer.
+pub const RESERVE_CHUNK: usize = 1 << 20;
+
 pub struct Segment {
     path: PathBuf,
     file: File,
     map: MmapRaw,
     len: usize,
+    /// Bytes from the start known to be backed by disk space. Only the
+    /// segment's single writer moves it.
+    reserved: AtomicUsize,
 }
 
 /// A zero-copy view into a segment, the owner behind a `Bytes`.
@@ -45,7 +55,8 @@ impl AsRef<[u8]> for View {
 }
 
 impl Segment {
-    /// Creates (or re-sizes) the file at `path` with `len` bytes reserved.
+    /// Creates (or re-sizes) the file at `path`, `len` bytes long, sparse
+    /// but for the first [`RESERVE_CHUNK`], which is reserved on disk.
     pub fn create(path: &Path, len: usize) -> Result<Arc<Self>, StorageError> {
         let file = OpenOptions::new()
             .read(true)
@@ -54,18 +65,37 @@ impl Segment {
             .truncate(false)
             .open(path)
             .map_err(|e| StorageError::io(path, e))?;
-        // SAFETY: plain FFI call on an open descriptor.
-        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len as libc::off_t) };
-        if rc != 0 {
-            let error = std::io::Error::from_raw_os_error(rc);
+        let reserved = fallocate(&file, path, 0, RESERVE_CHUNK.min(len)).and_then(|()| {
+            file.set_len(len as u64)
+                .map_err(|e| StorageError::io(path, e))
+        });
+        if let Err(error) = reserved {
             drop(file);
             let _ = std::fs::remove_file(path);
-            return Err(StorageError::Full(format!(
-                "cannot reserve {len} bytes for {}: {error}",
-                path.display()
-            )));
+            return Err(error);
         }
-        Self::map(path, file, len)
+        let segment = Self::map(path, file, len)?;
+        segment
+            .reserved
+            .store(RESERVE_CHUNK.min(len), Ordering::Relaxed);
+        Ok(segment)
+    }
+
+    /// Makes sure the first `upto` bytes are backed by disk space, growing
+    /// the reservation a chunk at a time; `StorageError::Full` when the disk
+    /// has no room (nothing is written then).
+    pub fn reserve(&self, upto: usize) -> Result<(), StorageError> {
+        let reserved = self.reserved.load(Ordering::Relaxed);
+        if upto <= reserved {
+            return Ok(());
+        }
+        let target = upto
+            .div_ceil(RESERVE_CHUNK)
+            .saturating_mul(RESERVE_CHUNK)
+            .min(self.len);
+        fallocate(&self.file, &self.path, reserved, target - reserved)?;
+        self.reserved.store(target, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Opens an existing segment file; its size is its length.
@@ -89,6 +119,10 @@ impl Segment {
             file,
             map,
             len,
+            // Unknown for a file opened from disk: the first `reserve`
+            // covers everything up to the writer (already-backed ranges
+            // cost nothing).
+            reserved: AtomicUsize::new(0),
         }))
     }
 
@@ -232,4 +266,23 @@ pub fn open_numbered(
         files.insert(number, segment);
     }
     Ok(files)
+}
+
+/// Reserves `[offset, offset + len)` of `file` on disk.
+fn fallocate(file: &File, path: &Path, offset: usize, len: usize) -> Result<(), StorageError> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: plain FFI call on an open descriptor.
+    let rc = unsafe {
+        libc::posix_fallocate(file.as_raw_fd(), offset as libc::off_t, len as libc::off_t)
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::from_raw_os_error(rc);
+    Err(StorageError::Full(format!(
+        "cannot reserve {len} bytes for {}: {error}",
+        path.display()
+    )))
 }

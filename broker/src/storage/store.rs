@@ -13,6 +13,7 @@ use super::config::{FlushMode, StoreConfig};
 use super::consumption::{Consumption, Delivery};
 use super::error::StorageError;
 use super::index::{IndexEntry, QueueIndex};
+use super::layout::settle_layout;
 use super::log::CommitLog;
 use super::metadata::Metadata;
 use super::record::{QueueId, StoredMessage, encoded_len};
@@ -115,9 +116,10 @@ const QUEUES_TREE: &str = "store-queues";
 
 impl MessageStore {
     /// Opens the store in `config.dir`, recovering from the last checkpoint.
-    pub fn open(config: StoreConfig) -> Result<(Self, RecoveryReport), StorageError> {
+    pub fn open(mut config: StoreConfig) -> Result<(Self, RecoveryReport), StorageError> {
         let db = sled::open(config.dir.join("meta")).map_err(StorageError::metadata)?;
         let meta = Metadata::open(db)?;
+        settle_layout(&mut config, &meta)?;
         let log = CommitLog::open(&config.dir.join("log"), config.segment_size)?;
         let checkpoint: Checkpoint = meta.get("store", "checkpoint")?.unwrap_or_default();
         let mut report = RecoveryReport::default();
@@ -362,7 +364,8 @@ impl MessageStore {
                 "the commit log would exceed its limit of {max} bytes"
             )));
         }
-        inner.log.ensure_segment(position)?;
+        let segment = inner.log.ensure_segment(position)?;
+        segment.reserve((position - base) as usize + len)?;
         let mut indexes: Vec<_> = queues.iter().map(|q| q.index.lock().unwrap()).collect();
         for index in &mut indexes {
             index.reserve_next()?;
