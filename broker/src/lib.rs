@@ -5,5 +5,6 @@ pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod plugins;
+pub mod ratelimit;
 pub mod server;
 pub mod storage;
