@@ -59,9 +59,13 @@ fn declare_exchange(broker: &Broker, name: &str, kind: &str) -> Result<(), Strin
 }
 
 fn publish_to_queue(broker: &Broker, queue: &str) -> Outcome {
-    let vhost = broker.vhost("/").unwrap();
     broker
-        .publish(&vhost, "", &[Message::new(queue, "hello".to_string())])
+        .publish(
+            &guest(broker),
+            "",
+            &[Message::new(queue, "hello".to_string())],
+        )
+        .outcomes
         .pop()
         .unwrap()
 }

@@ -148,7 +148,7 @@ impl Broker {
         if let Some(key) = &queue.settings.dead_letter_routing_key {
             message.routing_key = key.clone();
         }
-        for outcome in self.publish(vhost, dlx, std::slice::from_ref(&message)) {
+        for outcome in self.publish_unchecked(vhost, dlx, std::slice::from_ref(&message)) {
             if let super::Outcome::Refused(e) = outcome {
                 tracing::warn!(queue = queue.name(), dead_letter_exchange = %dlx, error = %e, "dead letter lost");
             }

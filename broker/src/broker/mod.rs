@@ -37,7 +37,7 @@ pub use error::BrokerError;
 pub use exchange::Exchange;
 pub use expiry::EXPIRY_SWEEP_INTERVAL;
 pub use plugins::{MAX_PLUGIN_BYTES, PluginUpload};
-pub use publish::Outcome;
+pub use publish::{Outcome, Published};
 pub use queue::{Overflow, Queue, QueueSettings};
 pub use records::{BindingRecord, EncodedFields, ExchangeRecord, QueueRecord, VhostRecord};
 pub use topology::{BindingSpec, ExchangeSpec, QueueSpec};

@@ -1,4 +1,5 @@
-//! Publishing: check a batch with the exchange's filter plugin (if it has
+//! Publishing: authorize the batch (here, so that every front door applies
+//! the same rule), check it with the exchange's filter plugin (if it has
 //! one), route what passed through the exchange's plugin with one call,
 //! then append each routed message to the commit log once, whatever the
 //! number of queues it goes to.
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use switchyard_protocol::{Message, code};
 
+use super::auth::{Access, Principal};
 use super::convert::{message_to_plugin, now_ms, to_stored};
 use super::error::BrokerError;
 use super::exchange::Exchange;
@@ -31,10 +33,82 @@ pub enum Outcome {
     Refused(BrokerError),
 }
 
+/// What became of a batch published by a client.
+#[derive(Debug)]
+pub struct Published {
+    /// One per message of the batch, up to (not including) the first one
+    /// `stopped` refers to.
+    pub outcomes: Vec<Outcome>,
+    /// Why the batch stopped early: no such exchange (404) or no write
+    /// permission (403). The rest of the batch is not published and, as in
+    /// AMQP, the channel closes with this error.
+    pub stopped: Option<BrokerError>,
+}
+
 impl Broker {
-    /// Routes and stores messages published to `exchange`. The caller
-    /// has checked the write permission.
-    pub fn publish(&self, vhost: &Vhost, exchange: &str, messages: &[Message]) -> Vec<Outcome> {
+    /// Publishes `messages` to `exchange` as `principal`. A named exchange
+    /// needs write permission on the exchange; the default exchange ("")
+    /// needs write permission on the queue each message's routing key
+    /// names (what it would reach), so tenants' queues stay apart
+    /// (docs/SECURITY.md). Messages before the first refused one are
+    /// published; none after it.
+    pub fn publish(
+        &self,
+        principal: &Principal,
+        exchange: &str,
+        messages: &[Message],
+    ) -> Published {
+        let allowed = self.authorize_publish(principal, exchange, messages);
+        let (count, stopped) = match allowed {
+            Ok(()) => (messages.len(), None),
+            Err((count, e)) => (count, Some(e)),
+        };
+        let outcomes = match self.vhost(&principal.vhost) {
+            Ok(vhost) if count > 0 => self.publish_unchecked(&vhost, exchange, &messages[..count]),
+            _ => Vec::new(),
+        };
+        Published { outcomes, stopped }
+    }
+
+    /// How many leading messages `principal` may publish, and why not the
+    /// next one.
+    fn authorize_publish(
+        &self,
+        principal: &Principal,
+        exchange: &str,
+        messages: &[Message],
+    ) -> Result<(), (usize, BrokerError)> {
+        let x = self
+            .vhost(&principal.vhost)
+            .and_then(|vhost| vhost.exchange(exchange))
+            .map_err(|e| (0, e))?;
+        if !x.is_default() {
+            return principal
+                .check(Access::Write, "exchange", exchange)
+                .map_err(|e| (0, e));
+        }
+        for (i, message) in messages.iter().enumerate() {
+            principal
+                .check(Access::Write, "queue", &message.routing_key)
+                .map_err(|e| {
+                    let e = BrokerError::access_refused(format!(
+                        "{e} (publishing through the default exchange needs write permission on \
+                         the queue the routing key names)"
+                    ));
+                    (i, e)
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Routes and stores messages published to `exchange`, without asking
+    /// whose they are: for the broker's own republishing (dead letters).
+    pub(crate) fn publish_unchecked(
+        &self,
+        vhost: &Vhost,
+        exchange: &str,
+        messages: &[Message],
+    ) -> Vec<Outcome> {
         let exchange = match vhost.exchange(exchange) {
             Ok(exchange) => exchange,
             Err(e) => return vec![Outcome::Refused(e); messages.len()],

@@ -19,6 +19,7 @@ use crate::broker::{
     Access, BindingSpec, Broker, BrokerError, ConnectionInfo, ExchangeSpec, MAX_PLUGIN_BYTES,
     Outcome, Permission, PluginUpload, Principal, QueueSpec, Settle, Vhost,
 };
+use crate::ratelimit::LogLimiter;
 
 /// Most messages routed in one batch.
 const MAX_PUBLISH_BATCH: usize = 1024;
@@ -41,6 +42,43 @@ pub struct ChannelSession {
     stashed: Option<Result<Frame, DecodeError>>,
     next_consumer: u64,
     upload: PluginUploadBuffer,
+    refusals: RefusalLog,
+}
+
+/// Warnings about publishes refused on a channel that has no confirms to
+/// carry the refusal: one per second at most, each counting the ones held
+/// back, so a client publishing into a full queue cannot flood the log.
+struct RefusalLog(LogLimiter);
+
+impl Default for RefusalLog {
+    fn default() -> Self {
+        RefusalLog(LogLimiter::new(std::time::Duration::from_secs(1)))
+    }
+}
+
+impl RefusalLog {
+    fn warn(&mut self, exchange: &str, error: &BrokerError) {
+        match self.0.admit(std::time::Instant::now()) {
+            Some(0) => {
+                tracing::warn!(exchange, error = %error, "publish refused (the channel is not in confirm mode)")
+            }
+            Some(held_back) => tracing::warn!(
+                exchange,
+                error = %error,
+                "publish refused (the channel is not in confirm mode); {held_back} more publishes \
+                 refused on this channel since the last warning"
+            ),
+            None => {}
+        }
+    }
+
+    /// The count still held back when the channel ends.
+    fn finish(mut self) {
+        let held_back = self.0.take_suppressed();
+        if held_back > 0 {
+            tracing::warn!("{held_back} more publishes refused on this channel before it closed");
+        }
+    }
 }
 
 /// The pieces of a plugin component received so far on this channel.
@@ -106,6 +144,7 @@ impl ChannelSession {
             stashed: None,
             next_consumer: 1,
             upload: PluginUploadBuffer::default(),
+            refusals: RefusalLog::default(),
         }
     }
 
@@ -182,19 +221,20 @@ impl ChannelSession {
         exchange: &str,
         messages: Vec<Message>,
     ) -> Result<(), Close> {
-        let x = self.vhost.exchange(exchange)?;
-        if !x.is_default() {
-            self.principal.check(Access::Write, "exchange", exchange)?;
-        }
-        let outcomes = self.broker.publish(&self.vhost, exchange, &messages);
+        let published = self.broker.publish(&self.principal, exchange, &messages);
+        let outcomes = published.outcomes;
         for (i, (message, outcome)) in messages.into_iter().zip(&outcomes).enumerate() {
             if *outcome == Outcome::Unroutable && message.is_mandatory() {
+                let reason = match self.vhost.exchange(exchange) {
+                    Ok(x) => x.unroutable_reason(&message.routing_key),
+                    Err(e) => e.message,
+                };
                 let _ = self
                     .out
                     .send(Frame::Return {
                         seq: first_seq + i as u64,
                         code: code::NO_ROUTE,
-                        reason: x.unroutable_reason(&message.routing_key),
+                        reason,
                         exchange: exchange.into(),
                         message,
                     })
@@ -202,7 +242,7 @@ impl ChannelSession {
             } else if let Outcome::Refused(e) = outcome
                 && self.confirms.is_none()
             {
-                tracing::warn!(exchange, error = %e, "publish refused (the channel is not in confirm mode)");
+                self.refusals.warn(exchange, e);
             }
         }
         if let Some((confirms, _)) = &self.confirms {
@@ -213,7 +253,10 @@ impl ChannelSession {
                 .collect();
             let _ = confirms.send(settled).await;
         }
-        Ok(())
+        match published.stopped {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     async fn reply(&self, frame: Frame) {
@@ -672,6 +715,7 @@ impl ChannelSession {
     /// Stops consumers, returns unacknowledged deliveries to their queues,
     /// lets pending confirms go out, then says why the channel closed.
     async fn shutdown(mut self, close: Option<Close>) {
+        std::mem::take(&mut self.refusals).finish();
         for (tag, handle) in std::mem::take(&mut self.consumers) {
             self.stop_consumer(&tag, handle).await;
         }

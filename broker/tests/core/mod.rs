@@ -115,10 +115,9 @@ pub fn publish(broker: &Broker, queue: &str, body: &str) -> Outcome {
 }
 
 pub fn publish_message(broker: &Broker, message: Message) -> Outcome {
-    broker
-        .publish(&vhost(broker), "", std::slice::from_ref(&message))
-        .pop()
-        .unwrap()
+    let published = broker.publish(&guest(broker), "", std::slice::from_ref(&message));
+    assert_eq!(published.stopped, None, "guest may publish anywhere");
+    published.outcomes.into_iter().next().unwrap()
 }
 
 /// Publishes a message whose own TTL has passed when this returns

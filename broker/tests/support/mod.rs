@@ -35,6 +35,15 @@ impl Broker {
 
     /// Starts a broker on `data_dir` with extra `serve` arguments.
     pub fn start_in(data_dir: &Path, extra: &[&str]) -> Broker {
+        Broker::start_logging(data_dir, extra, None)
+    }
+
+    /// Like `start_in`; the broker's log (stderr) goes to `log` if given.
+    pub fn start_logging(data_dir: &Path, extra: &[&str], log: Option<&Path>) -> Broker {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(BIN)
             .args([
                 "serve",
@@ -48,6 +57,7 @@ impl Broker {
             .args(extra)
             .env("SWITCHYARD_LOG", "warn")
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("starting switchyard serve");
         let mut line = String::new();
