@@ -5,6 +5,11 @@
 //! the message the model expects next (offset, body, redelivered flag); at
 //! the end the queue drains to exactly the model's ready messages. So no
 //! message is lost, invented or counted twice.
+//!
+//! A crash keeps what consumers did up to the last moment the store wrote
+//! its consumption events (a checkpoint, or a delivery lease), and flags
+//! every message the last lease covered: the model keeps that durable view
+//! beside the live one.
 
 mod core;
 
@@ -13,6 +18,8 @@ use proptest::prelude::*;
 use switchyard::broker::{Broker, Outcome, Settle};
 
 const MAX_LENGTH: usize = 4;
+/// The store's lease step (storage/consumption_log.rs).
+const LEASE_STEP: u64 = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Limit {
@@ -52,11 +59,22 @@ fn op() -> impl Strategy<Value = Op> {
 enum State {
     /// Never delivered.
     Fresh,
+    /// Never delivered as far as anyone knows, but covered by the lease of
+    /// a crashed run: delivered in order, flagged.
+    FreshFlagged,
     /// Back in the queue after a delivery: comes first, flagged.
     Requeued,
     InFlight,
     /// Acked, rejected, expired, dropped or purged.
     Gone,
+}
+
+/// What the store writes to its log about consumption.
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    Settled(u64),
+    Purged(u64),
+    Kept(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -65,15 +83,20 @@ struct Model {
     /// Per offset: whether the message carries an (elapsed) expiration.
     expiring: Vec<bool>,
     state: Vec<State>,
-    /// The state as of the last checkpoint: what a crash returns to.
-    checkpoint: Vec<State>,
+    /// What a crash recovers (before in-flight deliveries are requeued):
+    /// the last checkpoint plus the events written since.
+    durable: Vec<State>,
+    /// Events not yet written: a crash loses them.
+    pending: Vec<Event>,
+    /// Offsets below this may have been delivered (durable).
+    lease: u64,
 }
 
 impl Model {
     fn ready(&self) -> u64 {
         self.state
             .iter()
-            .filter(|s| matches!(s, State::Fresh | State::Requeued))
+            .filter(|s| matches!(s, State::Fresh | State::FreshFlagged | State::Requeued))
             .count() as u64
     }
 
@@ -87,22 +110,57 @@ impl Model {
             .collect()
     }
 
-    /// What the next delivery takes: requeued messages first, oldest first.
+    /// What the next delivery takes: requeued messages first, then the
+    /// never-delivered ones, oldest first.
     fn head(&self) -> Option<u64> {
-        let first = |wanted: State| self.state.iter().position(|s| *s == wanted);
-        first(State::Requeued)
-            .or_else(|| first(State::Fresh))
+        let first = |wanted: &[State]| self.state.iter().position(|s| wanted.contains(s));
+        first(&[State::Requeued])
+            .or_else(|| first(&[State::Fresh, State::FreshFlagged]))
             .map(|o| o as u64)
     }
 
+    fn flagged(&self, offset: u64) -> bool {
+        matches!(
+            self.state[offset as usize],
+            State::Requeued | State::FreshFlagged
+        )
+    }
+
+    /// A delivery (to a consumer, or of a head being dropped or expired):
+    /// past the lease, the store makes a new lease durable first — and
+    /// with it every pending event.
+    fn deliver(&mut self, offset: u64) {
+        if offset >= self.lease {
+            self.lease = offset + LEASE_STEP;
+            self.write_events();
+        }
+        self.state[offset as usize] = State::InFlight;
+    }
+
+    fn settle(&mut self, offset: u64) {
+        self.state[offset as usize] = State::Gone;
+        self.pending.push(Event::Settled(offset));
+    }
+
+    fn write_events(&mut self) {
+        for event in self.pending.drain(..) {
+            match event {
+                Event::Settled(o) => self.durable[o as usize] = State::Gone,
+                Event::Purged(end) => self.durable[..end as usize].fill(State::Gone),
+                Event::Kept(o) => self.durable[o as usize] = State::InFlight,
+            }
+        }
+    }
+
     fn restart(&mut self, clean: bool) {
-        if !clean {
-            let replayed = self.checkpoint.len();
+        if clean {
+            self.write_events();
+        } else {
+            self.pending.clear();
             for (offset, state) in self.state.iter_mut().enumerate() {
-                *state = if offset < replayed {
-                    self.checkpoint[offset]
-                } else {
-                    State::Fresh
+                *state = match self.durable[offset] {
+                    State::Fresh if (offset as u64) < self.lease => State::FreshFlagged,
+                    durable => durable,
                 };
             }
         }
@@ -111,7 +169,7 @@ impl Model {
                 *state = State::Requeued;
             }
         }
-        self.checkpoint = self.state.clone();
+        self.durable = self.state.clone();
     }
 }
 
@@ -140,7 +198,9 @@ fn run(limit: Limit, ops: Vec<Op>) -> Result<(), TestCaseError> {
         limit,
         expiring: vec![],
         state: vec![],
-        checkpoint: vec![],
+        durable: vec![],
+        pending: vec![],
+        lease: 0,
     };
     for (step, op) in ops.into_iter().enumerate() {
         let broker_ref = b(&broker);
@@ -166,10 +226,12 @@ fn run(limit: Limit, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 );
                 model.expiring.push(expiring);
                 model.state.push(State::Fresh);
+                model.durable.push(State::Fresh);
                 if model.limit == Limit::DropHead {
                     while model.ready() > MAX_LENGTH as u64 {
                         let head = model.head().unwrap();
-                        model.state[head as usize] = State::Gone;
+                        model.deliver(head);
+                        model.settle(head);
                     }
                 }
             }
@@ -178,7 +240,8 @@ fn run(limit: Limit, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let expected = loop {
                     match model.head() {
                         Some(o) if model.expiring[o as usize] => {
-                            model.state[o as usize] = State::Gone
+                            model.deliver(o);
+                            model.settle(o);
                         }
                         other => break other,
                     }
@@ -191,11 +254,11 @@ fn run(limit: Limit, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         prop_assert_eq!(body(&d), format!("m{offset}"));
                         prop_assert_eq!(
                             d.redelivered,
-                            model.state[offset as usize] == State::Requeued,
+                            model.flagged(offset),
                             "step {}: redelivered flag",
                             step
                         );
-                        model.state[offset as usize] = State::InFlight;
+                        model.deliver(offset);
                     }
                     (expected, delivered) => prop_assert!(
                         false,
@@ -214,7 +277,11 @@ fn run(limit: Limit, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     _ => (Settle::Reject, State::Gone),
                 };
                 settle(broker_ref, "q", offset, how);
-                model.state[offset as usize] = after;
+                if after == State::Gone {
+                    model.settle(offset);
+                } else {
+                    model.state[offset as usize] = after;
+                }
             }
             Op::ConsumerClose { mask } => {
                 let held: Vec<u64> = model
@@ -232,7 +299,7 @@ fn run(limit: Limit, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Expire => {
                 let mut expected = 0;
                 while let Some(o) = model.head().filter(|&o| model.expiring[o as usize]) {
-                    model.state[o as usize] = State::Gone;
+                    model.settle(o);
                     expected += 1;
                 }
                 prop_assert_eq!(broker_ref.expire_due(), expected, "step {}", step);
@@ -240,9 +307,13 @@ fn run(limit: Limit, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Purge => {
                 let expected = model.ready();
                 for state in &mut model.state {
-                    if matches!(state, State::Fresh | State::Requeued) {
+                    if matches!(state, State::Fresh | State::FreshFlagged | State::Requeued) {
                         *state = State::Gone;
                     }
+                }
+                model.pending.push(Event::Purged(model.state.len() as u64));
+                for offset in model.in_flight() {
+                    model.pending.push(Event::Kept(offset));
                 }
                 let purged = broker_ref.purge_queue(&guest(broker_ref), "q").unwrap();
                 prop_assert_eq!(purged, expected, "step {}", step);
@@ -280,6 +351,11 @@ fn run(limit: Limit, ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(delivered.as_ref().map(|d| d.offset), expected);
         let Some(d) = delivered else { break };
         prop_assert_eq!(body(&d), format!("m{}", d.offset));
+        prop_assert_eq!(
+            d.redelivered,
+            model.flagged(d.offset),
+            "drain: redelivered flag"
+        );
         settle(&broker, "q", d.offset, Settle::Ack);
         model.state[d.offset as usize] = State::Gone;
     }

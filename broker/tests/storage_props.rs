@@ -1,7 +1,8 @@
 //! Property test: random sequences of append / deliver / ack / nack /
 //! restart (clean or crash-like) against a model. The store never loses a
 //! stored record, never returns a corrupt one, and never redelivers a
-//! message whose acknowledgement was checkpointed by a clean close.
+//! message whose acknowledgement reached the log (a clean close, or the
+//! write that made a delivery lease durable).
 
 // Queues are parallel arrays indexed by queue number in model and store.
 #![allow(clippy::needless_range_loop)]
@@ -62,16 +63,44 @@ struct Model {
     /// Per queue: the message (id, body length) at each offset.
     queues: [Vec<(u64, usize)>; 3],
     acked: [BTreeSet<u64>; 3],
-    /// Acks as of the last checkpoint (a clean close): what a crash keeps.
-    checkpointed_acks: [BTreeSet<u64>; 3],
+    /// Acks in the log (written at a checkpoint or with a delivery lease):
+    /// what a crash keeps.
+    durable_acks: [BTreeSet<u64>; 3],
+    /// Acks not yet written to the log.
+    pending_acks: Vec<(usize, u64)>,
+    /// Per queue: offsets below it may have been delivered.
+    lease: [u64; 3],
     in_flight: [BTreeSet<u64>; 3],
+}
+
+/// The store's lease step (storage/consumption_log.rs).
+const LEASE_STEP: u64 = 4096;
+
+impl Model {
+    fn ack(&mut self, queue: usize, offset: u64) {
+        self.acked[queue].insert(offset);
+        self.pending_acks.push((queue, offset));
+    }
+
+    /// A delivery past a queue's lease writes every pending event first.
+    fn delivered(&mut self, queue: usize, offset: u64) {
+        if offset >= self.lease[queue] {
+            self.lease[queue] = offset + LEASE_STEP;
+            for (q, o) in self.pending_acks.drain(..) {
+                self.durable_acks[q].insert(o);
+            }
+        }
+        self.in_flight[queue].insert(offset);
+    }
 }
 
 fn config(dir: &std::path::Path) -> StoreConfig {
     StoreConfig {
         segment_size: 64 << 10,
         index_entries_per_file: 16,
+        // Writes and flushes only when the store must: deterministic crashes.
         checkpoint_interval: std::time::Duration::from_secs(3600),
+        flush_interval: std::time::Duration::from_secs(3600),
         ..StoreConfig::new(dir)
     }
 }
@@ -106,7 +135,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         !model.acked[queue].contains(&d.offset),
                         "acked offset delivered"
                     );
-                    model.in_flight[queue].insert(d.offset);
+                    model.delivered(queue, d.offset);
                 }
             }
             Op::Ack { queue, pick } | Op::Nack { queue, pick, .. }
@@ -121,7 +150,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .unwrap();
                 prop_assert!(store.ack(ids[queue], offset).unwrap());
                 model.in_flight[queue].remove(&offset);
-                model.acked[queue].insert(offset);
+                model.ack(queue, offset);
             }
             Op::Nack {
                 queue,
@@ -135,7 +164,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert!(store.nack(ids[queue], offset, requeue).unwrap());
                 model.in_flight[queue].remove(&offset);
                 if !requeue {
-                    model.acked[queue].insert(offset);
+                    model.ack(queue, offset);
                 }
             }
             Op::Restart { clean } => {
@@ -147,14 +176,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let (reopened, report) = MessageStore::open(config(dir.path())).unwrap();
                 prop_assert!(report.damage.is_empty(), "{:?}", report.damage);
                 store = reopened;
+                model.pending_acks.clear();
                 for q in 0..3 {
                     model.in_flight[q].clear();
                     if clean {
-                        model.checkpointed_acks[q] = model.acked[q].clone();
+                        model.durable_acks[q] = model.acked[q].clone();
                     } else {
-                        // Acks since the last checkpoint are redelivered
-                        // (at least once).
-                        model.acked[q] = model.checkpointed_acks[q].clone();
+                        // Acks not yet in the log are redelivered (at least
+                        // once).
+                        model.acked[q] = model.durable_acks[q].clone();
                     }
                 }
             }

@@ -14,12 +14,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::consumption_log::{Change, ConsumptionEvent};
+use super::offset_set::OffsetSet;
+use super::record::QueueId;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Consumption {
     /// Every offset below this is acknowledged.
     pub floor: u64,
     /// Acknowledged offsets at or above `floor`.
-    pub acked: BTreeSet<u64>,
+    pub acked: OffsetSet,
     /// Delivered, not yet acknowledged.
     pub in_flight: BTreeSet<u64>,
     /// To be delivered again before new messages (nack with requeue,
@@ -29,6 +33,18 @@ pub struct Consumption {
     pub cursor: u64,
     /// Consumer-group offsets (broadcasting groups track their own cursor).
     pub groups: BTreeMap<String, u64>,
+    /// Offsets below this may have been handed to a consumer: the store
+    /// makes the lease durable before delivering past it.
+    #[serde(default)]
+    pub lease: u64,
+    /// After a crash, never-acknowledged offsets below this are delivered
+    /// flagged redelivered: the last lease, since which deliveries may have
+    /// gone out that the checkpoint does not know of.
+    #[serde(default)]
+    pub redelivered_below: u64,
+    /// The number of the last event recorded for the consumption log.
+    #[serde(default)]
+    pub event_seq: u64,
 }
 
 /// A delivery handed out by [`Consumption::next`].
@@ -65,20 +81,20 @@ impl Consumption {
         }
         // Skipping settled offsets changes nothing a reader can observe.
         self.cursor = self.cursor.max(self.floor);
-        while self.cursor < end && self.acked.contains(&self.cursor) {
-            self.cursor += 1;
+        if let Some(settled) = self.acked.run_containing(self.cursor) {
+            self.cursor = settled.end;
         }
         (self.cursor < end).then_some(Delivery {
             offset: self.cursor,
-            redelivered: false,
+            redelivered: self.cursor < self.redelivered_below,
         })
     }
 
     /// Marks `head` (just returned by [`Consumption::head`]) in flight.
     fn take(&mut self, head: Delivery) {
-        if head.redelivered {
-            self.redeliver.remove(&head.offset);
-        } else {
+        // A fresh offset may be flagged too (after a crash): where it came
+        // from, not its flag, says what to advance.
+        if !self.redeliver.remove(&head.offset) {
             self.cursor = head.offset + 1;
         }
         self.in_flight.insert(head.offset);
@@ -111,8 +127,11 @@ impl Consumption {
             return;
         }
         self.acked.insert(offset);
-        while self.acked.remove(&self.floor) {
-            self.floor += 1;
+        if let Some(run) = self.acked.first_range()
+            && run.start == self.floor
+        {
+            self.floor = run.end;
+            self.acked.remove_below(self.floor);
         }
     }
 
@@ -145,8 +164,47 @@ impl Consumption {
         self.redeliver.extend(in_flight);
         self.cursor = self.cursor.clamp(self.floor.min(end), end);
         self.floor = self.floor.min(end);
-        self.acked.retain(|&o| o < end);
+        self.acked.remove_from(end);
         self.redeliver.retain(|&o| o < end);
+    }
+
+    /// After a crash: every message up to `end` (what the log holds) that
+    /// the last lease covered may have been delivered (see
+    /// [`Consumption::lease`]); messages published later cannot have been.
+    pub fn crashed(&mut self, end: u64) {
+        self.redelivered_below = self.redelivered_below.max(self.lease.min(end));
+    }
+
+    /// Numbers `change` (already applied) for the consumption log.
+    pub fn record(&mut self, queue: QueueId, change: Change) -> ConsumptionEvent {
+        self.event_seq += 1;
+        ConsumptionEvent {
+            queue,
+            seq: self.event_seq,
+            change,
+        }
+    }
+
+    /// Replays an event the log holds, unless this state already has it.
+    pub fn replay(&mut self, event: &ConsumptionEvent) {
+        if event.seq <= self.event_seq {
+            return;
+        }
+        self.event_seq = event.seq;
+        match event.change {
+            Change::Settled { offset } => self.settle(offset),
+            Change::Purged { end } => {
+                // The state replayed onto may hold deliveries made since
+                // the checkpoint as fresh: drop all below `end`; the Kept
+                // events that follow restore what was really in flight.
+                self.purge(end);
+                self.in_flight.retain(|&o| o >= end);
+            }
+            Change::Kept { offset } => {
+                self.in_flight.insert(offset);
+            }
+            Change::Leased { below } => self.lease = self.lease.max(below),
+        }
     }
 
     /// Drops every ready message below `end` (purge); deliveries in flight
@@ -156,7 +214,7 @@ impl Consumption {
         let floor = end.max(self.floor);
         // Requeued deliveries are ready: dropped like the rest.
         self.redeliver.clear();
-        self.acked = self.acked.split_off(&floor);
+        self.acked.remove_below(floor);
         self.floor = floor;
         self.cursor = self.cursor.max(floor);
         dropped
@@ -169,7 +227,7 @@ impl Consumption {
         let in_flight_above = self.in_flight.range(self.floor..).count() as u64;
         let requeued_below = self.redeliver.range(..self.floor).count() as u64;
         outstanding
-            .saturating_sub(self.acked.len() as u64)
+            .saturating_sub(self.acked.len())
             .saturating_sub(in_flight_above)
             + requeued_below
     }

@@ -7,11 +7,13 @@
 
 mod config;
 mod consumption;
+mod consumption_log;
 mod error;
 mod index;
 mod layout;
 mod log;
 pub mod metadata;
+mod offset_set;
 mod record;
 mod segment;
 mod store;

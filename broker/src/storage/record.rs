@@ -6,7 +6,7 @@
 //!   0     4  total length of the record in bytes (header included), LE
 //!   4     4  CRC32C of bytes [8, length)
 //!   8     1  format version (1)
-//!   9     1  flags (bit 0: persistent)
+//!   9     1  flags (bit 0: persistent; bit 1: consumption record, no queues)
 //!  10     2  routing key length
 //!  12     2  queue count
 //!  14     2  reserved (0)
@@ -23,6 +23,8 @@ use bytes::Bytes;
 pub const HEADER_LEN: usize = 48;
 pub const FORMAT_VERSION: u8 = 1;
 pub const FLAG_PERSISTENT: u8 = 1;
+/// A record of consumption events (storage/consumption_log.rs), not a message.
+pub const FLAG_CONSUMPTION: u8 = 2;
 
 /// A message as the store keeps it. `attributes` are the encoded headers
 /// and properties; storage does not look inside.

@@ -11,12 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{FlushMode, StoreConfig};
 use super::consumption::{Consumption, Delivery};
+use super::consumption_log::{self, Change, ConsumptionEvent, LEASE_STEP};
 use super::error::StorageError;
 use super::index::{IndexEntry, QueueIndex};
 use super::layout::settle_layout;
 use super::log::CommitLog;
 use super::metadata::Metadata;
-use super::record::{QueueId, StoredMessage, encoded_len};
+use super::record::{FLAG_CONSUMPTION, QueueId, StoredMessage, encoded_len};
 
 struct Queue {
     id: QueueId,
@@ -39,6 +40,9 @@ struct QueueMeta {
 struct Checkpoint {
     log_position: u64,
     queue_ends: BTreeMap<QueueId, u64>,
+    /// Written by an orderly shutdown: nothing happened after it.
+    #[serde(default)]
+    clean: bool,
 }
 
 struct Writer {
@@ -61,6 +65,12 @@ struct Inner {
     meta: Metadata,
     writer: Mutex<Writer>,
     queues: RwLock<HashMap<QueueId, Arc<Queue>>>,
+    /// Consumption events not yet in the log, in each queue's order
+    /// (pushed under that queue's consumption lock).
+    events: Mutex<Vec<ConsumptionEvent>>,
+    /// Held while pending events are written, so that whoever returns from
+    /// [`Inner::write_events`] knows every event pushed before is in the log.
+    events_writer: Mutex<()>,
     durability: Mutex<Durability>,
     /// Wakes sync appenders when `flushed` moves.
     flushed_cv: Condvar,
@@ -112,6 +122,9 @@ pub struct MessageStore {
 }
 
 const CONSUMPTION_TREE: &str = "store-consumption";
+/// Events per consumption record (21 bytes each): records stay far below
+/// the smallest segment.
+const EVENTS_PER_RECORD: usize = 2048;
 const QUEUES_TREE: &str = "store-queues";
 
 impl MessageStore {
@@ -168,8 +181,18 @@ impl MessageStore {
             .unwrap_or(0)
             .max(first_base);
         let mut replay_error = None;
+        let mut events = Vec::new();
         let (end, damage) = log.scan(scan_from, |position, record| {
             report.records_replayed += 1;
+            if record.message.flags & FLAG_CONSUMPTION != 0 {
+                match consumption_log::from_body(&record.message.body) {
+                    Ok(found) => events.extend(found),
+                    Err(reason) => report.damage.push(format!(
+                        "consumption record at log position {position}: {reason}; skipped"
+                    )),
+                }
+                return;
+            }
             for queue_id in &record.queues {
                 let (Some(queue), Some(&from)) = (queues.get(queue_id), resume.get(queue_id))
                 else {
@@ -208,9 +231,19 @@ impl MessageStore {
         }
         report.scanned_from = scan_from;
         report.scanned_bytes = end.saturating_sub(scan_from);
+        // What consumers did after the checkpoint, in the order they did it.
+        for event in &events {
+            if let Some(queue) = queues.get(&event.queue) {
+                queue.consumption.lock().unwrap().replay(event);
+            }
+        }
         for queue in queues.values() {
             let index = queue.index.lock().unwrap();
-            queue.consumption.lock().unwrap().restart(index.end());
+            let mut consumption = queue.consumption.lock().unwrap();
+            if !checkpoint.clean {
+                consumption.crashed(index.end());
+            }
+            consumption.restart(index.end());
         }
         for line in &report.damage {
             tracing::warn!("recovery: {line}");
@@ -225,6 +258,8 @@ impl MessageStore {
                 next_queue_id,
             }),
             queues: RwLock::new(queues),
+            events: Mutex::new(Vec::new()),
+            events_writer: Mutex::new(()),
             durability: Mutex::new(Durability {
                 written: end,
                 flushed: end,
@@ -233,7 +268,7 @@ impl MessageStore {
             flushed_cv: Condvar::new(),
             flusher_cv: Condvar::new(),
         });
-        inner.checkpoint()?;
+        inner.checkpoint(false)?;
         let flusher_inner = inner.clone();
         let flusher = std::thread::Builder::new()
             .name("store-flusher".into())
@@ -334,7 +369,16 @@ impl MessageStore {
     pub fn purge_queue(&self, id: QueueId) -> Result<u64, StorageError> {
         let queue = self.inner.queue(id)?;
         let end = queue.index.lock().unwrap().end();
-        Ok(queue.consumption.lock().unwrap().purge(end))
+        let mut consumption = queue.consumption.lock().unwrap();
+        let dropped = consumption.purge(end);
+        self.inner
+            .record(&mut consumption, queue.id, Change::Purged { end });
+        let kept: Vec<u64> = consumption.in_flight.iter().copied().collect();
+        for offset in kept {
+            self.inner
+                .record(&mut consumption, queue.id, Change::Kept { offset });
+        }
+        Ok(dropped)
     }
 
     /// Appends one record (the body is stored once, whatever the number of
@@ -344,62 +388,7 @@ impl MessageStore {
         message: &StoredMessage,
         queue_ids: &[QueueId],
     ) -> Result<Appended, StorageError> {
-        let inner = &self.inner;
-        let len = encoded_len(message, queue_ids.len());
-        let queues = {
-            let map = inner.queues.read().unwrap();
-            queue_ids
-                .iter()
-                .map(|id| map.get(id).cloned().ok_or(StorageError::NoSuchQueue(*id)))
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        let mut writer = inner.writer.lock().unwrap();
-        let position = inner.log.placement(writer.position, len)?;
-        let base = position - position % inner.config.segment_size as u64;
-        if inner.log.segment(base).is_none()
-            && let Some(max) = inner.config.max_log_bytes
-            && inner.log.disk_bytes() + inner.config.segment_size as u64 > max
-        {
-            return Err(StorageError::Full(format!(
-                "the commit log would exceed its limit of {max} bytes"
-            )));
-        }
-        let segment = inner.log.ensure_segment(position)?;
-        segment.reserve((position - base) as usize + len)?;
-        let mut indexes: Vec<_> = queues.iter().map(|q| q.index.lock().unwrap()).collect();
-        for index in &mut indexes {
-            index.reserve_next()?;
-        }
-        inner.log.write(position, message, queue_ids, len);
-        let entry = IndexEntry {
-            position,
-            len: len as u32,
-            expiry_ms: message.expiry_ms,
-        };
-        let offsets = queues
-            .iter()
-            .zip(indexes.iter_mut())
-            .map(|(q, index)| (q.id, index.append(entry)))
-            .collect();
-        drop(indexes);
-        writer.position = position + len as u64;
-        let end = writer.position;
-        drop(writer);
-        {
-            let mut durability = inner.durability.lock().unwrap();
-            durability.written = durability.written.max(end);
-            // The flusher may already have flushed past `end` (it flushes up
-            // to the writer's position, which other appends have moved on).
-            if durability.written.saturating_sub(durability.flushed) >= inner.config.flush_bytes {
-                inner.flusher_cv.notify_one();
-            }
-        }
-        Ok(Appended {
-            position,
-            end,
-            offsets,
-            needs_sync: queues.iter().any(|q| q.flush == FlushMode::Sync),
-        })
+        self.inner.append(message, queue_ids)
     }
 
     /// Blocks until the log is on disk up to `end`. Concurrent
@@ -453,13 +442,37 @@ impl MessageStore {
     pub fn deliver(&self, queue_id: QueueId) -> Result<Option<Delivered>, StorageError> {
         let queue = self.inner.queue(queue_id)?;
         let end = queue.index.lock().unwrap().end();
-        let Some(Delivery {
-            offset,
-            redelivered,
-        }) = queue.consumption.lock().unwrap().next(end)
-        else {
-            return Ok(None);
+        let (
+            Delivery {
+                offset,
+                redelivered,
+            },
+            leased,
+        ) = {
+            let mut consumption = queue.consumption.lock().unwrap();
+            let Some(delivery) = consumption.next(end) else {
+                return Ok(None);
+            };
+            let leased = delivery.offset >= consumption.lease;
+            if leased {
+                consumption.lease = delivery.offset + LEASE_STEP;
+                let below = consumption.lease;
+                self.inner
+                    .record(&mut consumption, queue_id, Change::Leased { below });
+            }
+            (delivery, leased)
         };
+        if leased {
+            // Before anything past the old lease goes out, the new one is
+            // durable: after a crash, all of it comes back flagged.
+            if let Err(error) = self
+                .inner
+                .write_events()
+                .and_then(|end| self.wait_durable(end))
+            {
+                tracing::warn!(%error, "delivery lease not durable: after a crash, deliveries from here may come back unflagged");
+            }
+        }
         let message = self.read(queue_id, offset)?;
         Ok(Some(Delivered {
             queue: queue_id,
@@ -519,12 +532,30 @@ impl MessageStore {
         Ok(f(&mut self.inner.queue(queue)?.consumption.lock().unwrap()))
     }
 
-    pub fn ack(&self, queue: QueueId, offset: u64) -> Result<bool, StorageError> {
-        self.with_consumption(queue, |c| c.ack(offset))
+    /// Acknowledges a delivery; durable with the next flush.
+    pub fn ack(&self, queue_id: QueueId, offset: u64) -> Result<bool, StorageError> {
+        self.with_consumption(queue_id, |c| {
+            let acked = c.ack(offset);
+            if acked {
+                self.inner.record(c, queue_id, Change::Settled { offset });
+            }
+            acked
+        })
     }
 
-    pub fn nack(&self, queue: QueueId, offset: u64, requeue: bool) -> Result<bool, StorageError> {
-        self.with_consumption(queue, |c| c.nack(offset, requeue))
+    pub fn nack(
+        &self,
+        queue_id: QueueId,
+        offset: u64,
+        requeue: bool,
+    ) -> Result<bool, StorageError> {
+        self.with_consumption(queue_id, |c| {
+            let nacked = c.nack(offset, requeue);
+            if nacked && !requeue {
+                self.inner.record(c, queue_id, Change::Settled { offset });
+            }
+            nacked
+        })
     }
 
     /// Returns deliveries of a departed consumer to the queue.
@@ -560,14 +591,14 @@ impl MessageStore {
 
     /// Writes the recovery checkpoint and consumption state now.
     pub fn checkpoint(&self) -> Result<(), StorageError> {
-        self.inner.checkpoint().map(drop)
+        self.inner.checkpoint(false).map(drop)
     }
 
     /// Checkpoints, then deletes log segments every queue has consumed
     /// past and index files below each queue's lowest needed offset (the
     /// flusher does this at every checkpoint). Returns segments deleted.
     pub fn release_consumed(&self) -> Result<usize, StorageError> {
-        self.inner.checkpoint()
+        self.inner.checkpoint(false)
     }
 
     /// Bytes the commit log occupies on disk.
@@ -599,7 +630,7 @@ impl MessageStore {
         self.inner.durability.lock().unwrap().shutdown = true;
         self.inner.flusher_cv.notify_all();
         let _ = flusher.join();
-        self.inner.checkpoint().map(drop)
+        self.inner.checkpoint(true).map(drop)
     }
 }
 
@@ -653,6 +684,97 @@ fn verify_index(
 }
 
 impl Inner {
+    /// Appends one record (the body is stored once, whatever the number of
+    /// queues). Fails as a whole, leaving nothing behind, when out of space.
+    fn append(
+        &self,
+        message: &StoredMessage,
+        queue_ids: &[QueueId],
+    ) -> Result<Appended, StorageError> {
+        let inner = self;
+        let len = encoded_len(message, queue_ids.len());
+        let queues = {
+            let map = inner.queues.read().unwrap();
+            queue_ids
+                .iter()
+                .map(|id| map.get(id).cloned().ok_or(StorageError::NoSuchQueue(*id)))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let mut writer = inner.writer.lock().unwrap();
+        let position = inner.log.placement(writer.position, len)?;
+        let base = position - position % inner.config.segment_size as u64;
+        if inner.log.segment(base).is_none()
+            && let Some(max) = inner.config.max_log_bytes
+            && inner.log.disk_bytes() + inner.config.segment_size as u64 > max
+        {
+            return Err(StorageError::Full(format!(
+                "the commit log would exceed its limit of {max} bytes"
+            )));
+        }
+        let segment = inner.log.ensure_segment(position)?;
+        segment.reserve((position - base) as usize + len)?;
+        let mut indexes: Vec<_> = queues.iter().map(|q| q.index.lock().unwrap()).collect();
+        for index in &mut indexes {
+            index.reserve_next()?;
+        }
+        inner.log.write(position, message, queue_ids, len);
+        let entry = IndexEntry {
+            position,
+            len: len as u32,
+            expiry_ms: message.expiry_ms,
+        };
+        let offsets = queues
+            .iter()
+            .zip(indexes.iter_mut())
+            .map(|(q, index)| (q.id, index.append(entry)))
+            .collect();
+        drop(indexes);
+        writer.position = position + len as u64;
+        let end = writer.position;
+        drop(writer);
+        {
+            let mut durability = inner.durability.lock().unwrap();
+            durability.written = durability.written.max(end);
+            // The flusher may already have flushed past `end` (it flushes up
+            // to the writer's position, which other appends have moved on).
+            if durability.written.saturating_sub(durability.flushed) >= inner.config.flush_bytes {
+                inner.flusher_cv.notify_one();
+            }
+        }
+        Ok(Appended {
+            position,
+            end,
+            offsets,
+            needs_sync: queues.iter().any(|q| q.flush == FlushMode::Sync),
+        })
+    }
+
+    /// Writes the consumption events pushed so far into the log (as many
+    /// consumption records as they need); returns a log position the log
+    /// must be durable up to for all of them to be. On failure (a full
+    /// disk) the events stay pending for the next try.
+    fn write_events(&self) -> Result<u64, StorageError> {
+        let _writing = self.events_writer.lock().unwrap();
+        let events = std::mem::take(&mut *self.events.lock().unwrap());
+        for (i, chunk) in events.chunks(EVENTS_PER_RECORD).enumerate() {
+            if let Err(error) = self.append(&consumption_log::to_record(chunk), &[]) {
+                let mut pending = self.events.lock().unwrap();
+                let newer = std::mem::take(&mut *pending);
+                pending.extend_from_slice(&events[i * EVENTS_PER_RECORD..]);
+                pending.extend(newer);
+                return Err(error);
+            }
+        }
+        Ok(self.writer.lock().unwrap().position)
+    }
+
+    /// Records `change` (just applied to `consumption`, whose lock the
+    /// caller holds: events reach the log in each queue's order).
+    fn record(&self, consumption: &mut Consumption, queue: QueueId, change: Change) {
+        let event = consumption.record(queue, change);
+        self.events.lock().unwrap().push(event);
+    }
+
     fn queue(&self, id: QueueId) -> Result<Arc<Queue>, StorageError> {
         self.queues
             .read()
@@ -668,6 +790,9 @@ impl Inner {
     /// only a checkpoint needs the indexes on disk (one fsync per group
     /// commit instead of two).
     fn flush_once(&self, indexes: bool) -> Result<u64, StorageError> {
+        if let Err(error) = self.write_events() {
+            tracing::warn!(%error, "consumption events not written; kept for the next flush");
+        }
         let (position, flushed) = {
             let writer = self.writer.lock().unwrap();
             (writer.position, self.durability.lock().unwrap().flushed)
@@ -703,7 +828,7 @@ impl Inner {
     /// checkpointed state, and every record it still counts as outstanding
     /// (acks after the checkpoint are lost) must still be on disk. Deleted
     /// queues need nothing, so their space goes at the next checkpoint.
-    fn checkpoint(&self) -> Result<usize, StorageError> {
+    fn checkpoint(&self, clean: bool) -> Result<usize, StorageError> {
         let (position, queue_ends) = {
             let writer = self.writer.lock().unwrap();
             let ends = self
@@ -726,6 +851,7 @@ impl Inner {
         let checkpoint = Checkpoint {
             log_position: position,
             queue_ends,
+            clean,
         };
         self.meta.put("store", "checkpoint", &checkpoint)?;
         self.meta.flush()?;
@@ -761,7 +887,8 @@ impl Inner {
                     if durability.shutdown {
                         break true;
                     }
-                    let pending = durability.written > durability.flushed;
+                    let pending = durability.written > durability.flushed
+                        || !self.events.lock().unwrap().is_empty();
                     if pending
                         && (durability.sync_waiters > 0
                             || durability.written - durability.flushed >= self.config.flush_bytes
@@ -789,7 +916,7 @@ impl Inner {
             }
             last_flush = Instant::now();
             if last_checkpoint.elapsed() >= self.config.checkpoint_interval {
-                if let Err(error) = self.checkpoint() {
+                if let Err(error) = self.checkpoint(false) {
                     tracing::error!(%error, "checkpoint failed");
                 }
                 last_checkpoint = Instant::now();

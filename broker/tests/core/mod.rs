@@ -24,9 +24,11 @@ fn plugin_cache() -> &'static Path {
 pub fn options(dir: &Path) -> BrokerOptions {
     let mut options = BrokerOptions::new(dir);
     options.plugin_cache = plugin_cache().to_path_buf();
-    // Checkpoints only when the test says (open, clean close): a crash
-    // then loses exactly what happened since, deterministically.
+    // Checkpoints and flushes only when the store must (open, clean close,
+    // a delivery lease): a crash then loses exactly what happened since
+    // the last of those, deterministically.
     options.store.checkpoint_interval = std::time::Duration::from_secs(3600);
+    options.store.flush_interval = std::time::Duration::from_secs(3600);
     options.store.segment_size = 1 << 20;
     options
 }
