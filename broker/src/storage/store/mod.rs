@@ -1,0 +1,511 @@
+//! The message store: commit log + queue indexes + consumption state +
+//! metadata, with group commit and crash recovery. No networking: the broker
+//! drives it, tests and benchmarks use it directly.
+//!
+//! - `mod.rs` — the store's state and its API (queues, append, deliver,
+//!   settle, stats).
+//! - `recovery` — opening a store: verify indexes, replay the log and the
+//!   consumption events after the checkpoint.
+//! - `durability` — the write path and the flusher: append, group commit,
+//!   consumption events, checkpoints and retention.
+
+mod durability;
+mod recovery;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{FlushMode, StoreConfig};
+use super::consumption::{Consumption, Delivery};
+use super::consumption_log::{Change, ConsumptionEvent, LEASE_STEP};
+use super::error::StorageError;
+use super::index::{IndexEntry, QueueIndex};
+use super::log::CommitLog;
+use super::metadata::Metadata;
+use super::record::{QueueId, StoredMessage};
+
+struct Queue {
+    id: QueueId,
+    name: String,
+    flush: FlushMode,
+    index: Mutex<QueueIndex>,
+    consumption: Mutex<Consumption>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct QueueMeta {
+    id: QueueId,
+    name: String,
+    flush: FlushMode,
+}
+
+/// Recovery restarts from here: the log position and each queue's index end
+/// as of a moment when both were on disk.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    log_position: u64,
+    queue_ends: BTreeMap<QueueId, u64>,
+    /// Written by an orderly shutdown: nothing happened after it.
+    #[serde(default)]
+    clean: bool,
+}
+
+struct Writer {
+    position: u64,
+    next_queue_id: QueueId,
+}
+
+#[derive(Default)]
+struct Durability {
+    written: u64,
+    flushed: u64,
+    sync_waiters: usize,
+    shutdown: bool,
+    failure: Option<StorageError>,
+}
+
+struct Inner {
+    config: StoreConfig,
+    log: CommitLog,
+    meta: Metadata,
+    writer: Mutex<Writer>,
+    queues: RwLock<HashMap<QueueId, Arc<Queue>>>,
+    /// Consumption events not yet in the log, in each queue's order
+    /// (pushed under that queue's consumption lock).
+    events: Mutex<Vec<ConsumptionEvent>>,
+    /// Held while pending events are written, so that whoever returns from
+    /// [`Inner::write_events`] knows every event pushed before is in the log.
+    events_writer: Mutex<()>,
+    durability: Mutex<Durability>,
+    /// Wakes sync appenders when `flushed` moves.
+    flushed_cv: Condvar,
+    /// Wakes the flusher.
+    flusher_cv: Condvar,
+}
+
+/// What recovery found and did.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    pub scanned_from: u64,
+    pub scanned_bytes: u64,
+    pub records_replayed: u64,
+    /// One line per thing dropped: which file, where, why.
+    pub damage: Vec<String>,
+}
+
+/// The result of an append.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub position: u64,
+    /// The log position after the record: durable once flushed past it.
+    pub end: u64,
+    /// (queue, offset in that queue) for each destination.
+    pub offsets: Vec<(QueueId, u64)>,
+    /// Whether a destination queue is in sync mode (wait before confirming).
+    pub needs_sync: bool,
+}
+
+/// A message handed to a consumer.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub queue: QueueId,
+    pub offset: u64,
+    pub redelivered: bool,
+    pub message: StoredMessage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    pub ready: u64,
+    pub unacked: u64,
+    pub stored: u64,
+}
+
+pub struct MessageStore {
+    inner: Arc<Inner>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+const CONSUMPTION_TREE: &str = "store-consumption";
+/// Events per consumption record (21 bytes each): records stay far below
+/// the smallest segment.
+const EVENTS_PER_RECORD: usize = 2048;
+const QUEUES_TREE: &str = "store-queues";
+
+impl MessageStore {
+    pub fn metadata(&self) -> &Metadata {
+        &self.inner.meta
+    }
+
+    /// Creates a queue, or returns the existing one of that name.
+    pub fn create_queue(&self, name: &str, flush: FlushMode) -> Result<QueueId, StorageError> {
+        let mut writer = self.inner.writer.lock().unwrap();
+        if let Some(queue) = self
+            .inner
+            .queues
+            .read()
+            .unwrap()
+            .values()
+            .find(|q| q.name == name)
+        {
+            return Ok(queue.id);
+        }
+        let id = writer.next_queue_id;
+        let index = QueueIndex::open(
+            &queue_dir(&self.inner.config, id),
+            self.inner.config.index_entries_per_file,
+        )?;
+        let meta = QueueMeta {
+            id,
+            name: name.into(),
+            flush,
+        };
+        self.inner.meta.put(QUEUES_TREE, &id.to_string(), &meta)?;
+        self.inner.meta.flush()?;
+        writer.next_queue_id += 1;
+        self.inner.queues.write().unwrap().insert(
+            id,
+            Arc::new(Queue {
+                id,
+                name: name.into(),
+                flush,
+                index: Mutex::new(index),
+                consumption: Mutex::new(Consumption::starting_at(0)),
+            }),
+        );
+        Ok(id)
+    }
+
+    pub fn queue_id(&self, name: &str) -> Option<QueueId> {
+        self.inner
+            .queues
+            .read()
+            .unwrap()
+            .values()
+            .find(|q| q.name == name)
+            .map(|q| q.id)
+    }
+
+    /// Every queue: id and name.
+    pub fn queues(&self) -> Vec<(QueueId, String)> {
+        let queues = self.inner.queues.read().unwrap();
+        queues.values().map(|q| (q.id, q.name.clone())).collect()
+    }
+
+    /// Deletes a queue and its index; its log records are released by retention.
+    pub fn delete_queue(&self, id: QueueId) -> Result<(), StorageError> {
+        let _writer = self.inner.writer.lock().unwrap();
+        let queue = self
+            .inner
+            .queues
+            .write()
+            .unwrap()
+            .remove(&id)
+            .ok_or(StorageError::NoSuchQueue(id))?;
+        self.inner.meta.remove(QUEUES_TREE, &id.to_string())?;
+        self.inner.meta.remove(CONSUMPTION_TREE, &id.to_string())?;
+        self.inner.meta.flush()?;
+        let queue = Arc::try_unwrap(queue).ok();
+        if let Some(queue) = queue {
+            queue.index.into_inner().unwrap().destroy()?;
+        } else {
+            std::fs::remove_dir_all(queue_dir(&self.inner.config, id))
+                .map_err(|e| StorageError::io(&queue_dir(&self.inner.config, id), e))?;
+        }
+        Ok(())
+    }
+
+    /// Drops every message of a queue not in flight; returns how many.
+    pub fn purge_queue(&self, id: QueueId) -> Result<u64, StorageError> {
+        let queue = self.inner.queue(id)?;
+        let end = queue.index.lock().unwrap().end();
+        let mut consumption = queue.consumption.lock().unwrap();
+        let dropped = consumption.purge(end);
+        self.inner
+            .record(&mut consumption, queue.id, Change::Purged { end });
+        let kept: Vec<u64> = consumption.in_flight.iter().copied().collect();
+        for offset in kept {
+            self.inner
+                .record(&mut consumption, queue.id, Change::Kept { offset });
+        }
+        Ok(dropped)
+    }
+
+    /// Appends one record (the body is stored once, whatever the number of
+    /// queues). Fails as a whole, leaving nothing behind, when out of space.
+    pub fn append(
+        &self,
+        message: &StoredMessage,
+        queue_ids: &[QueueId],
+    ) -> Result<Appended, StorageError> {
+        self.inner.append(message, queue_ids)
+    }
+
+    /// Blocks until the log is on disk up to `end`. Concurrent
+    /// waiters share one flush (group commit).
+    pub fn wait_durable(&self, end: u64) -> Result<(), StorageError> {
+        let inner = &self.inner;
+        let mut durability = inner.durability.lock().unwrap();
+        durability.sync_waiters += 1;
+        inner.flusher_cv.notify_one();
+        while durability.flushed < end && durability.failure.is_none() && !durability.shutdown {
+            durability = inner.flushed_cv.wait(durability).unwrap();
+        }
+        durability.sync_waiters -= 1;
+        if let Some(error) = &durability.failure {
+            return Err(error.clone());
+        }
+        if durability.flushed < end {
+            return Err(StorageError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Appends and, if a destination is in sync mode, waits until durable.
+    pub fn append_confirmed(
+        &self,
+        message: &StoredMessage,
+        queue_ids: &[QueueId],
+    ) -> Result<Appended, StorageError> {
+        let appended = self.append(message, queue_ids)?;
+        if appended.needs_sync {
+            self.wait_durable(appended.end)?;
+        }
+        Ok(appended)
+    }
+
+    /// Reads message `offset` of a queue (zero-copy from the mmap).
+    pub fn read(&self, queue: QueueId, offset: u64) -> Result<StoredMessage, StorageError> {
+        let queue = self.inner.queue(queue)?;
+        let entry = queue.index.lock().unwrap().get(offset)?;
+        let record = self.inner.log.read(entry.position)?;
+        if record.len != entry.len as usize || !record.queues.contains(&queue.id) {
+            return Err(StorageError::Corrupt {
+                location: format!("queue {} entry {offset}", queue.name),
+                reason: "index entry does not match the log record".into(),
+            });
+        }
+        Ok(record.message)
+    }
+
+    /// The next message to deliver from a queue (redeliveries first).
+    pub fn deliver(&self, queue_id: QueueId) -> Result<Option<Delivered>, StorageError> {
+        let queue = self.inner.queue(queue_id)?;
+        let end = queue.index.lock().unwrap().end();
+        let (
+            Delivery {
+                offset,
+                redelivered,
+            },
+            leased,
+        ) = {
+            let mut consumption = queue.consumption.lock().unwrap();
+            let Some(delivery) = consumption.next(end) else {
+                return Ok(None);
+            };
+            let leased = delivery.offset >= consumption.lease;
+            if leased {
+                consumption.lease = delivery.offset + LEASE_STEP;
+                let below = consumption.lease;
+                self.inner
+                    .record(&mut consumption, queue_id, Change::Leased { below });
+            }
+            (delivery, leased)
+        };
+        if leased {
+            // Before anything past the old lease goes out, the new one is
+            // durable: after a crash, all of it comes back flagged.
+            if let Err(error) = self
+                .inner
+                .write_events()
+                .and_then(|end| self.wait_durable(end))
+            {
+                tracing::warn!(%error, "delivery lease not durable: after a crash, deliveries from here may come back unflagged");
+            }
+        }
+        let message = self.read(queue_id, offset)?;
+        Ok(Some(Delivered {
+            queue: queue_id,
+            offset,
+            redelivered,
+            message,
+        }))
+    }
+
+    /// Takes the head of a queue off it, marked in flight as a delivery
+    /// would be, if `expired(entry, message)` says so; `None` when the head
+    /// is live (or the queue is empty). The message is read only when the
+    /// index entry alone cannot decide (`needs_message`).
+    pub fn take_expired_head(
+        &self,
+        queue_id: QueueId,
+        needs_message: bool,
+        expired: impl Fn(&IndexEntry, Option<&StoredMessage>) -> bool,
+    ) -> Result<Option<Delivered>, StorageError> {
+        let queue = self.inner.queue(queue_id)?;
+        loop {
+            let end = queue.index.lock().unwrap().end();
+            let Some(head) = queue.consumption.lock().unwrap().head(end) else {
+                return Ok(None);
+            };
+            let entry = queue.index.lock().unwrap().get(head.offset)?;
+            let message = if needs_message {
+                Some(self.read(queue_id, head.offset)?)
+            } else {
+                None
+            };
+            if !expired(&entry, message.as_ref()) {
+                return Ok(None);
+            }
+            // A consumer may have taken the head meanwhile: look again.
+            if !queue.consumption.lock().unwrap().take_head(end, head) {
+                continue;
+            }
+            let message = match message {
+                Some(message) => message,
+                None => self.read(queue_id, head.offset)?,
+            };
+            return Ok(Some(Delivered {
+                queue: queue_id,
+                offset: head.offset,
+                redelivered: head.redelivered,
+                message,
+            }));
+        }
+    }
+
+    fn with_consumption<R>(
+        &self,
+        queue: QueueId,
+        f: impl FnOnce(&mut Consumption) -> R,
+    ) -> Result<R, StorageError> {
+        Ok(f(&mut self.inner.queue(queue)?.consumption.lock().unwrap()))
+    }
+
+    /// Acknowledges a delivery; durable with the next flush.
+    pub fn ack(&self, queue_id: QueueId, offset: u64) -> Result<bool, StorageError> {
+        self.with_consumption(queue_id, |c| {
+            let acked = c.ack(offset);
+            if acked {
+                self.inner.record(c, queue_id, Change::Settled { offset });
+            }
+            acked
+        })
+    }
+
+    pub fn nack(
+        &self,
+        queue_id: QueueId,
+        offset: u64,
+        requeue: bool,
+    ) -> Result<bool, StorageError> {
+        self.with_consumption(queue_id, |c| {
+            let nacked = c.nack(offset, requeue);
+            if nacked && !requeue {
+                self.inner.record(c, queue_id, Change::Settled { offset });
+            }
+            nacked
+        })
+    }
+
+    /// Returns deliveries of a departed consumer to the queue.
+    pub fn release(&self, queue: QueueId, offsets: &[u64]) -> Result<(), StorageError> {
+        self.with_consumption(queue, |c| c.release(offsets.iter().copied()))
+    }
+
+    pub fn set_group_offset(
+        &self,
+        queue: QueueId,
+        group: &str,
+        offset: u64,
+    ) -> Result<(), StorageError> {
+        self.with_consumption(queue, |c| {
+            c.groups.insert(group.into(), offset);
+        })
+    }
+
+    pub fn group_offset(&self, queue: QueueId, group: &str) -> Result<Option<u64>, StorageError> {
+        self.with_consumption(queue, |c| c.groups.get(group).copied())
+    }
+
+    pub fn stats(&self, queue: QueueId) -> Result<QueueStats, StorageError> {
+        let queue = self.inner.queue(queue)?;
+        let index = queue.index.lock().unwrap();
+        let consumption = queue.consumption.lock().unwrap();
+        Ok(QueueStats {
+            ready: consumption.ready(index.end()),
+            unacked: consumption.in_flight.len() as u64,
+            stored: index.end().saturating_sub(consumption.low_water()),
+        })
+    }
+
+    /// Writes the recovery checkpoint and consumption state now.
+    pub fn checkpoint(&self) -> Result<(), StorageError> {
+        self.inner.checkpoint(false).map(drop)
+    }
+
+    /// Checkpoints, then deletes log segments every queue has consumed
+    /// past and index files below each queue's lowest needed offset (the
+    /// flusher does this at every checkpoint). Returns segments deleted.
+    pub fn release_consumed(&self) -> Result<usize, StorageError> {
+        self.inner.checkpoint(false)
+    }
+
+    /// Bytes the commit log occupies on disk.
+    pub fn log_disk_bytes(&self) -> u64 {
+        self.inner.log.disk_bytes()
+    }
+
+    /// Flushes, checkpoints and stops the flusher.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        self.shutdown()
+    }
+
+    /// Stops without flushing or checkpointing, as if the process had been
+    /// killed (what was written stays in the page cache, as after SIGKILL).
+    /// For recovery tests.
+    #[doc(hidden)]
+    pub fn abandon(mut self) {
+        if let Some(flusher) = self.flusher.take() {
+            self.inner.durability.lock().unwrap().shutdown = true;
+            self.inner.flusher_cv.notify_all();
+            let _ = flusher.join();
+        }
+    }
+
+    fn shutdown(&mut self) -> Result<(), StorageError> {
+        let Some(flusher) = self.flusher.take() else {
+            return Ok(());
+        };
+        self.inner.durability.lock().unwrap().shutdown = true;
+        self.inner.flusher_cv.notify_all();
+        let _ = flusher.join();
+        self.inner.checkpoint(true).map(drop)
+    }
+}
+
+impl Drop for MessageStore {
+    fn drop(&mut self) {
+        if let Err(error) = self.shutdown() {
+            tracing::error!(%error, "store did not close cleanly");
+        }
+    }
+}
+
+fn queue_dir(config: &StoreConfig, id: QueueId) -> std::path::PathBuf {
+    config.dir.join("queues").join(id.to_string())
+}
+
+impl Inner {
+    fn queue(&self, id: QueueId) -> Result<Arc<Queue>, StorageError> {
+        self.queues
+            .read()
+            .unwrap()
+            .get(&id)
+            .cloned()
+            .ok_or(StorageError::NoSuchQueue(id))
+    }
+}

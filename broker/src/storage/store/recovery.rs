@@ -1,0 +1,213 @@
+//! Opening a store: verify each queue's index up to the checkpoint, replay
+//! the commit log after it (re-deriving index entries, cutting a torn or
+//! corrupt tail), replay the consumption events it holds, and requeue what
+//! was in flight. docs/STORAGE.md, "Checkpoint and recovery".
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use super::super::consumption::Consumption;
+use super::super::consumption_log;
+use super::super::index::{IndexEntry, QueueIndex};
+use super::super::layout::settle_layout;
+use super::super::log::CommitLog;
+use super::super::metadata::Metadata;
+use super::super::record::FLAG_CONSUMPTION;
+use super::{
+    CONSUMPTION_TREE, Checkpoint, Durability, Inner, MessageStore, QUEUES_TREE, Queue, QueueMeta,
+    RecoveryReport, StorageError, StoreConfig, Writer, queue_dir,
+};
+
+impl MessageStore {
+    /// Opens the store in `config.dir`, recovering from the last checkpoint.
+    pub fn open(mut config: StoreConfig) -> Result<(Self, RecoveryReport), StorageError> {
+        let db = sled::open(config.dir.join("meta")).map_err(StorageError::metadata)?;
+        let meta = Metadata::open(db)?;
+        settle_layout(&mut config, &meta)?;
+        let log = CommitLog::open(&config.dir.join("log"), config.segment_size)?;
+        let checkpoint: Checkpoint = meta.get("store", "checkpoint")?.unwrap_or_default();
+        let mut report = RecoveryReport::default();
+
+        let mut queues = HashMap::new();
+        let mut resume = HashMap::new();
+        let mut next_queue_id = 0;
+        for (_, q) in meta.scan::<QueueMeta>(QUEUES_TREE, "")? {
+            next_queue_id = next_queue_id.max(q.id + 1);
+            let mut index =
+                QueueIndex::open(&queue_dir(&config, q.id), config.index_entries_per_file)?;
+            let consumption: Option<Consumption> = meta.get(CONSUMPTION_TREE, &q.id.to_string())?;
+            let checkpoint_end = checkpoint.queue_ends.get(&q.id).copied().unwrap_or(0);
+            let (good_end, resume_at) = verify_index(
+                &mut index,
+                &q,
+                checkpoint_end,
+                &checkpoint,
+                consumption.as_ref(),
+                &mut report,
+            );
+            index.truncate(good_end)?;
+            resume.insert(q.id, resume_at);
+            let consumption =
+                consumption.unwrap_or_else(|| Consumption::starting_at(index.start()));
+            queues.insert(
+                q.id,
+                Arc::new(Queue {
+                    id: q.id,
+                    name: q.name,
+                    flush: q.flush,
+                    index: Mutex::new(index),
+                    consumption: Mutex::new(consumption),
+                }),
+            );
+        }
+
+        // Replay the log from the checkpoint (or from where a damaged index
+        // needs it), re-deriving index entries for records after it.
+        let first_base = log.bases().first().copied().unwrap_or(0);
+        let scan_from = resume
+            .values()
+            .copied()
+            .chain([checkpoint.log_position])
+            .min()
+            .unwrap_or(0)
+            .max(first_base);
+        let mut replay_error = None;
+        let mut events = Vec::new();
+        let (end, damage) = log.scan(scan_from, |position, record| {
+            report.records_replayed += 1;
+            if record.message.flags & FLAG_CONSUMPTION != 0 {
+                match consumption_log::from_body(&record.message.body) {
+                    Ok(found) => events.extend(found),
+                    Err(reason) => report.damage.push(format!(
+                        "consumption record at log position {position}: {reason}; skipped"
+                    )),
+                }
+                return;
+            }
+            for queue_id in &record.queues {
+                let (Some(queue), Some(&from)) = (queues.get(queue_id), resume.get(queue_id))
+                else {
+                    continue;
+                };
+                if position < from {
+                    continue;
+                }
+                let mut index = queue.index.lock().unwrap();
+                if let Err(error) = index.reserve_next() {
+                    replay_error.get_or_insert(error);
+                    continue;
+                }
+                index.append(IndexEntry {
+                    position,
+                    len: record.len as u32,
+                    expiry_ms: record.message.expiry_ms,
+                });
+            }
+        });
+        if let Some(error) = replay_error {
+            return Err(error);
+        }
+        if let Some((at, reason)) = damage {
+            let base = at - at % config.segment_size as u64;
+            report.damage.push(format!(
+                "commit log segment {base:020}.seg offset {}: {reason}; log truncated there",
+                at - base
+            ));
+            for removed in log.truncate(at)? {
+                report.damage.push(format!(
+                    "commit log segment {} removed (after the damage)",
+                    removed.display()
+                ));
+            }
+        }
+        report.scanned_from = scan_from;
+        report.scanned_bytes = end.saturating_sub(scan_from);
+        // What consumers did after the checkpoint, in the order they did it.
+        for event in &events {
+            if let Some(queue) = queues.get(&event.queue) {
+                queue.consumption.lock().unwrap().replay(event);
+            }
+        }
+        for queue in queues.values() {
+            let index = queue.index.lock().unwrap();
+            let mut consumption = queue.consumption.lock().unwrap();
+            if !checkpoint.clean {
+                consumption.crashed(index.end());
+            }
+            consumption.restart(index.end());
+        }
+        for line in &report.damage {
+            tracing::warn!("recovery: {line}");
+        }
+
+        let inner = Arc::new(Inner {
+            config,
+            log,
+            meta,
+            writer: Mutex::new(Writer {
+                position: end,
+                next_queue_id,
+            }),
+            queues: RwLock::new(queues),
+            events: Mutex::new(Vec::new()),
+            events_writer: Mutex::new(()),
+            durability: Mutex::new(Durability {
+                written: end,
+                flushed: end,
+                ..Durability::default()
+            }),
+            flushed_cv: Condvar::new(),
+            flusher_cv: Condvar::new(),
+        });
+        inner.checkpoint(false)?;
+        let flusher_inner = inner.clone();
+        let flusher = std::thread::Builder::new()
+            .name("store-flusher".into())
+            .spawn(move || flusher_inner.flusher_loop())
+            .map_err(|e| StorageError::io(&inner.config.dir, e))?;
+        Ok((
+            MessageStore {
+                inner,
+                flusher: Some(flusher),
+            },
+            report,
+        ))
+    }
+}
+
+/// Checks a queue's index entries up to the checkpoint; returns the end of
+/// the intact prefix and the log position from which replay must re-derive
+/// this queue's entries.
+fn verify_index(
+    index: &mut QueueIndex,
+    queue: &QueueMeta,
+    checkpoint_end: u64,
+    checkpoint: &Checkpoint,
+    consumption: Option<&Consumption>,
+    report: &mut RecoveryReport,
+) -> (u64, u64) {
+    if !index.has_files() {
+        index.reset_empty(checkpoint_end);
+        return (checkpoint_end, checkpoint.log_position);
+    }
+    let from = index.start().max(consumption.map_or(0, |c| c.low_water()));
+    let mut last_good: Option<IndexEntry> = None;
+    for offset in from..checkpoint_end {
+        match index.read_raw(offset) {
+            Ok(Some(entry)) => last_good = Some(entry),
+            outcome => {
+                let reason = match outcome {
+                    Err(reason) => reason,
+                    _ => "entry missing (file truncated?)".into(),
+                };
+                report.damage.push(format!(
+                    "queue {} index entry {offset}: {reason}; entries from here are rebuilt from the log",
+                    queue.name
+                ));
+                let resume = last_good.map_or(0, |e| e.position + e.len as u64);
+                return (offset, resume);
+            }
+        }
+    }
+    (checkpoint_end.max(index.start()), checkpoint.log_position)
+}
