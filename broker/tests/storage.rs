@@ -188,7 +188,7 @@ fn a_flipped_byte_in_the_log_tail_drops_from_there_and_keeps_the_rest() {
 }
 
 #[test]
-fn a_torn_tail_after_the_checkpoint_is_cut_and_reported() {
+fn a_flipped_byte_after_the_checkpoint_costs_only_that_record() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_unchecked(dir.path());
     let positions = fill(&store, 50);
@@ -197,22 +197,70 @@ fn a_torn_tail_after_the_checkpoint_is_cut_and_reported() {
     let (store, report) = MessageStore::open(StoreConfig::small(dir.path())).unwrap();
     let q = store.queue_id("q").unwrap();
     assert_eq!(report.damage.len(), 1, "{:?}", report.damage);
+    let damage = &report.damage[0];
+    assert!(damage.contains("00000000000000000000.seg"), "{damage}");
     assert!(
-        report.damage[0].contains("00000000000000000000.seg"),
+        damage.contains(&format!("offset {}", positions[40])),
+        "{damage}"
+    );
+    assert!(damage.contains("skipped"), "{damage}");
+    // The lost record keeps its place; everything after it is served.
+    assert_eq!(store.stats(q).unwrap().stored, 50);
+    assert!(matches!(
+        store.read(q, 40),
+        Err(StorageError::Corrupt { .. })
+    ));
+    for n in (0..40).chain(41..50) {
+        assert_eq!(store.read(q, n).unwrap(), message(n));
+    }
+    // Delivery reports the lost one once, settles it, and goes on.
+    let mut delivered = Vec::new();
+    let mut corrupt = 0;
+    loop {
+        match store.deliver(q) {
+            Ok(Some(d)) => {
+                store.ack(q, d.offset).unwrap();
+                delivered.push(d.offset);
+            }
+            Ok(None) => break,
+            Err(StorageError::Corrupt { .. }) => corrupt += 1,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(corrupt, 1);
+    assert_eq!(delivered, (0..40).chain(41..50).collect::<Vec<u64>>());
+    let next = store.append(&message(1000), &[q]).unwrap();
+    assert_eq!(next.offsets, vec![(q, 50)]);
+}
+
+#[test]
+fn a_torn_tail_after_the_checkpoint_is_cut_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_unchecked(dir.path());
+    let positions = fill(&store, 50);
+    store.abandon();
+    // Damage in the last record: nothing valid follows, as after a crash
+    // in the middle of a write.
+    flip_byte(&segment_files(dir.path())[0], positions[49] + 60);
+    let (store, report) = MessageStore::open(StoreConfig::small(dir.path())).unwrap();
+    let q = store.queue_id("q").unwrap();
+    assert_eq!(report.damage.len(), 1, "{:?}", report.damage);
+    assert!(
+        report.damage[0].contains(&format!("offset {}", positions[49])),
         "{:?}",
         report.damage
     );
     assert!(
-        report.damage[0].contains(&format!("offset {}", positions[40])),
+        report.damage[0].contains("truncated"),
         "{:?}",
         report.damage
     );
-    assert_eq!(store.stats(q).unwrap().stored, 40);
-    assert_eq!(store.read(q, 39).unwrap(), message(39));
+    assert_eq!(store.stats(q).unwrap().stored, 49);
+    assert_eq!(store.read(q, 48).unwrap(), message(48));
     // The store keeps working after the cut.
     let next = store.append(&message(1000), &[q]).unwrap();
-    assert_eq!(next.offsets, vec![(q, 40)]);
-    assert_eq!(store.read(q, 40).unwrap(), message(1000));
+    assert_eq!(next.offsets, vec![(q, 49)]);
+    assert_eq!(store.read(q, 49).unwrap(), message(1000));
 }
 
 #[test]

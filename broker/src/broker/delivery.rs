@@ -8,7 +8,8 @@ use super::convert::{from_stored, now_ms};
 use super::error::BrokerError;
 use super::queue::Queue;
 use super::{Broker, Vhost};
-use crate::storage::Delivered;
+use crate::storage::{Delivered, StorageError};
+use switchyard_protocol::Message;
 
 /// How a delivery is settled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,15 +26,23 @@ const MAX_DEATHS: i64 = 64;
 
 impl Broker {
     /// The next live message of a queue, marked in flight. Expired ones
-    /// are dead-lettered on the way.
+    /// are dead-lettered on the way; an unreadable (corrupt) one is
+    /// reported, dead-lettered as a notice, and skipped: it never ends a
+    /// consumer or stalls the queue.
     pub fn next_delivery(
         &self,
         vhost: &Vhost,
         queue: &Queue,
     ) -> Result<Option<Delivered>, BrokerError> {
         loop {
-            let Some(delivered) = self.store.deliver(queue.id)? else {
-                return Ok(None);
+            let delivered = match self.store.deliver(queue.id) {
+                Ok(Some(delivered)) => delivered,
+                Ok(None) => return Ok(None),
+                Err(StorageError::Corrupt { location, reason }) => {
+                    self.skip_corrupt(vhost, queue, &location, &reason);
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
             };
             let message = &delivered.message;
             if !queue
@@ -107,6 +116,25 @@ impl Broker {
         }
     }
 
+    /// A message the store could not read (the store already settled it):
+    /// logged, counted, and — with a dead-letter exchange — announced there
+    /// as an empty message with reason `corrupt` and where it was.
+    pub(super) fn skip_corrupt(&self, vhost: &Vhost, queue: &Queue, location: &str, reason: &str) {
+        queue.count_corrupt();
+        tracing::error!(
+            queue = queue.name(),
+            location,
+            reason,
+            "corrupt message skipped: it is lost; consumers go on with the next"
+        );
+        let mut notice = Message::new("", Vec::<u8>::new());
+        notice.headers.push(Field::new(
+            "x-corrupt-location",
+            Value::Text(format!("{location}: {reason}")),
+        ));
+        self.dead_letter_message(vhost, queue, String::new(), notice, "corrupt");
+    }
+
     /// Republishes a dead message to the queue's dead-letter exchange, with
     /// `x-death-*` headers saying where and why it died.
     pub(super) fn dead_letter(
@@ -116,15 +144,27 @@ impl Broker {
         delivered: &Delivered,
         reason: &str,
     ) {
+        if queue.settings.dead_letter_exchange.is_none() {
+            return;
+        }
+        match from_stored(&delivered.message) {
+            Ok((exchange, message)) => {
+                self.dead_letter_message(vhost, queue, exchange, message, reason)
+            }
+            Err(e) => tracing::warn!(queue = queue.name(), error = %e, "dead letter unreadable"),
+        }
+    }
+
+    fn dead_letter_message(
+        &self,
+        vhost: &Vhost,
+        queue: &Queue,
+        exchange: String,
+        mut message: Message,
+        reason: &str,
+    ) {
         let Some(dlx) = &queue.settings.dead_letter_exchange else {
             return;
-        };
-        let (exchange, mut message) = match from_stored(&delivered.message) {
-            Ok(decoded) => decoded,
-            Err(e) => {
-                tracing::warn!(queue = queue.name(), error = %e, "dead letter unreadable");
-                return;
-            }
         };
         let deaths = match switchyard_protocol::find(&message.headers, "x-death-count") {
             Some(Value::Int(n)) => *n + 1,

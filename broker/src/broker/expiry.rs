@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::convert::now_ms;
 use super::queue::{Queue, QueueSettings};
 use super::{Broker, Vhost};
-use crate::storage::{IndexEntry, StoredMessage};
+use crate::storage::{IndexEntry, StorageError, StoredMessage};
 
 /// How often the sweeper looks at every queue's head: expired heads leave
 /// their queue at most this long after their deadline.
@@ -62,6 +62,9 @@ impl Broker {
                     expired += 1;
                 }
                 Ok(None) => return expired,
+                Err(StorageError::Corrupt { location, reason }) => {
+                    self.skip_corrupt(vhost, queue, &location, &reason);
+                }
                 Err(e) => {
                     if !queue.is_deleted() {
                         tracing::warn!(queue = queue.name(), error = %e, "expiring the head");

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use switchyard_protocol::{Field, Value};
 use tokio::sync::Notify;
@@ -134,6 +134,8 @@ pub struct Queue {
     pub ready: Notify,
     consumers: Mutex<Consumers>,
     deleted: AtomicBool,
+    /// Messages skipped because the store could not read them.
+    corrupt: AtomicU64,
 }
 
 impl Queue {
@@ -151,6 +153,7 @@ impl Queue {
             ready: Notify::new(),
             consumers: Mutex::new(Consumers::default()),
             deleted: AtomicBool::new(false),
+            corrupt: AtomicU64::new(0),
         }
     }
 
@@ -213,6 +216,15 @@ impl Queue {
     pub fn mark_deleted(&self) {
         self.deleted.store(true, Ordering::Release);
         self.ready.notify_waiters();
+    }
+
+    pub fn count_corrupt(&self) {
+        self.corrupt.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many unreadable messages were skipped since the broker started.
+    pub fn corrupt_skipped(&self) -> u64 {
+        self.corrupt.load(Ordering::Relaxed)
     }
 
     pub fn is_deleted(&self) -> bool {

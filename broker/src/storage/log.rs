@@ -14,6 +14,22 @@ use super::error::StorageError;
 use super::record::{self, DecodedRecord, QueueId, RecordError, StoredMessage};
 use super::segment::{Segment, numbered_name, open_numbered};
 
+/// What a log scan found at a position.
+pub enum Scanned<'a> {
+    Record(&'a DecodedRecord),
+    /// A damaged record, skipped: valid records resume at `resume`. The
+    /// queues its header claims (unverified) keep their offsets in step.
+    Skipped {
+        resume: u64,
+        damage: &'a RecordError,
+        claimed_queues: Option<Vec<QueueId>>,
+    },
+}
+
+/// How far past damage the log looks for the next valid record before it
+/// calls the rest a torn tail.
+const RESYNC_WINDOW: usize = 64 << 20;
+
 pub struct CommitLog {
     dir: PathBuf,
     segment_size: usize,
@@ -110,12 +126,14 @@ impl CommitLog {
     }
 
     /// Scans from `position`, calling `visit` for each valid record, across
-    /// segments. Returns where valid data ends and, if it ended on damage
-    /// rather than on clean zeroes, what the damage was.
+    /// segments, and for each damaged record that valid ones follow (which
+    /// is skipped: the scan goes on after it). Returns where valid data ends
+    /// and, if it ended on damage with nothing valid after it (a torn
+    /// tail), what it was.
     pub fn scan(
         &self,
         mut position: u64,
-        mut visit: impl FnMut(u64, &DecodedRecord),
+        mut visit: impl FnMut(u64, Scanned<'_>),
     ) -> (u64, Option<(u64, RecordError)>) {
         loop {
             let base = self.base_of(position);
@@ -123,13 +141,12 @@ impl CommitLog {
                 return (position, None);
             };
             let offset = (position - base) as usize;
-            let at_end = |log: &Self| {
-                // Clean end of this segment: continue in the next one, if any.
-                let next = base + log.segment_size as u64;
-                log.segment(next).map(|_| next)
+            let next_segment = || {
+                let next = base + self.segment_size as u64;
+                self.segment(next).map(|_| next)
             };
             if offset + 4 > segment.len() {
-                match at_end(self) {
+                match next_segment() {
                     Some(next) => {
                         position = next;
                         continue;
@@ -139,16 +156,77 @@ impl CommitLog {
             }
             match record::decode(&segment.tail(offset), self.segment_size) {
                 Ok(record) => {
-                    visit(position, &record);
+                    visit(position, Scanned::Record(&record));
                     position += record.len as u64;
                 }
-                Err(RecordError::End) => match at_end(self) {
+                Err(RecordError::End) => match next_segment() {
                     Some(next) => position = next,
                     None => return (position, None),
                 },
-                Err(damage) => return (position, Some((position, damage))),
+                Err(damage) => {
+                    let resume = self
+                        .resync(&segment, offset)
+                        .map(|o| base + o as u64)
+                        .or_else(next_segment);
+                    let Some(resume) = resume else {
+                        return (position, Some((position, damage)));
+                    };
+                    let tail = segment.tail(offset);
+                    let skipped = Scanned::Skipped {
+                        resume,
+                        damage: &damage,
+                        claimed_queues: record::claimed_queues(&tail, (resume - position) as usize),
+                    };
+                    visit(position, skipped);
+                    position = resume;
+                }
             }
         }
+    }
+
+    /// Where valid records resume in `segment` after damage at `offset`:
+    /// after the damaged record if its length field still leads to a valid
+    /// record, else at the first later byte (within [`RESYNC_WINDOW`]) where
+    /// one verifies — its CRC makes a false match a one in four billion
+    /// chance. `None` if nothing valid follows: a torn tail.
+    fn resync(&self, segment: &Arc<Segment>, offset: usize) -> Option<usize> {
+        let tail = segment.tail(offset);
+        let valid_at = |at: usize| {
+            at + 4 <= tail.len() && record::decode(&tail.slice(at..), self.segment_size).is_ok()
+        };
+        let plausible =
+            |len: u32| (record::HEADER_LEN..=self.segment_size).contains(&(len as usize));
+        if let Some(len) = record::claimed_len(&tail)
+            && plausible(len)
+            && valid_at(len as usize)
+        {
+            return Some(offset + len as usize);
+        }
+        let bytes: &[u8] = &tail;
+        let limit = bytes.len().min(RESYNC_WINDOW);
+        let mut at = 1;
+        while at + record::HEADER_LEN <= limit {
+            if bytes[at] == 0 && bytes[at..at + 4] == [0; 4] {
+                // Skip a run of zeroes (a torn tail is mostly zeroes); a
+                // record may start up to 3 bytes before the next non-zero
+                // byte (a length's low bytes can be zero).
+                match bytes[at..limit].iter().position(|&b| b != 0) {
+                    Some(n) => at = (at + n).saturating_sub(3).max(at + 1),
+                    None => return None,
+                }
+                continue;
+            }
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+            if plausible(len)
+                && at + len as usize <= bytes.len()
+                && bytes[at + 8] == record::FORMAT_VERSION
+                && valid_at(at)
+            {
+                return Some(offset + at);
+            }
+            at += 1;
+        }
+        None
     }
 
     /// Cuts the log at `position`: zeroes the rest of its segment and

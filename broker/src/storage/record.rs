@@ -134,6 +134,25 @@ pub fn claimed_len(bytes: &[u8]) -> Option<u32> {
         .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
 }
 
+/// The queue ids a (possibly damaged) record's header claims, if the header
+/// is plausible at all: its version is right and the list fits inside the
+/// `len` bytes the record occupies. Unverified: a hint for keeping queue
+/// offsets in step when the record is skipped.
+pub fn claimed_queues(bytes: &[u8], len: usize) -> Option<Vec<QueueId>> {
+    if len < HEADER_LEN || bytes.len() < len || bytes[8] != FORMAT_VERSION {
+        return None;
+    }
+    let count = u16_at(bytes, 12);
+    if HEADER_LEN + 4 * count > len {
+        return None;
+    }
+    Some(
+        (0..count)
+            .map(|i| u32_at(bytes, HEADER_LEN + 4 * i))
+            .collect(),
+    )
+}
+
 /// A decoded record; its byte fields share the buffer it was decoded from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedRecord {

@@ -326,7 +326,20 @@ impl MessageStore {
                 tracing::warn!(%error, "delivery lease not durable: after a crash, deliveries from here may come back unflagged");
             }
         }
-        let message = self.read(queue_id, offset)?;
+        let message = match self.read(queue_id, offset) {
+            Ok(message) => message,
+            Err(error @ StorageError::Corrupt { .. }) => {
+                // Unreadable for good: settled, so that it can neither stall
+                // the queue nor come back after a restart. The caller
+                // reports it and goes on with the next.
+                self.ack(queue_id, offset)?;
+                return Err(error);
+            }
+            Err(error) => {
+                self.release(queue_id, &[offset])?;
+                return Err(error);
+            }
+        };
         Ok(Some(Delivered {
             queue: queue_id,
             offset,
@@ -351,11 +364,30 @@ impl MessageStore {
             let Some(head) = queue.consumption.lock().unwrap().head(end) else {
                 return Ok(None);
             };
-            let entry = queue.index.lock().unwrap().get(head.offset)?;
-            let message = if needs_message {
-                Some(self.read(queue_id, head.offset)?)
-            } else {
-                None
+            let read = queue
+                .index
+                .lock()
+                .unwrap()
+                .get(head.offset)
+                .and_then(|entry| {
+                    let message = match needs_message {
+                        true => Some(self.read(queue_id, head.offset)?),
+                        false => None,
+                    };
+                    Ok((entry, message))
+                });
+            let (entry, message) = match read {
+                Ok(read) => read,
+                Err(error @ StorageError::Corrupt { .. }) => {
+                    // An unreadable head is settled (as `deliver` does) so
+                    // that it is reported once, not at every sweep.
+                    if queue.consumption.lock().unwrap().take_head(end, head) {
+                        self.ack(queue_id, head.offset)?;
+                        return Err(error);
+                    }
+                    continue;
+                }
+                Err(error) => return Err(error),
             };
             if !expired(&entry, message.as_ref()) {
                 return Ok(None);

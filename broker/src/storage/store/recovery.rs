@@ -10,7 +10,7 @@ use super::super::consumption::Consumption;
 use super::super::consumption_log;
 use super::super::index::{IndexEntry, QueueIndex};
 use super::super::layout::settle_layout;
-use super::super::log::CommitLog;
+use super::super::log::{CommitLog, Scanned};
 use super::super::metadata::Metadata;
 use super::super::record::FLAG_CONSUMPTION;
 use super::{
@@ -29,7 +29,7 @@ impl MessageStore {
         let mut report = RecoveryReport::default();
 
         let mut queues = HashMap::new();
-        let mut resume = HashMap::new();
+        let mut replay_from = HashMap::new();
         let mut next_queue_id = 0;
         for (_, q) in meta.scan::<QueueMeta>(QUEUES_TREE, "")? {
             next_queue_id = next_queue_id.max(q.id + 1);
@@ -46,7 +46,7 @@ impl MessageStore {
                 &mut report,
             );
             index.truncate(good_end)?;
-            resume.insert(q.id, resume_at);
+            replay_from.insert(q.id, resume_at);
             let consumption =
                 consumption.unwrap_or_else(|| Consumption::starting_at(index.start()));
             queues.insert(
@@ -64,7 +64,7 @@ impl MessageStore {
         // Replay the log from the checkpoint (or from where a damaged index
         // needs it), re-deriving index entries for records after it.
         let first_base = log.bases().first().copied().unwrap_or(0);
-        let scan_from = resume
+        let scan_from = replay_from
             .values()
             .copied()
             .chain([checkpoint.log_position])
@@ -73,7 +73,60 @@ impl MessageStore {
             .max(first_base);
         let mut replay_error = None;
         let mut events = Vec::new();
-        let (end, damage) = log.scan(scan_from, |position, record| {
+        let (end, damage) = log.scan(scan_from, |position, scanned| {
+            let record = match scanned {
+                Scanned::Record(record) => record,
+                Scanned::Skipped {
+                    resume,
+                    damage,
+                    claimed_queues,
+                } => {
+                    let base = position - position % config.segment_size as u64;
+                    let owners = claimed_queues
+                        .filter(|claimed| claimed.iter().all(|id| queues.contains_key(id)))
+                        .unwrap_or_default();
+                    report.damage.push(format!(
+                        "commit log segment {base:020}.seg offset {}: {damage}; {} bytes \
+                         skipped, the log resumes at offset {}; the record there is lost{}",
+                        position - base,
+                        resume - position,
+                        resume - base,
+                        if owners.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (it claims queues {owners:?}; it stays in their order and is skipped when reached)")
+                        }
+                    ));
+                    // The lost record keeps its place in each queue that
+                    // claims it, so later offsets (and the consumption
+                    // events naming them) stay right; reading it fails its
+                    // checksum, and delivery skips it.
+                    for queue_id in &owners {
+                        let (Some(queue), Some(&from)) =
+                            (queues.get(queue_id), replay_from.get(queue_id))
+                        else {
+                            continue;
+                        };
+                        if position < from {
+                            continue;
+                        }
+                        let mut index = queue.index.lock().unwrap();
+                        match index.reserve_next() {
+                            Ok(()) => {
+                                index.append(IndexEntry {
+                                    position,
+                                    len: (resume - position) as u32,
+                                    expiry_ms: 0,
+                                });
+                            }
+                            Err(error) => {
+                                replay_error.get_or_insert(error);
+                            }
+                        }
+                    }
+                    return;
+                }
+            };
             report.records_replayed += 1;
             if record.message.flags & FLAG_CONSUMPTION != 0 {
                 match consumption_log::from_body(&record.message.body) {
@@ -85,7 +138,7 @@ impl MessageStore {
                 return;
             }
             for queue_id in &record.queues {
-                let (Some(queue), Some(&from)) = (queues.get(queue_id), resume.get(queue_id))
+                let (Some(queue), Some(&from)) = (queues.get(queue_id), replay_from.get(queue_id))
                 else {
                     continue;
                 };
