@@ -2,21 +2,22 @@
 //!
 //! A permission is three regular expressions over resource names (anchored
 //! at both ends): *configure* (declare and delete exchanges and queues),
-//! *write* (publish to an exchange, bind a queue) and *read* (consume, get,
+//! *write* (publish to an exchange — through the default exchange, to the
+//! queue the routing key names —, bind a queue) and *read* (consume, get,
 //! purge a queue; bind from an exchange). Users tagged `administrator` may
 //! manage users and vhosts and see every connection. Users listed as
-//! loopback-only (by default `guest`) are refused from any other address.
+//! loopback-only (by default `guest`) are refused from any other address,
+//! before their password is looked at.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use argon2::Argon2;
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use switchyard_protocol::code;
 
 use super::error::BrokerError;
+use super::password::PasswordGate;
 use super::records::USERS;
 use crate::storage::Metadata;
 
@@ -106,35 +107,21 @@ fn compile(pattern: &str) -> Result<Regex, BrokerError> {
         .map_err(|e| BrokerError::invalid_argument(format!("permission pattern '{pattern}': {e}")))
 }
 
-pub fn hash_password(password: &str) -> Result<String, BrokerError> {
-    Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|hash| hash.to_string())
-        .map_err(|e| BrokerError::new(code::INTERNAL_ERROR, format!("hashing a password: {e}")))
-}
-
-fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
 /// The user database.
 #[derive(Clone)]
 pub struct Users {
     meta: Metadata,
     loopback_only: Vec<String>,
+    passwords: Arc<PasswordGate>,
 }
 
 impl Users {
-    pub fn new(meta: Metadata, loopback_only: Vec<String>) -> Self {
+    /// `max_password_checks`: argon2 computations at once (password.rs).
+    pub fn new(meta: Metadata, loopback_only: Vec<String>, max_password_checks: usize) -> Self {
         Users {
             meta,
             loopback_only,
+            passwords: Arc::new(PasswordGate::new(max_password_checks)),
         }
     }
 
@@ -180,7 +167,7 @@ impl Users {
         }
         self.put(&UserRecord {
             name: name.into(),
-            password_hash: hash_password(password)?,
+            password_hash: self.passwords.hash(password)?,
             tags,
             permissions: BTreeMap::new(),
         })
@@ -198,7 +185,7 @@ impl Users {
             ));
         }
         let mut user = self.existing(name)?;
-        user.password_hash = hash_password(password)?;
+        user.password_hash = self.passwords.hash(password)?;
         self.put(&user)
     }
 
@@ -222,29 +209,45 @@ impl Users {
         self.put(&user)
     }
 
-    /// Checks credentials. Slow on purpose (argon2): call off the async runtime.
-    pub fn verify(
-        &self,
-        name: &str,
-        password: &str,
-        from_loopback: bool,
-    ) -> Result<UserRecord, BrokerError> {
-        let refused = || {
-            BrokerError::access_refused(format!(
-                "login refused for user '{name}': unknown user or wrong password"
-            ))
-        };
-        let user = self.get(name)?.ok_or_else(refused)?;
-        if !verify_password(password, &user.password_hash) {
-            return Err(refused());
-        }
+    /// How many passwords were verified with argon2 so far, known users
+    /// or not.
+    pub fn passwords_verified(&self) -> u64 {
+        self.passwords.verified()
+    }
+
+    /// Fails if `name` may only connect from loopback and `from_loopback`
+    /// is false. Checked before the password, so that a remote client
+    /// learns nothing about a loopback-only user's password.
+    pub fn check_origin(&self, name: &str, from_loopback: bool) -> Result<(), BrokerError> {
         if !from_loopback && self.loopback_only.iter().any(|u| u == name) {
             return Err(BrokerError::access_refused(format!(
                 "user '{name}' may only connect from a loopback address; create another user \
                  (switchyard user add) for remote clients"
             )));
         }
-        Ok(user)
+        Ok(())
+    }
+
+    /// Checks credentials. Slow on purpose (argon2, bounded in number at
+    /// once): call off the async runtime. An unknown user costs the same
+    /// as a known one and gets the same answer as a wrong password.
+    /// `admit` runs when the check's turn comes (see `PasswordGate`).
+    pub fn verify(
+        &self,
+        name: &str,
+        password: &str,
+        admit: impl FnOnce() -> Result<(), BrokerError>,
+    ) -> Result<UserRecord, BrokerError> {
+        let user = self.get(name)?;
+        // Verified whether or not the user exists (a dummy hash then).
+        let hash = user.as_ref().map(|u| u.password_hash.as_str());
+        let matches = self.passwords.verify(password, hash, admit)?;
+        match user {
+            Some(user) if matches => Ok(user),
+            _ => Err(BrokerError::access_refused(format!(
+                "login refused for user '{name}': unknown user or wrong password"
+            ))),
+        }
     }
 
     /// The verified user's rights on `vhost`.

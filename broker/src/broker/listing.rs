@@ -10,6 +10,14 @@ use super::auth::Principal;
 use super::convert::arguments_text;
 use super::error::BrokerError;
 
+/// What a user without the administrator tag sees of a plugin: enough to
+/// choose an exchange type (name, kind, active version). Not the version
+/// history, the source language, the call statistics or the quarantine
+/// state: those describe every tenant's traffic through the plugin and the
+/// operator's deployment (docs/SECURITY.md). Columns added later stay
+/// administrators' until listed here.
+const TENANT_PLUGIN_COLUMNS: &[&str] = &["name", "kind", "active"];
+
 fn text(name: &str, value: impl Into<String>) -> Field {
     Field::new(name, Value::Text(value.into()))
 }
@@ -124,6 +132,12 @@ impl Broker {
                         int("p99_call_us", p.stats.p99_call_ns / 1000),
                         flag("quarantined", p.quarantined),
                     ]
+                })
+                .map(|mut row| {
+                    if !principal.administrator {
+                        row.retain(|field| TENANT_PLUGIN_COLUMNS.contains(&field.name.as_str()));
+                    }
+                    row
                 })
                 .collect(),
             Query::Connections => self

@@ -12,22 +12,27 @@
 //! - `listing` — the rows of `switchyard list …`.
 
 mod auth;
+mod connections;
 mod convert;
 mod delivery;
 mod error;
 mod exchange;
 mod exchange_arguments;
 mod expiry;
+mod limits;
 mod listing;
+mod login;
+mod password;
 mod plugins;
 mod publish;
 mod queue;
 mod records;
 mod topology;
+mod uploads;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, Users};
@@ -36,11 +41,13 @@ pub use delivery::Settle;
 pub use error::BrokerError;
 pub use exchange::Exchange;
 pub use expiry::EXPIRY_SWEEP_INTERVAL;
+pub use limits::Limits;
 pub use plugins::{MAX_PLUGIN_BYTES, PluginUpload};
 pub use publish::{Outcome, Published};
 pub use queue::{Overflow, Queue, QueueSettings};
 pub use records::{BindingRecord, EncodedFields, ExchangeRecord, QueueRecord, VhostRecord};
 pub use topology::{BindingSpec, ExchangeSpec, QueueSpec};
+pub use uploads::UploadReservation;
 
 use crate::plugins::{PluginEngine, PluginRegistry, SandboxLimits};
 use crate::storage::{MessageStore, StoreConfig};
@@ -56,6 +63,8 @@ pub struct BrokerOptions {
     /// Where compiled plugin components are cached (default
     /// `<data_dir>/plugin-cache`; tests share one across brokers).
     pub plugin_cache: PathBuf,
+    /// What clients may hold; login throttling (docs/SECURITY.md).
+    pub limits: Limits,
 }
 
 impl BrokerOptions {
@@ -66,6 +75,7 @@ impl BrokerOptions {
             sandbox: SandboxLimits::default(),
             loopback_users: vec!["guest".into()],
             plugin_cache: data_dir.join("plugin-cache"),
+            limits: Limits::default(),
             data_dir,
         }
     }
@@ -125,6 +135,9 @@ pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<Vhost>>>,
     connections: Mutex<BTreeMap<u64, Arc<ConnectionInfo>>>,
     next_connection: AtomicU64,
+    limits: Limits,
+    logins: login::LoginThrottle,
+    uploads: uploads::UploadBudget,
     data_dir: PathBuf,
 }
 
@@ -154,7 +167,11 @@ impl Broker {
             PluginEngine::new(options.sandbox.clone(), Some(options.plugin_cache.clone()))?;
         let registry = PluginRegistry::open(engine, meta.db().clone())?;
         registry.install_builtins();
-        let users = Users::new(meta.clone(), options.loopback_users.clone());
+        let users = Users::new(
+            meta.clone(),
+            options.loopback_users.clone(),
+            options.limits.max_concurrent_password_checks as usize,
+        );
         users.ensure_default()?;
         let broker = Broker {
             store: Arc::new(store),
@@ -163,6 +180,9 @@ impl Broker {
             vhosts: RwLock::new(HashMap::new()),
             connections: Mutex::new(BTreeMap::new()),
             next_connection: AtomicU64::new(1),
+            logins: login::LoginThrottle::new(&options.limits),
+            uploads: uploads::UploadBudget::new(options.limits.max_upload_bytes),
+            limits: options.limits,
             data_dir: options.data_dir,
         };
         broker.restore_topology()?;
@@ -197,57 +217,6 @@ impl Broker {
                     format!("vhost '{name}' does not exist"),
                 )
             })
-    }
-
-    /// Authenticates a connection (slow: argon2) and registers it.
-    pub fn connect(
-        &self,
-        user: &str,
-        password: &str,
-        vhost: &str,
-        peer: std::net::SocketAddr,
-        client_name: &str,
-    ) -> Result<(Principal, Arc<ConnectionInfo>), BrokerError> {
-        let record = self.users.verify(user, password, peer.ip().is_loopback())?;
-        self.vhost(vhost)?;
-        let principal = self.users.principal(&record, vhost)?;
-        let info = Arc::new(ConnectionInfo {
-            id: self.next_connection.fetch_add(1, Ordering::Relaxed),
-            user: user.into(),
-            vhost: vhost.into(),
-            peer: peer.to_string(),
-            client_name: client_name.into(),
-            since_ms: now_ms(),
-            channels: AtomicU32::new(0),
-        });
-        self.connections
-            .lock()
-            .unwrap()
-            .insert(info.id, info.clone());
-        Ok((principal, info))
-    }
-
-    /// Forgets a connection and deletes the exclusive queues it owned.
-    pub fn disconnect(&self, connection: u64) {
-        let Some(info) = self.connections.lock().unwrap().remove(&connection) else {
-            return;
-        };
-        let Ok(vhost) = self.vhost(&info.vhost) else {
-            return;
-        };
-        let owned: Vec<String> = vhost
-            .queues
-            .read()
-            .unwrap()
-            .values()
-            .filter(|q| q.owner == Some(connection))
-            .map(|q| q.name().to_string())
-            .collect();
-        for name in owned {
-            if let Err(e) = self.remove_queue(&vhost, &name) {
-                tracing::warn!(queue = %name, error = %e, "deleting an exclusive queue");
-            }
-        }
     }
 
     /// Stops as if the process had been killed: nothing flushed or

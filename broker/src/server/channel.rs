@@ -17,7 +17,7 @@ use super::confirms::{Settled, confirm_pipeline};
 use super::consumer::{ConsumerTask, Deliveries, Unacked, deliver_frame};
 use crate::broker::{
     Access, BindingSpec, Broker, BrokerError, ConnectionInfo, ExchangeSpec, MAX_PLUGIN_BYTES,
-    Outcome, Permission, PluginUpload, Principal, QueueSpec, Settle, Vhost,
+    Outcome, Permission, PluginUpload, Principal, QueueSpec, Settle, UploadReservation, Vhost,
 };
 use crate::ratelimit::LogLimiter;
 
@@ -85,26 +85,39 @@ impl RefusalLog {
 #[derive(Default)]
 struct PluginUploadBuffer {
     bytes: Vec<u8>,
+    /// The buffered bytes' share of the broker-wide upload budget.
+    reserved: Option<UploadReservation>,
     /// Set when a piece was dropped: the upload is refused at `PluginLoad`.
     refused: Option<BrokerError>,
 }
 
 impl PluginUploadBuffer {
-    /// Keeps a piece; non-administrators and oversized uploads are refused
-    /// without buffering anything.
-    fn add(&mut self, principal: &Principal, piece: &[u8]) {
+    /// Keeps a piece; non-administrators, oversized uploads and uploads
+    /// past the broker-wide budget are refused, and what was buffered is
+    /// let go at once.
+    fn add(&mut self, broker: &Broker, principal: &Principal, piece: &[u8]) {
         if self.refused.is_some() {
             return;
         }
-        if let Err(e) = principal.require_administrator("loading a plugin") {
-            self.refused = Some(e);
-        } else if self.bytes.len() + piece.len() > MAX_PLUGIN_BYTES {
-            self.refused = Some(BrokerError::invalid_argument(format!(
-                "the component is larger than {MAX_PLUGIN_BYTES} bytes, the most a plugin may be"
-            )));
-            self.bytes = Vec::new();
-        } else {
-            self.bytes.extend_from_slice(piece);
+        let kept = principal
+            .require_administrator("loading a plugin")
+            .and_then(|()| {
+                if self.bytes.len() + piece.len() > MAX_PLUGIN_BYTES {
+                    return Err(BrokerError::invalid_argument(format!(
+                        "the component is larger than {MAX_PLUGIN_BYTES} bytes, the most a plugin may be"
+                    )));
+                }
+                self.reserved
+                    .get_or_insert_with(|| broker.upload_reservation())
+                    .grow(piece.len() as u64)
+            });
+        match kept {
+            Ok(()) => self.bytes.extend_from_slice(piece),
+            Err(e) => {
+                self.refused = Some(e);
+                self.bytes = Vec::new();
+                self.reserved = None;
+            }
         }
     }
 }
@@ -456,7 +469,7 @@ impl ChannelSession {
                 broker.delete_vhost(&p, &name)?;
                 self.ok(req, name, 0, 0).await;
             }
-            Frame::PluginChunk { data } => self.upload.add(&p, &data),
+            Frame::PluginChunk { data } => self.upload.add(&broker, &p, &data),
             Frame::PluginLoad {
                 req,
                 name,
@@ -578,6 +591,7 @@ impl ChannelSession {
         exclusive: bool,
     ) -> Result<(), BrokerError> {
         self.principal.check(Access::Read, "queue", &queue)?;
+        self.broker.limits().check_consumers(self.consumers.len())?;
         let q = self.vhost.queue(&queue)?;
         if q.owner.is_some_and(|o| o != self.connection.id) {
             return Err(BrokerError::new(
@@ -744,9 +758,7 @@ impl ChannelSession {
                 })
                 .await;
         }
-        self.connection
-            .channels
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.broker.close_channel(&self.connection);
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::broker::BrokerOptions;
+use crate::broker::{BrokerOptions, Limits};
 use crate::storage::StoreConfig;
 
 /// 10 s: a dead consumer's messages come back within about 12.5 s (with
@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub loopback_users: Vec<String>,
     pub tls: TlsSettings,
     pub storage: StorageSettings,
+    /// Connections, channels, consumers, logins, uploads (docs/SECURITY.md).
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -81,6 +83,7 @@ impl Default for ServerConfig {
             loopback_users: vec!["guest".into()],
             tls: TlsSettings::default(),
             storage: StorageSettings::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -106,6 +109,7 @@ impl ServerConfig {
                 self.idle_timeout_ms
             ));
         }
+        self.limits.validate()?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err("tls.cert and tls.key must be given together".into());
         }
@@ -137,6 +141,7 @@ impl ServerConfig {
             Duration::from_millis(self.storage.checkpoint_interval_ms);
         options.store.max_log_bytes = self.storage.max_log_bytes;
         options.loopback_users = self.loopback_users.clone();
+        options.limits = self.limits.clone();
         options
     }
 }

@@ -3,7 +3,6 @@
 //! opens. When the connection ends its exclusive queues are deleted.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use switchyard_client::transport::{FrameReader, FrameWriter};
@@ -63,7 +62,11 @@ pub async fn serve_connection(broker: Arc<Broker>, incoming: quinn::Incoming, ma
                 let Ok((send, recv)) = stream else { break };
                 let (out, frames) = mpsc::channel(CHANNEL_OUTBOUND);
                 tokio::spawn(FrameWriter::new(send, negotiated).pump(frames));
-                info.channels.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = broker.open_channel(&info) {
+                    // Said on the refused stream; the connection goes on.
+                    let _ = out.send(Frame::Close { code: e.code, reason: e.message }).await;
+                    continue;
+                }
                 let session = ChannelSession::new(broker.clone(), principal.clone(), vhost.clone(), info.clone(), out);
                 channels.spawn(session.run(FrameReader::new(recv, negotiated)));
             }

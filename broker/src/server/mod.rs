@@ -8,12 +8,15 @@
 //! - `channel` — frames in, broker operations, frames out.
 //! - `consumer`, `confirms` — deliveries with prefetch credit; confirms
 //!   released per flush mode with group commit.
+//! - `memory` — freed memory handed back to the system after connections
+//!   close.
 
 mod channel;
 mod config;
 mod confirms;
 mod connection;
 mod consumer;
+mod memory;
 mod tls;
 
 use std::net::SocketAddr;
@@ -68,11 +71,17 @@ impl Server {
     /// checkpoints the store.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let memory = memory::MemoryReturner::start();
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
-                    tokio::spawn(connection::serve_connection(self.broker.clone(), incoming, self.max_frame));
+                    let serve = connection::serve_connection(self.broker.clone(), incoming, self.max_frame);
+                    let memory = memory.clone();
+                    tokio::spawn(async move {
+                        serve.await;
+                        memory.connection_closed();
+                    });
                 }
                 _ = &mut shutdown => break,
             }

@@ -1,0 +1,110 @@
+//! The limits an operator sets on what clients may hold (the `[limits]`
+//! section of the config file), with their defaults, and the refusals that
+//! name them. docs/SECURITY.md lists them and why each default.
+
+use serde::Deserialize;
+use switchyard_protocol::code;
+
+use super::error::BrokerError;
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Authenticated connections, all users together.
+    pub max_connections: u32,
+    /// Authenticated connections of one user.
+    pub max_connections_per_user: u32,
+    /// Channels open at once on one connection.
+    pub max_channels_per_connection: u32,
+    /// Consumers at once on one channel.
+    pub max_consumers_per_channel: u32,
+    /// Argon2 password checks running at once (each fills the stored
+    /// hash's memory cost, 19 MiB by default); further logins wait.
+    pub max_concurrent_password_checks: u32,
+    /// Failed logins a user name may have before it must wait: the burst of
+    /// a token bucket refilled by one every `login_failure_refill_ms`.
+    pub login_failures_per_user: u32,
+    /// Failed logins from one (non-loopback) address before it must wait.
+    pub login_failures_per_address: u32,
+    /// How often one more failed login is allowed to a throttled user or
+    /// address.
+    pub login_failure_refill_ms: u64,
+    /// Bytes of plugin uploads buffered at once, all connections together
+    /// (one upload may hold up to 64 MiB).
+    pub max_upload_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_connections_per_user: 2_000,
+            max_channels_per_connection: 512,
+            max_consumers_per_channel: 1_024,
+            max_concurrent_password_checks: 4,
+            login_failures_per_user: 10,
+            login_failures_per_address: 30,
+            login_failure_refill_ms: 2_000,
+            max_upload_bytes: 256 << 20,
+        }
+    }
+}
+
+impl Limits {
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("max_connections", self.max_connections as u64),
+            (
+                "max_connections_per_user",
+                self.max_connections_per_user as u64,
+            ),
+            (
+                "max_channels_per_connection",
+                self.max_channels_per_connection as u64,
+            ),
+            (
+                "max_consumers_per_channel",
+                self.max_consumers_per_channel as u64,
+            ),
+            (
+                "max_concurrent_password_checks",
+                self.max_concurrent_password_checks as u64,
+            ),
+            (
+                "login_failures_per_user",
+                self.login_failures_per_user as u64,
+            ),
+            (
+                "login_failures_per_address",
+                self.login_failures_per_address as u64,
+            ),
+            ("login_failure_refill_ms", self.login_failure_refill_ms),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("limits.{name} must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The refusal for reaching limit `name` (its config key) of `value`.
+    pub fn reached(name: &str, value: impl std::fmt::Display, what: &str) -> BrokerError {
+        BrokerError::new(
+            code::NOT_ALLOWED,
+            format!("{what}: the limit is {value} (limits.{name} in the broker's configuration)"),
+        )
+    }
+
+    /// Fails if a channel holding `consumers` consumers may not take another.
+    pub fn check_consumers(&self, consumers: usize) -> Result<(), BrokerError> {
+        if consumers as u64 >= self.max_consumers_per_channel as u64 {
+            return Err(Self::reached(
+                "max_consumers_per_channel",
+                self.max_consumers_per_channel,
+                "too many consumers on this channel",
+            ));
+        }
+        Ok(())
+    }
+}
