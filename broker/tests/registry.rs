@@ -284,5 +284,10 @@ fn filter_state_lives_in_the_host_kv_with_ttl() {
         "the window expired"
     );
     let kv = registry.get("dedupe").unwrap().active();
-    assert_eq!(kv.kv().unwrap().get("id:m-1"), Some(Vec::new()));
+    assert_eq!(
+        kv.kv()
+            .unwrap()
+            .get(&switchyard::plugins::KvScope::host(), "id:m-1"),
+        Some(Vec::new())
+    );
 }

@@ -160,3 +160,97 @@ fn a_healthy_version_recovers_a_failing_plugin() {
     common::load_probe(&registry, "flaky", "1.0.1", "route-to:2", true);
     assert_eq!(route_once(&registry, "flaky").unwrap(), vec![2]);
 }
+
+#[test]
+fn a_loop_after_a_refused_allocation_is_reported_as_a_timeout() {
+    let registry = common::registry_with(SandboxLimits {
+        deadline: Duration::from_millis(20),
+        ..limits()
+    });
+    common::load_probe(&registry, "hoarder", "1.0.0", "grow-then-spin", true);
+    // The cause is the loop: the refused growth did not end the call.
+    assert_contained(&registry, "hoarder", |e| {
+        assert!(matches!(e, PluginError::Timeout { .. }), "{e}");
+    });
+}
+
+fn load_with(
+    registry: &PluginRegistry,
+    name: &str,
+    mode: &str,
+    sandbox: &[(&str, &str)],
+) -> Result<(), PluginError> {
+    let mut config = std::collections::BTreeMap::from([
+        ("version".to_string(), "1.0.0".to_string()),
+        ("mode".to_string(), mode.to_string()),
+    ]);
+    config.extend(sandbox.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    registry
+        .load(
+            common::PROBE,
+            switchyard::plugins::LoadOptions {
+                name: Some(name.into()),
+                config,
+                activate: true,
+            },
+        )
+        .map(drop)
+}
+
+#[test]
+fn a_plugin_gets_its_own_limits_within_the_operators_maxima() {
+    let registry = common::registry_with(SandboxLimits {
+        deadline: Duration::from_millis(20),
+        max_deadline: Duration::from_millis(200),
+        ..limits()
+    });
+    load_with(
+        &registry,
+        "patient",
+        "spin",
+        &[
+            ("sandbox.deadline-ms", "60"),
+            ("sandbox.memory-bytes", "4194304"),
+        ],
+    )
+    .unwrap();
+    assert_contained(&registry, "patient", |e| {
+        assert!(
+            matches!(e, PluginError::Timeout { deadline, .. } if *deadline == Duration::from_millis(60)),
+            "{e}"
+        );
+    });
+    let listed = registry
+        .list()
+        .into_iter()
+        .find(|p| p.name == "patient")
+        .unwrap();
+    assert_eq!(
+        (
+            listed.limits.deadline_ms,
+            listed.limits.memory_bytes,
+            listed.limits.fuel
+        ),
+        (60, 4 << 20, None)
+    );
+
+    let error = load_with(
+        &registry,
+        "greedy",
+        "spin",
+        &[("sandbox.deadline-ms", "5000")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("sandbox.deadline-ms = 5000 is above the operator's maximum of 200 ms"),
+        "{error}"
+    );
+    let error = load_with(&registry, "typo", "spin", &[("sandbox.memory", "1")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("unknown sandbox setting sandbox.memory"),
+        "{error}"
+    );
+}

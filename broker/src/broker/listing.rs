@@ -131,6 +131,14 @@ impl Broker {
                         int("errors", p.stats.errors),
                         int("p99_call_us", p.stats.p99_call_ns / 1000),
                         flag("quarantined", p.quarantined),
+                        // The sandbox it runs in and what it holds (docs/SECURITY.md).
+                        int("deadline_ms", p.limits.deadline_ms),
+                        int("memory_mib", p.limits.memory_bytes >> 20),
+                        text("fuel", p.limits.fuel.map_or("off".into(), |f| f.to_string())),
+                        int("kv_keys", p.kv.keys),
+                        int("kv_bytes", p.kv.bytes),
+                        int("kv_refused", p.kv.refused_writes),
+                        int("log_dropped", p.stats.log_lines_dropped),
                     ]
                 })
                 .map(|mut row| {

@@ -49,7 +49,7 @@ pub use records::{BindingRecord, EncodedFields, ExchangeRecord, QueueRecord, Vho
 pub use topology::{BindingSpec, ExchangeSpec, QueueSpec};
 pub use uploads::UploadReservation;
 
-use crate::plugins::{PluginEngine, PluginRegistry, SandboxLimits};
+use crate::plugins::{KvStore, PluginEngine, PluginRegistry, SandboxLimits};
 use crate::storage::{MessageStore, StoreConfig};
 
 /// How to open a broker.
@@ -165,7 +165,13 @@ impl Broker {
         let meta = store.metadata().clone();
         let engine =
             PluginEngine::new(options.sandbox.clone(), Some(options.plugin_cache.clone()))?;
-        let registry = PluginRegistry::open(engine, meta.db().clone())?;
+        // Plugin state in a database of its own: a plugin filling it cannot
+        // stop the broker from recording topology.
+        let kv = KvStore::open(
+            &options.data_dir.join("plugin-kv"),
+            options.sandbox.kv.clone(),
+        )?;
+        let registry = PluginRegistry::open_with_kv(engine, meta.db().clone(), kv)?;
         registry.install_builtins();
         let users = Users::new(
             meta.clone(),

@@ -16,7 +16,7 @@ use super::records::{
     VhostRecord,
 };
 use super::{Broker, Vhost};
-use crate::plugins::{ExchangeRouter, MessageFilter, PluginError};
+use crate::plugins::{ExchangeRouter, KvScope, MessageFilter, PluginError};
 use crate::storage::metadata::key;
 
 /// What a declare-exchange request asks for.
@@ -98,8 +98,12 @@ impl Broker {
             )
         })?;
         let arguments = record.arguments.decode();
-        let filter = self.exchange_filter(&arguments)?;
-        let router = ExchangeRouter::new(slot, fields_to_plugin(&arguments))?;
+        // Plugin state is the exchange's own: tenants never share kv keys.
+        let scope = KvScope::exchange(&record.vhost, &record.name);
+        let filter = self
+            .exchange_filter(&arguments)?
+            .map(|filter| filter.with_kv_scope(scope.clone()));
+        let router = ExchangeRouter::new(slot, fields_to_plugin(&arguments))?.with_kv_scope(scope);
         Ok(Exchange::new(record, Some(router), filter))
     }
 

@@ -11,6 +11,12 @@ wasmtime::component::bindgen!({
         "switchyard:plugin/types.bodies": super::capabilities::CallBodies,
     },
     additional_derives: [PartialEq],
+    // A kv write past a quota ends the call with the reason: the 0.1.0
+    // contract gives `set` no error result to return it in.
+    imports: {
+        "switchyard:plugin/kv.set": trappable,
+        "switchyard:plugin/kv.set-if-absent": trappable,
+    },
 });
 
 pub use self::exports::switchyard::plugin::dead_letter::{Action, Republish, Retry};

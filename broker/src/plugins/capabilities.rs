@@ -4,12 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use wasmtime::component::{Resource, ResourceTable};
 
 use super::bindings::switchyard::plugin::{clock, config, kv, log, types};
-use super::kv::PluginKv;
+use super::kv::{KvScope, PluginKv};
+use super::log_limit::{LogDecision, LogLimiter};
 use super::sandbox::{CallClock, MemoryCap};
 
 /// The bodies of the messages of one call, handed to the plugin as a
@@ -20,10 +22,15 @@ pub struct CallBodies(pub Vec<Bytes>);
 pub(crate) struct StoreState {
     /// `name@version`, for logs and errors.
     pub(crate) plugin: Arc<str>,
+    /// Shared by every instance of the version.
+    pub(crate) log_limit: Arc<LogLimiter>,
     pub(crate) table: ResourceTable,
     pub(crate) memory: MemoryCap,
     /// `None` while a component is being validated: it gets no storage yet.
     pub(crate) kv: Option<PluginKv>,
+    /// Whose state the call in progress reads and writes; set by the host
+    /// before every call.
+    pub(crate) kv_scope: KvScope,
     pub(crate) config: Arc<BTreeMap<String, String>>,
     /// When the call in progress started; the epoch callback checks it.
     pub(crate) clock: CallClock,
@@ -45,15 +52,31 @@ impl log::Host for StoreState {
             message.truncate(cut);
         }
         let plugin = &*self.plugin;
-        match level {
-            log::Level::Trace => tracing::trace!(plugin, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin, "{message}"),
-            log::Level::Info => tracing::info!(plugin, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin, "{message}"),
-            log::Level::Error => {
-                tracing::error!(plugin, "{message}");
-                self.last_error_log = Some(message);
+        let dropped = |n: u64| {
+            tracing::warn!(
+                plugin,
+                dropped = n,
+                "plugin {plugin}: {n} log lines dropped"
+            )
+        };
+        match self.log_limit.admit(Instant::now()) {
+            LogDecision::Write { dropped_before } => {
+                if dropped_before > 0 {
+                    dropped(dropped_before);
+                }
+                match level {
+                    log::Level::Trace => tracing::trace!(plugin, "{message}"),
+                    log::Level::Debug => tracing::debug!(plugin, "{message}"),
+                    log::Level::Info => tracing::info!(plugin, "{message}"),
+                    log::Level::Warn => tracing::warn!(plugin, "{message}"),
+                    log::Level::Error => tracing::error!(plugin, "{message}"),
+                }
             }
+            LogDecision::Drop { summary } => summary.into_iter().for_each(dropped),
+        }
+        // Kept even when the line was dropped: it explains a trap that follows.
+        if level == log::Level::Error {
+            self.last_error_log = Some(message);
         }
     }
 }
@@ -66,24 +89,31 @@ impl clock::Host for StoreState {
 
 impl kv::Host for StoreState {
     fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.kv.as_ref()?.get(&key)
+        self.kv.as_ref()?.get(&self.kv_scope, &key)
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) {
-        if let Some(kv) = &self.kv {
-            kv.set(&key, &value, ttl_ms)
+    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> wasmtime::Result<()> {
+        match &self.kv {
+            Some(kv) => Ok(kv.set(&self.kv_scope, &key, &value, ttl_ms)?),
+            None => Ok(()),
         }
     }
 
-    fn set_if_absent(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> bool {
-        self.kv
-            .as_ref()
-            .is_some_and(|kv| kv.set_if_absent(&key, &value, ttl_ms))
+    fn set_if_absent(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<bool> {
+        match &self.kv {
+            Some(kv) => Ok(kv.set_if_absent(&self.kv_scope, &key, &value, ttl_ms)?),
+            None => Ok(false),
+        }
     }
 
     fn delete(&mut self, key: String) {
         if let Some(kv) = &self.kv {
-            kv.delete(&key)
+            kv.delete(&self.kv_scope, &key)
         }
     }
 }

@@ -23,12 +23,21 @@ pub enum PluginError {
     InvalidResult { plugin: String, reason: String },
 
     #[error(
-        "plugin {plugin}: quarantined after {failures} consecutive failures; next attempt in {retry_in:?}"
+        "plugin {plugin}: quarantined after {failures} recent failures; next attempt in {retry_in:?}"
     )]
     Quarantined {
         plugin: String,
         failures: u32,
         retry_in: Duration,
+    },
+
+    /// A kv write past a quota (see `kv_limits`): the call ended, but the
+    /// plugin is not at fault and its health is unaffected.
+    #[error("plugin {plugin}: kv write refused in scope {scope}: {reason}")]
+    KvRefused {
+        plugin: String,
+        scope: String,
+        reason: String,
     },
 
     /// The plugin answered, and its answer is "no" (e.g. an invalid binding).

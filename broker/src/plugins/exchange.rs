@@ -12,6 +12,7 @@ use bytes::Bytes;
 use super::bindings::{Binding, Field, Message, PluginKind};
 use super::cache::{DecisionCache, Targets};
 use super::error::PluginError;
+use super::kv::KvScope;
 use super::registry::PluginSlot;
 use super::version::{CallFailure, KindExports, PluginInstance, PluginVersion, with_bodies};
 
@@ -43,6 +44,8 @@ pub struct ExchangeRouter {
     table: ArcSwap<BindingTable>,
     cache: DecisionCache,
     cache_enabled: bool,
+    /// The kv state the plugin sees when routing for this exchange.
+    scope: KvScope,
 }
 
 /// Longest error message a plugin may give for one message.
@@ -67,7 +70,15 @@ impl ExchangeRouter {
             }),
             cache: DecisionCache::default(),
             cache_enabled: true,
+            scope: KvScope::host(),
         })
+    }
+
+    /// Gives the plugin this exchange's own kv state (the broker scopes
+    /// every exchange; without it calls share the `host` scope).
+    pub fn with_kv_scope(mut self, scope: KvScope) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// Always asks the plugin, even when it declares key-only routing (for
@@ -89,7 +100,7 @@ impl ExchangeRouter {
     pub fn validate_binding(&self, binding: &Binding) -> Result<(), PluginError> {
         let version = self.slot.active();
         let table = self.table.load();
-        let verdict = version.call(|instance| {
+        let verdict = version.call(&self.scope, |instance| {
             let KindExports::Exchange(exports) = &instance.exports else {
                 unreachable!("exchange slots hold exchange plugins");
             };
@@ -139,7 +150,7 @@ impl ExchangeRouter {
     ) -> Result<Routed, PluginError> {
         let version = self.slot.active();
         let table = self.table.load_full();
-        if !(self.cache_enabled && version.info().key_only_routing) {
+        if !(self.cache_enabled && version.info().key_only_routing && version.key_only_holds()) {
             let results = self.call_plugin(&version, &table, messages, bodies, batch)?;
             return Ok(Routed {
                 version,
@@ -149,10 +160,18 @@ impl ExchangeRouter {
         }
 
         let stamp = (version.id, table.generation);
-        let mut results: Vec<Option<RouteResult>> = messages
-            .iter()
-            .map(|m| self.cache.get(stamp, &m.routing_key).map(Ok))
-            .collect();
+        let mut results: Vec<Option<RouteResult>> = Vec::with_capacity(messages.len());
+        // Cached decisions to check against the plugin's own answer.
+        let mut to_verify: Vec<(usize, Targets)> = Vec::new();
+        for (i, message) in messages.iter().enumerate() {
+            match self.cache.get(stamp, &message.routing_key) {
+                Some(cached) if self.cache.verify_this_hit() => {
+                    to_verify.push((i, cached));
+                    results.push(None);
+                }
+                hit => results.push(hit.map(Ok)),
+            }
+        }
         let misses: Vec<usize> = (0..messages.len())
             .filter(|&i| results[i].is_none())
             .collect();
@@ -167,15 +186,24 @@ impl ExchangeRouter {
                     .collect();
                 self.call_plugin(&version, &table, &subset, &subset_bodies, batch)?
             };
-            self.cache.insert_all(
-                stamp,
-                misses.iter().zip(&computed).filter_map(|(&i, result)| {
-                    result
-                        .as_ref()
-                        .ok()
-                        .map(|t| (messages[i].routing_key.as_str(), t))
-                }),
-            );
+            for (i, result) in misses.iter().zip(&computed) {
+                if let Some((_, cached)) = to_verify.iter().find(|(v, _)| v == i)
+                    && result.as_ref() != Ok(cached)
+                {
+                    version.refute_key_only(&messages[*i].routing_key, cached, result);
+                }
+            }
+            if version.key_only_holds() {
+                self.cache.insert_all(
+                    stamp,
+                    misses.iter().zip(&computed).filter_map(|(&i, result)| {
+                        result
+                            .as_ref()
+                            .ok()
+                            .map(|t| (messages[i].routing_key.as_str(), t))
+                    }),
+                );
+            }
             for (i, result) in misses.into_iter().zip(computed) {
                 results[i] = Some(result);
             }
@@ -190,6 +218,14 @@ impl ExchangeRouter {
         })
     }
 
+    /// Whether routing for this exchange uses the decision cache now: the
+    /// active version claims key-only routing and has not been caught
+    /// breaking the claim.
+    pub fn decision_cache_enabled(&self) -> bool {
+        let version = self.slot.active();
+        self.cache_enabled && version.info().key_only_routing && version.key_only_holds()
+    }
+
     fn call_plugin(
         &self,
         version: &PluginVersion,
@@ -201,7 +237,7 @@ impl ExchangeRouter {
         let call_bodies: Vec<Bytes> = (0..messages.len())
             .map(|i| bodies.get(i).cloned().unwrap_or_default())
             .collect();
-        version.call(|instance| {
+        version.call(&self.scope, |instance| {
             let router = self.router_in(instance, table)?;
             let PluginInstance { store, exports, .. } = instance;
             let KindExports::Exchange(exports) = exports else {

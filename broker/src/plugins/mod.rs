@@ -15,6 +15,7 @@
 //!   [`SetRouter`] — typed calls per world, with results checked.
 //! - [`conformance`] — the behaviour tables every plugin of a world is held to.
 
+mod admission;
 pub mod bindings;
 mod builtin;
 mod cache;
@@ -24,8 +25,11 @@ mod engine;
 mod error;
 mod exchange;
 mod kv;
+mod kv_limits;
 mod language;
+mod log_limit;
 pub mod manifest;
+mod plugin_limits;
 mod policies;
 mod quarantine;
 mod registry;
@@ -43,8 +47,9 @@ pub use capabilities::CallBodies;
 pub use engine::{PluginEngine, sha256_hex};
 pub use error::PluginError;
 pub use exchange::{BindingTable, ExchangeRouter, RouteResult, Routed};
-pub use kv::PluginKv;
+pub use kv::{KvLimits, KvRefused, KvScope, KvStore, KvUsage, PluginKv};
 pub use language::{LANGUAGE_SECTION, detect_language};
+pub use plugin_limits::CallLimits;
 pub use policies::{DeadLetterPolicy, DeathNotice, MessageFilter, SetRouter};
 pub use registry::{LoadOptions, PluginRegistry, PluginSlot, PluginSummary};
 pub use sandbox::SandboxLimits;

@@ -10,6 +10,7 @@ use super::bindings::{
     Action, DeathReason, DeathRecord, Decision, Field, Message, PluginKind, Verdict,
 };
 use super::error::PluginError;
+use super::kv::KvScope;
 use super::registry::PluginSlot;
 use super::version::{CallFailure, KindExports, PluginInstance, with_bodies};
 
@@ -42,6 +43,7 @@ fn check_text(what: &str, text: &str) -> Result<(), CallFailure> {
 #[derive(Clone)]
 pub struct DeadLetterPolicy {
     slot: Arc<PluginSlot>,
+    scope: KvScope,
 }
 
 /// The circumstances of one death, as the policy sees them.
@@ -56,7 +58,17 @@ pub struct DeathNotice<'a> {
 impl DeadLetterPolicy {
     pub fn new(slot: Arc<PluginSlot>) -> Result<Self, PluginError> {
         expect_kind(&slot, PluginKind::DeadLetter)?;
-        Ok(DeadLetterPolicy { slot })
+        Ok(DeadLetterPolicy {
+            slot,
+            scope: KvScope::host(),
+        })
+    }
+
+    /// The kv state the plugin sees through this handle (the `host` scope
+    /// unless set).
+    pub fn with_kv_scope(mut self, scope: KvScope) -> Self {
+        self.scope = scope;
+        self
     }
 
     pub fn decide(
@@ -65,7 +77,7 @@ impl DeadLetterPolicy {
         body: &Bytes,
         death: &DeathNotice<'_>,
     ) -> Result<Action, PluginError> {
-        self.slot.active().call(|instance| {
+        self.slot.active().call(&self.scope, |instance| {
             let PluginInstance {
                 store,
                 exports: KindExports::DeadLetter(exports),
@@ -98,12 +110,23 @@ impl DeadLetterPolicy {
 #[derive(Clone)]
 pub struct MessageFilter {
     slot: Arc<PluginSlot>,
+    scope: KvScope,
 }
 
 impl MessageFilter {
     pub fn new(slot: Arc<PluginSlot>) -> Result<Self, PluginError> {
         expect_kind(&slot, PluginKind::Filter)?;
-        Ok(MessageFilter { slot })
+        Ok(MessageFilter {
+            slot,
+            scope: KvScope::host(),
+        })
+    }
+
+    /// The kv state the plugin sees through this handle (the `host` scope
+    /// unless set).
+    pub fn with_kv_scope(mut self, scope: KvScope) -> Self {
+        self.scope = scope;
+        self
     }
 
     pub fn plugin(&self) -> &Arc<PluginSlot> {
@@ -119,7 +142,7 @@ impl MessageFilter {
         let call_bodies: Vec<Bytes> = (0..messages.len())
             .map(|i| bodies.get(i).cloned().unwrap_or_default())
             .collect();
-        self.slot.active().call(|instance| {
+        self.slot.active().call(&self.scope, |instance| {
             let PluginInstance {
                 store,
                 exports: KindExports::Filter(exports),
@@ -158,12 +181,23 @@ impl MessageFilter {
 #[derive(Clone)]
 pub struct SetRouter {
     slot: Arc<PluginSlot>,
+    scope: KvScope,
 }
 
 impl SetRouter {
     pub fn new(slot: Arc<PluginSlot>) -> Result<Self, PluginError> {
         expect_kind(&slot, PluginKind::SetRouter)?;
-        Ok(SetRouter { slot })
+        Ok(SetRouter {
+            slot,
+            scope: KvScope::host(),
+        })
+    }
+
+    /// The kv state the plugin sees through this handle (the `host` scope
+    /// unless set).
+    pub fn with_kv_scope(mut self, scope: KvScope) -> Self {
+        self.scope = scope;
+        self
     }
 
     pub fn route(
@@ -172,7 +206,7 @@ impl SetRouter {
         body: &Bytes,
         local_set: &str,
     ) -> Result<Decision, PluginError> {
-        self.slot.active().call(|instance| {
+        self.slot.active().call(&self.scope, |instance| {
             let PluginInstance {
                 store,
                 exports: KindExports::SetRouter(exports),

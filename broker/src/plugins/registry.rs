@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::bindings::PluginKind;
 use super::engine::{PluginEngine, sha256_hex};
 use super::error::PluginError;
-use super::kv::PluginKv;
+use super::kv::{KvStore, KvUsage, Sweeper};
+use super::plugin_limits::CallLimits;
 use super::stats::StatsSnapshot;
 use super::version::PluginVersion;
 
@@ -69,6 +70,12 @@ pub struct PluginSummary {
     pub description: String,
     pub quarantined: bool,
     pub stats: StatsSnapshot,
+    /// The plugin's kv holdings (all versions share them).
+    #[serde(default)]
+    pub kv: KvUsage,
+    /// The sandbox limits of the active version.
+    #[serde(default)]
+    pub limits: CallLimits,
 }
 
 impl PluginSlot {
@@ -124,6 +131,8 @@ impl PluginSlot {
             description: active.info().description.clone(),
             quarantined: active.is_quarantined(),
             stats: active.stats(),
+            kv: active.kv().map(|kv| kv.usage()).unwrap_or_default(),
+            limits: active.limits(),
         }
     }
 }
@@ -133,6 +142,9 @@ pub struct PluginRegistry {
     db: sled::Db,
     records: sled::Tree,
     blobs: sled::Tree,
+    /// Plugin state: a database of its own, swept in the background.
+    kv: KvStore,
+    _sweeper: Sweeper,
     slots: RwLock<BTreeMap<String, Arc<PluginSlot>>>,
     /// Built-ins that failed to load at start, with the reason: asking for
     /// one says why it is missing rather than that it does not exist.
@@ -142,16 +154,32 @@ pub struct PluginRegistry {
 }
 
 impl PluginRegistry {
+    /// Opens the registry stored in `db` with plugin state in a temporary
+    /// kv database (tests, offline tools).
+    pub fn open(engine: PluginEngine, db: sled::Db) -> Result<Self, PluginError> {
+        let kv = KvStore::temporary(engine.limits().kv.clone())?;
+        Self::open_with_kv(engine, db, kv)
+    }
+
     /// Opens the registry stored in `db`, reloading every persisted version.
     /// A version that no longer loads is skipped with an error in the log.
-    pub fn open(engine: PluginEngine, db: sled::Db) -> Result<Self, PluginError> {
+    /// Plugin state lives in `kv`, which the registry sweeps while it lives.
+    pub fn open_with_kv(
+        engine: PluginEngine,
+        db: sled::Db,
+        kv: KvStore,
+    ) -> Result<Self, PluginError> {
+        drop_legacy_kv(&db);
         let records = db.open_tree("plugins").map_err(PluginError::storage)?;
         let blobs = db.open_tree("plugin-blobs").map_err(PluginError::storage)?;
+        let _sweeper = kv.spawn_sweeper(kv.limits().sweep_interval)?;
         let registry = PluginRegistry {
             engine,
             db,
             records,
             blobs,
+            kv,
+            _sweeper,
             slots: RwLock::new(BTreeMap::new()),
             unavailable: RwLock::new(BTreeMap::new()),
             changes: Mutex::new(()),
@@ -220,16 +248,17 @@ impl PluginRegistry {
         name: Option<&str>,
     ) -> Result<Arc<PluginVersion>, PluginError> {
         PluginVersion::load(&self.engine, bytes, config, name, |name| {
-            let tree = self
-                .db
-                .open_tree(format!("plugin-kv/{name}"))
-                .map_err(PluginError::storage)?;
-            Ok(PluginKv::new(tree))
+            self.kv.plugin(name)
         })
     }
 
     pub fn engine(&self) -> &PluginEngine {
         &self.engine
+    }
+
+    /// The plugin state database.
+    pub fn kv(&self) -> &KvStore {
+        &self.kv
     }
 
     /// Validates and registers a component. Nothing changes unless it is a
@@ -449,5 +478,23 @@ impl PluginRegistry {
             .map_err(PluginError::storage)?;
         self.db.flush().map_err(PluginError::storage)?;
         Ok(())
+    }
+}
+
+/// Before 0.2 plugin state lived in the metadata database, unbounded
+/// (`plugin-kv/<name>` trees). Its entries were short-lived idempotency
+/// windows; it is dropped rather than migrated, so the metadata database
+/// gives the space back.
+fn drop_legacy_kv(db: &sled::Db) {
+    for name in db.tree_names() {
+        if name.starts_with(b"plugin-kv/") {
+            match db.drop_tree(&name) {
+                Ok(_) => tracing::info!(
+                    tree = %String::from_utf8_lossy(&name),
+                    "dropped plugin state kept in the metadata database by an older version"
+                ),
+                Err(error) => tracing::warn!(%error, "could not drop legacy plugin kv tree"),
+            }
+        }
     }
 }

@@ -19,6 +19,9 @@ pub struct StatsSnapshot {
     pub errors: u64,
     /// Upper bound of the bucket holding the 99th percentile call time.
     pub p99_call_ns: u64,
+    /// Log lines the rate limit dropped.
+    #[serde(default)]
+    pub log_lines_dropped: u64,
 }
 
 impl Default for CallStats {
@@ -63,6 +66,7 @@ impl CallStats {
             calls: self.calls.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             p99_call_ns: p99,
+            log_lines_dropped: 0,
         }
     }
 }

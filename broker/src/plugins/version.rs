@@ -5,19 +5,22 @@
 //! that keeps failing.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, ResourceAny};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use super::admission::Admission;
 use super::bindings::exports::switchyard::plugin::{dead_letter, exchange, filter, set_router};
 use super::bindings::{PluginInfo, PluginKind, world_interface};
 use super::capabilities::StoreState;
 use super::engine::{PluginEngine, sha256_hex};
 use super::error::PluginError;
-use super::kv::PluginKv;
+use super::kv::{KvRefused, KvScope, PluginKv};
+use super::log_limit::LogLimiter;
+use super::plugin_limits::CallLimits;
 use super::quarantine::Health;
 use super::sandbox::{CallClock, MemoryCap};
 use super::stats::{CallStats, StatsSnapshot};
@@ -72,7 +75,11 @@ pub struct PluginVersion {
     sha256: String,
     /// The source language, when the component says.
     language: Option<String>,
+    /// As loaded, `sandbox.*` keys included (for the record).
     config: Arc<BTreeMap<String, String>>,
+    /// What the plugin's `config` import sees.
+    plugin_config: Arc<BTreeMap<String, String>>,
+    limits: CallLimits,
     label: Arc<str>,
     engine: PluginEngine,
     pre: InstancePre<StoreState>,
@@ -82,6 +89,11 @@ pub struct PluginVersion {
     pool: Mutex<Vec<PluginInstance>>,
     health: Mutex<Health>,
     stats: CallStats,
+    log_limit: Arc<LogLimiter>,
+    admission: Admission,
+    /// Set once a sampled cache hit disagreed with the plugin: its
+    /// key-only claim is false, and no exchange caches its decisions again.
+    key_only_refuted: AtomicBool,
 }
 
 /// The kind a component implements, from the world interface it exports.
@@ -157,6 +169,8 @@ impl PluginVersion {
             .get_export_index(None, "describe")
             .ok_or_else(|| PluginError::invalid("missing `describe` export"))?;
 
+        let limits = super::plugin_limits::resolve(engine.limits(), &config)?;
+        let plugin_config = Arc::new(super::plugin_limits::plugin_config(&config));
         let config = Arc::new(config);
         // Until it has described itself, the plugin is known by its hash.
         let sha256 = sha256_hex(bytes);
@@ -174,6 +188,8 @@ impl PluginVersion {
             sha256,
             language: super::language::detect_language(bytes),
             config,
+            plugin_config,
+            limits,
             label: provisional,
             engine: engine.clone(),
             pre,
@@ -182,6 +198,12 @@ impl PluginVersion {
             pool: Mutex::new(Vec::new()),
             health: Mutex::new(Health::default()),
             stats: CallStats::default(),
+            log_limit: Arc::new(LogLimiter::new(engine.limits().log_rate())),
+            admission: Admission::new(
+                engine.limits().concurrent_calls(),
+                Duration::from_micros(engine.limits().offload_above_us),
+            ),
+            key_only_refuted: AtomicBool::new(false),
         };
 
         let mut instance = version.instantiate()?;
@@ -215,7 +237,8 @@ impl PluginVersion {
         instance: &mut PluginInstance,
         describe: ComponentExportIndex,
     ) -> Result<PluginInfo, PluginError> {
-        self.prepare_with(&mut instance.store, self.engine.limits().load_deadline);
+        let load_deadline = self.limits.load_deadline();
+        self.prepare_with(&mut instance.store, load_deadline, &KvScope::host());
         let func = instance
             .instance
             .get_typed_func::<(), (PluginInfo,)>(&mut instance.store, describe)
@@ -259,17 +282,50 @@ impl PluginVersion {
         &self.config
     }
 
+    /// The sandbox limits this version runs under.
+    pub fn limits(&self) -> CallLimits {
+        self.limits
+    }
+
     /// `name@version`.
     pub fn label(&self) -> &str {
         &self.label
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        self.stats.snapshot()
+        StatsSnapshot {
+            log_lines_dropped: self.log_limit.total_dropped(),
+            ..self.stats.snapshot()
+        }
     }
 
     pub fn is_quarantined(&self) -> bool {
         self.health.lock().unwrap().is_quarantined(Instant::now())
+    }
+
+    /// False once the version was caught routing on more than the key
+    /// while claiming key-only routing.
+    pub fn key_only_holds(&self) -> bool {
+        !self.key_only_refuted.load(Ordering::Relaxed)
+    }
+
+    /// Records that the key-only claim is false (logged once per version).
+    pub(crate) fn refute_key_only(
+        &self,
+        routing_key: &str,
+        cached: &[u32],
+        computed: &Result<super::cache::Targets, String>,
+    ) {
+        if !self.key_only_refuted.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                plugin = %self.label,
+                routing_key,
+                ?cached,
+                ?computed,
+                "plugin claims key-only routing but routed the same key differently; \
+                 its decisions are no longer cached"
+            );
+        }
     }
 
     pub fn kv(&self) -> Option<&PluginKv> {
@@ -277,18 +333,20 @@ impl PluginVersion {
     }
 
     fn instantiate(&self) -> Result<PluginInstance, PluginError> {
-        let limits = self.engine.limits();
+        let limits = self.limits;
         let state = StoreState {
             plugin: self.label.clone(),
+            log_limit: self.log_limit.clone(),
             table: wasmtime::component::ResourceTable::new(),
             memory: MemoryCap {
-                limit_bytes: limits.memory_bytes,
+                limit_bytes: limits.memory_bytes as usize,
                 exceeded: false,
             },
             kv: self.kv.clone(),
-            config: self.config.clone(),
+            kv_scope: KvScope::host(),
+            config: self.plugin_config.clone(),
             // Instantiation (start functions included) runs on the load budget.
-            clock: CallClock::start(limits.load_deadline),
+            clock: CallClock::start(limits.load_deadline()),
             last_error_log: None,
         };
         let mut store = Store::new(self.engine.engine(), state);
@@ -325,38 +383,37 @@ impl PluginVersion {
     }
 
     /// Arms the sandbox for the next call, with `deadline` as its budget.
-    fn prepare_with(&self, store: &mut Store<StoreState>, deadline: Duration) {
-        let limits = self.engine.limits();
+    fn prepare_with(&self, store: &mut Store<StoreState>, deadline: Duration, scope: &KvScope) {
         store.set_epoch_deadline(1);
-        if let Some(fuel) = limits.fuel {
+        if let Some(fuel) = self.limits.fuel {
             let _ = store.set_fuel(fuel);
         }
         let state = store.data_mut();
         state.memory.exceeded = false;
         state.clock = CallClock::start(deadline);
         state.last_error_log = None;
-    }
-
-    /// Arms the sandbox for the next routing (or policy, filter…) call.
-    fn prepare(&self, store: &mut Store<StoreState>) {
-        self.prepare_with(store, self.engine.limits().deadline);
+        if state.kv_scope != *scope {
+            state.kv_scope = scope.clone();
+        }
     }
 
     fn classify(&self, failure: CallFailure, state: &StoreState) -> PluginError {
         let plugin = self.label.to_string();
-        let limits = self.engine.limits();
         let error = match failure {
             CallFailure::InvalidResult(reason) => {
                 return PluginError::InvalidResult { plugin, reason };
             }
             CallFailure::Wasm(error) => error,
         };
-        if state.memory.exceeded {
-            return PluginError::MemoryLimit {
+        if let Some(refused) = error.downcast_ref::<KvRefused>() {
+            return PluginError::KvRefused {
                 plugin,
-                limit_bytes: state.memory.limit_bytes,
+                scope: refused.scope.clone(),
+                reason: refused.reason.clone(),
             };
         }
+        // The trap itself first: a plugin whose memory growth was refused
+        // may carry on and then spin into its deadline — that is a timeout.
         match error.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => PluginError::Timeout {
                 plugin,
@@ -364,7 +421,13 @@ impl PluginVersion {
             },
             Some(Trap::OutOfFuel) => PluginError::FuelExhausted {
                 plugin,
-                fuel: limits.fuel.unwrap_or_default(),
+                fuel: self.limits.fuel.unwrap_or_default(),
+            },
+            // Any other trap after a refused growth is the allocator giving
+            // up (Rust aborts on a failed allocation).
+            _ if state.memory.exceeded => PluginError::MemoryLimit {
+                plugin,
+                limit_bytes: state.memory.limit_bytes,
             },
             _ => {
                 let mut message = trap_message(&error);
@@ -376,21 +439,41 @@ impl PluginVersion {
         }
     }
 
-    /// Runs `call` on a pooled instance inside the sandbox. On any failure
-    /// the instance is discarded (a fresh one is made from the pre-instance
-    /// next time) and the failure counts towards quarantine.
+    /// Runs `call` on a pooled instance inside the sandbox, with `scope` as
+    /// the kv state it sees. On any failure the instance is discarded (a
+    /// fresh one is made from the pre-instance next time) and a fault counts
+    /// towards quarantine.
     pub(crate) fn call<R>(
         &self,
+        scope: &KvScope,
         call: impl FnOnce(&mut PluginInstance) -> Result<R, CallFailure>,
     ) -> Result<R, PluginError> {
-        let started = Instant::now();
-        if let Err(q) = self.health.lock().unwrap().admit(started) {
-            return Err(PluginError::Quarantined {
+        self.refuse_if_quarantined()?;
+        self.admission.run(|| {
+            // The quarantine may have begun while this call waited its turn.
+            self.refuse_if_quarantined()?;
+            self.call_admitted(scope, call)
+        })
+    }
+
+    fn refuse_if_quarantined(&self) -> Result<(), PluginError> {
+        let health = self.health.lock().unwrap();
+        health
+            .admit(Instant::now())
+            .map_err(|q| PluginError::Quarantined {
                 plugin: self.label.to_string(),
                 failures: q.failures,
                 retry_in: q.retry_in,
-            });
-        }
+            })
+    }
+
+    /// [`PluginVersion::call`] once the version has a slot for it.
+    fn call_admitted<R>(
+        &self,
+        scope: &KvScope,
+        call: impl FnOnce(&mut PluginInstance) -> Result<R, CallFailure>,
+    ) -> Result<R, PluginError> {
+        let started = Instant::now();
         let pooled = self.pool.lock().unwrap().pop();
         let mut instance = match pooled {
             Some(instance) => instance,
@@ -399,11 +482,14 @@ impl PluginVersion {
                 Err(error) => return Err(self.failed(error, started)),
             },
         };
-        self.prepare(&mut instance.store);
+        self.prepare_with(&mut instance.store, self.limits.deadline(), scope);
         match call(&mut instance) {
             Ok(result) => {
                 self.stats.record(started.elapsed(), true);
-                self.health.lock().unwrap().on_success();
+                self.health
+                    .lock()
+                    .unwrap()
+                    .on_success(self.engine.limits(), Instant::now());
                 self.pool.lock().unwrap().push(instance);
                 Ok(result)
             }
@@ -416,6 +502,9 @@ impl PluginVersion {
 
     fn failed(&self, error: PluginError, started: Instant) -> PluginError {
         self.stats.record(started.elapsed(), false);
+        if !error.is_fault() {
+            return error;
+        }
         let now = Instant::now();
         if self
             .health

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::broker::{BrokerOptions, Limits};
+use crate::plugins::SandboxLimits;
 use crate::storage::StoreConfig;
 
 /// 10 s: a dead consumer's messages come back within about 12.5 s (with
@@ -33,6 +34,9 @@ pub struct ServerConfig {
     pub loopback_users: Vec<String>,
     pub tls: TlsSettings,
     pub storage: StorageSettings,
+    /// Plugin limits: deadlines, memory, fuel, quarantine, logs, kv quotas
+    /// (`[sandbox]`, `[sandbox.kv]`); the ceiling for per-plugin limits.
+    pub sandbox: SandboxLimits,
     /// Connections, channels, consumers, logins, uploads (docs/SECURITY.md).
     pub limits: Limits,
 }
@@ -81,6 +85,7 @@ impl Default for ServerConfig {
             max_frame: switchyard_protocol::DEFAULT_MAX_FRAME,
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             loopback_users: vec!["guest".into()],
+            sandbox: SandboxLimits::default(),
             tls: TlsSettings::default(),
             storage: StorageSettings::default(),
             limits: Limits::default(),
@@ -113,6 +118,7 @@ impl ServerConfig {
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err("tls.cert and tls.key must be given together".into());
         }
+        self.sandbox.validate()?;
         if self.storage.segment_bytes < (1 << 20) {
             return Err(format!(
                 "storage.segment_bytes must be at least 1 MiB, not {}",
@@ -141,6 +147,7 @@ impl ServerConfig {
             Duration::from_millis(self.storage.checkpoint_interval_ms);
         options.store.max_log_bytes = self.storage.max_log_bytes;
         options.loopback_users = self.loopback_users.clone();
+        options.sandbox = self.sandbox.clone();
         options.limits = self.limits.clone();
         options
     }

@@ -11,6 +11,7 @@ mod dead_letter;
 mod exchange;
 mod filter;
 mod headers;
+mod key_only;
 mod set_router;
 mod user_cases;
 
@@ -185,7 +186,10 @@ pub fn check_component(
     };
     let mut cases = Cases::new();
     let known = match info.kind {
-        PluginKind::Exchange => exchange::run(&subject, &mut cases)?,
+        PluginKind::Exchange => {
+            key_only::check(subject.slot()?, &mut cases)?;
+            exchange::run(&subject, &mut cases)?
+        }
         PluginKind::DeadLetter => dead_letter::run(&subject, &mut cases)?,
         PluginKind::Filter => filter::run(&subject, &mut cases)?,
         PluginKind::SetRouter => set_router::run(&subject, &mut cases)?,
@@ -196,7 +200,12 @@ pub fn check_component(
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        user_cases::run(subject.variant("user", &config)?, user, &mut cases)?;
+        let variant = subject.variant("user", &config)?;
+        if info.kind == PluginKind::Exchange {
+            // The claim may hold only under some settings.
+            key_only::check(variant.clone(), &mut cases)?;
+        }
+        user_cases::run(variant, user, &mut cases)?;
         subject.drop_variant("user")?;
     }
     let semantics = subject.semantics;
