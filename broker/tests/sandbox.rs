@@ -254,3 +254,97 @@ fn a_plugin_gets_its_own_limits_within_the_operators_maxima() {
         "{error}"
     );
 }
+
+#[test]
+fn sandbox_limits_come_from_the_config_file_and_bad_ones_are_named() {
+    use switchyard::server::ServerConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("switchyard.toml");
+    let load = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        ServerConfig::load(&path).and_then(|config| config.validate().map(|()| config))
+    };
+    let config = load(
+        "[sandbox]\ndeadline = 25\nmax_deadline = 500\nlog_lines_per_sec = 10\n\
+         [sandbox.kv]\nmax_keys = 1000\nsweep_interval = 250\n",
+    )
+    .unwrap();
+    let options = config.broker_options();
+    assert_eq!(options.sandbox.deadline, Duration::from_millis(25));
+    assert_eq!(options.sandbox.kv.max_keys, 1000);
+    assert_eq!(
+        options.sandbox.kv.sweep_interval,
+        Duration::from_millis(250)
+    );
+
+    for (text, says) in [
+        ("[sandbox]\ndeadline = 2000\n", "max_deadline"),
+        (
+            "[sandbox]\nmemory_bytes = 1000\n",
+            "sandbox.memory_bytes must be at least 1 MiB",
+        ),
+        (
+            "[sandbox]\nquarantine_failure_rate = 2.0\n",
+            "quarantine_failure_rate",
+        ),
+        ("[sandbox.kv]\nmax_keys = 0\n", "max_keys"),
+        ("[sandbox]\ndeadlin = 5\n", "unknown field `deadlin`"),
+    ] {
+        let error = load(text).unwrap_err();
+        assert!(error.contains(says), "{text}: {error}");
+    }
+}
+
+#[test]
+fn a_log_flood_is_cut_to_the_rate_and_counted() {
+    let registry = common::registry_with(SandboxLimits {
+        log_burst: 20,
+        log_lines_per_sec: 10,
+        ..limits()
+    });
+    common::load_probe(&registry, "chatty", "1.0.0", "log-flood", true);
+    let router = common::exchange(&registry, "chatty", 1);
+    let started = Instant::now();
+    for _ in 0..50 {
+        router
+            .route(&Message::with_key("k"), &Bytes::new())
+            .unwrap();
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    let dropped = registry
+        .get("chatty")
+        .unwrap()
+        .active()
+        .stats()
+        .log_lines_dropped;
+    let written = 50 * 100 - dropped;
+    assert!(written <= 20 + 10 * seconds, "{written} lines written");
+}
+
+#[test]
+fn a_plugin_failing_only_on_poison_keys_is_quarantined_by_rate() {
+    let registry = common::registry_with(SandboxLimits {
+        deadline: Duration::from_millis(10),
+        quarantine_after: 3,
+        quarantine_initial: Duration::from_secs(60),
+        ..limits()
+    });
+    common::load_probe(&registry, "picky", "1.0.0", "poison", true);
+    let router = common::exchange(&registry, "picky", 1);
+    let mut quarantined = false;
+    for round in 0..40 {
+        let key = if round % 4 == 3 { "poison-7" } else { "k" };
+        match router.route(&Message::with_key(key), &Bytes::new()) {
+            Err(PluginError::Quarantined { .. }) => {
+                quarantined = true;
+                break;
+            }
+            Err(e) => assert!(matches!(e, PluginError::Timeout { .. }), "{e}"),
+            Ok(_) => {}
+        }
+    }
+    assert!(
+        quarantined,
+        "never two failures in a row, still quarantined"
+    );
+}
