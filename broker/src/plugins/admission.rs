@@ -10,12 +10,12 @@
 //!   arrival order (a ticket queue: callers from every exchange and tenant
 //!   take turns); callers beyond that wait for *this* plugin, not for a
 //!   shared pool that others need too;
-//! - a call that has to wait, or whose version has been slow lately (a
-//!   moving average above `offload_above_us`), runs under
-//!   `tokio::task::block_in_place`, which hands the worker's other tasks to
-//!   another thread first. Quick calls of quick plugins (the built-ins take
-//!   microseconds) run in place, where handing off would cost more than the
-//!   call.
+//! - a call whose version has been slow lately (a moving average above
+//!   `offload_above_us`), or that would wait longer than that for a slot,
+//!   runs under `tokio::task::block_in_place`, which hands the worker's
+//!   other tasks to another thread first. Quick calls of quick plugins (the
+//!   built-ins take microseconds) run in place, where handing off would
+//!   cost more than the call.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -62,8 +62,19 @@ impl Admission {
     /// when it may block them.
     pub(crate) fn run<R>(&self, call: impl FnOnce() -> R) -> R {
         let quick = self.average_ns.load(Ordering::Relaxed) <= self.offload_above.as_nanos() as u64;
-        if quick && let Some(slot) = self.try_enter() {
-            return self.timed(slot, call);
+        if quick {
+            // A quick version's slot frees within about a call: wait for it
+            // here a little (handing the worker off costs more), then queue.
+            let give_up = Instant::now() + self.offload_above;
+            loop {
+                if let Some(slot) = self.try_enter() {
+                    return self.timed(slot, call);
+                }
+                if Instant::now() >= give_up {
+                    break;
+                }
+                std::thread::yield_now();
+            }
         }
         off_async_workers(|| {
             let slot = self.enter();
