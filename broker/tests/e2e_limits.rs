@@ -169,3 +169,52 @@ async fn idle_connections_cost_little_memory_give_it_back_and_stop_at_the_limit(
     // And the broker serves again once they are gone.
     broker.connect_as(&broker.guest_url()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_consumer_and_upload_limits_refuse_naming_the_limit() {
+    let (broker, _dir) = broker_with(
+        "[limits]\nmax_channels_per_connection = 2\nmax_consumers_per_channel = 1\n\
+         max_upload_bytes = 1048576\n",
+    );
+    let connection = broker.connect_as(&broker.guest_url()).await.unwrap();
+    let first = connection.channel().await.unwrap();
+    let second = connection.channel().await.unwrap();
+    support::queue(&first, "q").await;
+    let third = connection.channel().await.unwrap();
+    let refused = third
+        .declare_queue("other", Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(switchyard_protocol::code::NOT_ALLOWED));
+    assert!(
+        refused.to_string().contains("channel limit reached")
+            && refused
+                .to_string()
+                .contains("the limit is 2 (limits.max_channels_per_connection"),
+        "{refused}"
+    );
+
+    let _consumer = first.consume("q", ConsumeOptions::default()).await.unwrap();
+    let refused = first
+        .consume("q", ConsumeOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("too many consumers on this channel: the limit is 1"),
+        "{refused}"
+    );
+
+    // 2 MiB of upload against a broker-wide budget of 1 MiB.
+    let refused = second
+        .load_plugin(&vec![0u8; 2 << 20], Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("limits.max_upload_bytes"),
+        "{refused}"
+    );
+    // The channels that were let in still work.
+    support::queue(&second, "still-served").await;
+}
