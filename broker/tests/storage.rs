@@ -436,3 +436,36 @@ fn a_store_keeps_the_segment_size_it_was_created_with() {
         assert_eq!(store.read(q, n).unwrap(), message(n));
     }
 }
+
+#[test]
+fn a_queue_accounts_for_the_log_it_holds_and_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let q = store.create_queue("q", FlushMode::Async).unwrap();
+    let positions = fill_more(&store, q, 100);
+    let end = store.append(&message(100), &[q]).unwrap().end;
+    let space = store.space(q).unwrap();
+    assert_eq!(space.log_bytes_held, end - positions[0]);
+    assert!(space.index_bytes > 0);
+    for _ in 0..50 {
+        let d = store.deliver(q).unwrap().unwrap();
+        store.ack(q, d.offset).unwrap();
+    }
+    // From message 50 to the end of the log (which now also holds the
+    // delivery lease's small consumption record).
+    let held = store.space(q).unwrap().log_bytes_held;
+    assert!(
+        held >= end - positions[50] && held < end - positions[49] + 128,
+        "{held}"
+    );
+    while let Some(d) = store.deliver(q).unwrap() {
+        store.ack(q, d.offset).unwrap();
+    }
+    assert_eq!(store.space(q).unwrap().log_bytes_held, 0);
+}
+
+fn fill_more(store: &MessageStore, q: u32, count: u64) -> Vec<u64> {
+    (0..count)
+        .map(|n| store.append(&message(n), &[q]).unwrap().position)
+        .collect()
+}

@@ -74,14 +74,8 @@ impl Broker {
                 .unwrap()
                 .values()
                 .map(|q| {
-                    let stats = self
-                        .store
-                        .stats(q.id)
-                        .unwrap_or(crate::storage::QueueStats {
-                            ready: 0,
-                            unacked: 0,
-                            stored: 0,
-                        });
+                    let stats = self.store.stats(q.id).unwrap_or_default();
+                    let space = self.store.space(q.id).unwrap_or_default();
                     vec![
                         text("name", q.name()),
                         int("ready", stats.ready),
@@ -98,6 +92,8 @@ impl Broker {
                             },
                         ),
                         arguments("arguments", &q.record.arguments.decode()),
+                        int("log_bytes_held", space.log_bytes_held),
+                        int("index_bytes", space.index_bytes),
                     ]
                 })
                 .collect(),
@@ -134,7 +130,10 @@ impl Broker {
                         // The sandbox it runs in and what it holds (docs/SECURITY.md).
                         int("deadline_ms", p.limits.deadline_ms),
                         int("memory_mib", p.limits.memory_bytes >> 20),
-                        text("fuel", p.limits.fuel.map_or("off".into(), |f| f.to_string())),
+                        text(
+                            "fuel",
+                            p.limits.fuel.map_or("off".into(), |f| f.to_string()),
+                        ),
                         int("kv_keys", p.kv.keys),
                         int("kv_bytes", p.kv.bytes),
                         int("kv_refused", p.kv.refused_writes),

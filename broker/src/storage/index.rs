@@ -88,6 +88,11 @@ impl QueueIndex {
         })
     }
 
+    /// The size of its files.
+    pub fn disk_bytes(&self) -> u64 {
+        self.files.values().map(|f| f.len() as u64).sum()
+    }
+
     pub fn start(&self) -> u64 {
         self.start
     }

@@ -117,11 +117,22 @@ pub struct Delivered {
     pub message: StoredMessage,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueStats {
     pub ready: u64,
     pub unacked: u64,
     pub stored: u64,
+}
+
+/// The disk space a queue accounts for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueSpace {
+    /// Commit-log bytes from the queue's oldest needed record to the end of
+    /// the log: what it keeps retention from releasing (shared with the
+    /// other queues whose records lie in that range).
+    pub log_bytes_held: u64,
+    /// Bytes of its index files.
+    pub index_bytes: u64,
 }
 
 pub struct MessageStore {
@@ -471,6 +482,22 @@ impl MessageStore {
             ready: consumption.ready(index.end()),
             unacked: consumption.in_flight.len() as u64,
             stored: index.end().saturating_sub(consumption.low_water()),
+        })
+    }
+
+    /// The disk space `queue` accounts for (for listings and metrics).
+    pub fn space(&self, queue: QueueId) -> Result<QueueSpace, StorageError> {
+        let log_end = self.inner.writer.lock().unwrap().position;
+        let queue = self.inner.queue(queue)?;
+        let index = queue.index.lock().unwrap();
+        let low_water = queue.consumption.lock().unwrap().low_water();
+        let oldest = match low_water < index.end() {
+            true => index.get(low_water)?.position,
+            false => log_end,
+        };
+        Ok(QueueSpace {
+            log_bytes_held: log_end.saturating_sub(oldest),
+            index_bytes: index.disk_bytes(),
         })
     }
 
