@@ -48,10 +48,21 @@ async fn a_flood_of_failed_logins_keeps_memory_bounded_and_lets_a_real_client_in
     support::queue(&ch, "work").await;
     let idle = broker.rss_anon_kib();
 
-    // Distinct unknown names: none is throttled, each costs a password check.
+    // Wrong passwords for existing users, within their throttles' bursts:
+    // each attempt costs a password check.
+    const VICTIMS: usize = 8;
+    for v in 0..VICTIMS {
+        broker.cli_ok(&[
+            "user",
+            "add",
+            &format!("victim-{v}"),
+            "--password",
+            "secret",
+        ]);
+    }
     let attackers: Vec<_> = (0..ATTACKERS)
         .map(|i| {
-            let url = broker.url(&format!("intruder-{i}"), "guess", "/");
+            let url = broker.url(&format!("victim-{}", i % VICTIMS), "guess", "/");
             let options = switchyard_client::ConnectOptions::new(broker.trust());
             tokio::spawn(async move { switchyard_client::Connection::connect(&url, options).await })
         })
