@@ -200,17 +200,20 @@ impl Segment {
 
     /// Zeroes everything from `offset` to the end and flushes it: used to cut
     /// a torn or corrupt tail so it can never be mistaken for data again.
+    ///
+    /// Only pages holding non-zero bytes are written: they are backed by
+    /// disk already, while writing a page of a sparse hole would allocate it
+    /// — and on a full disk, fault (SIGBUS) instead of failing cleanly.
     pub fn zero_from(&self, offset: usize) -> Result<(), StorageError> {
         if offset >= self.len {
             return Ok(());
         }
-        const CHUNK: usize = 1 << 20;
-        let zeroes = vec![0u8; CHUNK.min(self.len - offset)];
+        const PAGE: usize = 4096;
+        let zeroes = [0u8; PAGE];
         let mut at = offset;
         while at < self.len {
-            let n = zeroes.len().min(self.len - at);
-            // Only zero what is not already zero: keeps recovery cheap on
-            // mostly-empty preallocated segments.
+            // Up to the next page boundary, so every write stays in a page.
+            let n = (PAGE - at % PAGE).min(self.len - at);
             // SAFETY: in bounds; called during recovery or truncation, when
             // no reader can see these bytes.
             let current = unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(at), n) };
