@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use switchyard_client::transport::{FrameReader, FrameWriter};
 use switchyard_protocol::{Frame, HANDSHAKE_MAX_FRAME, VERSION, code};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 use super::channel::ChannelSession;
 use crate::broker::{Broker, BrokerError};
@@ -17,7 +17,13 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames queued for a channel's writer.
 const CHANNEL_OUTBOUND: usize = 4096;
 
-pub async fn serve_connection(broker: Arc<Broker>, incoming: quinn::Incoming, max_frame: u32) {
+/// `logins`: turns at checking a password (see `handshake`).
+pub async fn serve_connection(
+    broker: Arc<Broker>,
+    incoming: quinn::Incoming,
+    max_frame: u32,
+    logins: Arc<Semaphore>,
+) {
     let connection = match incoming.await {
         Ok(connection) => connection,
         Err(e) => {
@@ -28,7 +34,7 @@ pub async fn serve_connection(broker: Arc<Broker>, incoming: quinn::Incoming, ma
     let peer = connection.remote_address();
     let handshake = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        handshake(&broker, &connection, max_frame),
+        handshake(&broker, &connection, max_frame, &logins),
     )
     .await;
     let (principal, info, mut control, negotiated) = match handshake {
@@ -101,6 +107,7 @@ async fn handshake(
     broker: &Arc<Broker>,
     connection: &quinn::Connection,
     max_frame: u32,
+    logins: &Semaphore,
 ) -> Result<Accepted, (u16, String)> {
     let (send, recv) = connection
         .accept_bi()
@@ -133,6 +140,14 @@ async fn handshake(
         ));
     }
     let peer = connection.remote_address();
+    // The core bounds password checks too, but a login waiting there holds
+    // a blocking thread: a flood of them would starve the pool the confirm
+    // pipelines and other blocking work share. Waiting here costs a future,
+    // and a handshake that times out while waiting costs no argon2 at all.
+    let _turn = logins
+        .acquire()
+        .await
+        .map_err(|e| (code::INTERNAL_ERROR, e.to_string()))?;
     let auth_broker = broker.clone();
     let result = tokio::task::spawn_blocking(move || {
         auth_broker.connect(&user, &password, &vhost, peer, &client_name)

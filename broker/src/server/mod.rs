@@ -72,11 +72,20 @@ impl Server {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let memory = memory::MemoryReturner::start();
+        // Turns at checking a password, as many as the core runs at once.
+        let logins = Arc::new(tokio::sync::Semaphore::new(
+            self.broker.limits().max_concurrent_password_checks as usize,
+        ));
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
-                    let serve = connection::serve_connection(self.broker.clone(), incoming, self.max_frame);
+                    let serve = connection::serve_connection(
+                        self.broker.clone(),
+                        incoming,
+                        self.max_frame,
+                        logins.clone(),
+                    );
                     let memory = memory.clone();
                     tokio::spawn(async move {
                         serve.await;
