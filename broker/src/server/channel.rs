@@ -15,11 +15,12 @@ use tokio::task::JoinHandle;
 
 use super::confirms::{Settled, confirm_pipeline};
 use super::consumer::{ConsumerTask, Deliveries, Unacked, deliver_frame};
+use super::refusals::RefusalLog;
+use super::upload::PluginUploadBuffer;
 use crate::broker::{
-    Access, BindingSpec, Broker, BrokerError, ConnectionInfo, ExchangeSpec, MAX_PLUGIN_BYTES,
-    Outcome, Permission, PluginUpload, Principal, QueueSpec, Settle, UploadReservation, Vhost,
+    Access, BindingSpec, Broker, BrokerError, ConnectionInfo, ExchangeSpec, Outcome, Permission,
+    PluginUpload, Principal, QueueSpec, Settle, Vhost,
 };
-use crate::ratelimit::LogLimiter;
 
 /// Most messages routed in one batch.
 const MAX_PUBLISH_BATCH: usize = 1024;
@@ -43,83 +44,6 @@ pub struct ChannelSession {
     next_consumer: u64,
     upload: PluginUploadBuffer,
     refusals: RefusalLog,
-}
-
-/// Warnings about publishes refused on a channel that has no confirms to
-/// carry the refusal: one per second at most, each counting the ones held
-/// back, so a client publishing into a full queue cannot flood the log.
-struct RefusalLog(LogLimiter);
-
-impl Default for RefusalLog {
-    fn default() -> Self {
-        RefusalLog(LogLimiter::new(std::time::Duration::from_secs(1)))
-    }
-}
-
-impl RefusalLog {
-    fn warn(&mut self, exchange: &str, error: &BrokerError) {
-        match self.0.admit(std::time::Instant::now()) {
-            Some(0) => {
-                tracing::warn!(exchange, error = %error, "publish refused (the channel is not in confirm mode)")
-            }
-            Some(held_back) => tracing::warn!(
-                exchange,
-                error = %error,
-                "publish refused (the channel is not in confirm mode); {held_back} more publishes \
-                 refused on this channel since the last warning"
-            ),
-            None => {}
-        }
-    }
-
-    /// The count still held back when the channel ends.
-    fn finish(mut self) {
-        let held_back = self.0.take_suppressed();
-        if held_back > 0 {
-            tracing::warn!("{held_back} more publishes refused on this channel before it closed");
-        }
-    }
-}
-
-/// The pieces of a plugin component received so far on this channel.
-#[derive(Default)]
-struct PluginUploadBuffer {
-    bytes: Vec<u8>,
-    /// The buffered bytes' share of the broker-wide upload budget.
-    reserved: Option<UploadReservation>,
-    /// Set when a piece was dropped: the upload is refused at `PluginLoad`.
-    refused: Option<BrokerError>,
-}
-
-impl PluginUploadBuffer {
-    /// Keeps a piece; non-administrators, oversized uploads and uploads
-    /// past the broker-wide budget are refused, and what was buffered is
-    /// let go at once.
-    fn add(&mut self, broker: &Broker, principal: &Principal, piece: &[u8]) {
-        if self.refused.is_some() {
-            return;
-        }
-        let kept = principal
-            .require_administrator("loading a plugin")
-            .and_then(|()| {
-                if self.bytes.len() + piece.len() > MAX_PLUGIN_BYTES {
-                    return Err(BrokerError::invalid_argument(format!(
-                        "the component is larger than {MAX_PLUGIN_BYTES} bytes, the most a plugin may be"
-                    )));
-                }
-                self.reserved
-                    .get_or_insert_with(|| broker.upload_reservation())
-                    .grow(piece.len() as u64)
-            });
-        match kept {
-            Ok(()) => self.bytes.extend_from_slice(piece),
-            Err(e) => {
-                self.refused = Some(e);
-                self.bytes = Vec::new();
-                self.reserved = None;
-            }
-        }
-    }
 }
 
 /// Why a channel ends.

@@ -8,6 +8,8 @@
 //! - `channel` — frames in, broker operations, frames out.
 //! - `consumer`, `confirms` — deliveries with prefetch credit; confirms
 //!   released per flush mode with group commit.
+//! - `refusals`, `upload` — a channel's rate-limited refusal warnings and
+//!   its plugin upload in progress.
 //! - `memory` — freed memory handed back to the system after connections
 //!   close.
 
@@ -17,7 +19,9 @@ mod confirms;
 mod connection;
 mod consumer;
 mod memory;
+mod refusals;
 mod tls;
+mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
