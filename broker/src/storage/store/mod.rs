@@ -375,18 +375,15 @@ impl MessageStore {
             let Some(head) = queue.consumption.lock().unwrap().head(end) else {
                 return Ok(None);
             };
-            let read = queue
-                .index
-                .lock()
-                .unwrap()
-                .get(head.offset)
-                .and_then(|entry| {
-                    let message = match needs_message {
-                        true => Some(self.read(queue_id, head.offset)?),
-                        false => None,
-                    };
-                    Ok((entry, message))
-                });
+            // The index lock is released before `read` takes it again.
+            let entry = queue.index.lock().unwrap().get(head.offset);
+            let read = entry.and_then(|entry| {
+                let message = match needs_message {
+                    true => Some(self.read(queue_id, head.offset)?),
+                    false => None,
+                };
+                Ok((entry, message))
+            });
             let (entry, message) = match read {
                 Ok(read) => read,
                 Err(error @ StorageError::Corrupt { .. }) => {
