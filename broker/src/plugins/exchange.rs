@@ -12,9 +12,10 @@ use bytes::Bytes;
 use super::bindings::{Binding, Field, Message, PluginKind};
 use super::cache::{DecisionCache, Targets};
 use super::error::PluginError;
+use super::failure::CallFailure;
 use super::kv::KvScope;
 use super::registry::PluginSlot;
-use super::version::{CallFailure, KindExports, PluginInstance, PluginVersion, with_bodies};
+use super::version::{KindExports, PluginInstance, PluginVersion, with_bodies};
 
 /// An exchange's bindings; replaced as a whole on every change.
 pub struct BindingTable {

@@ -24,6 +24,7 @@ pub mod conformance;
 mod engine;
 mod error;
 mod exchange;
+mod failure;
 mod kv;
 mod kv_limits;
 mod language;

@@ -10,9 +10,10 @@ use super::bindings::{
     Action, DeathReason, DeathRecord, Decision, Field, Message, PluginKind, Verdict,
 };
 use super::error::PluginError;
+use super::failure::CallFailure;
 use super::kv::KvScope;
 use super::registry::PluginSlot;
-use super::version::{CallFailure, KindExports, PluginInstance, with_bodies};
+use super::version::{KindExports, PluginInstance, with_bodies};
 
 /// Longest exchange, routing key, SET id or reason a plugin may return.
 const MAX_NAME_BYTES: usize = 4096;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, ComponentExportIndex, InstancePre, ResourceAny};
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{Store, UpdateDeadline};
 
 use super::admission::Admission;
 use super::bindings::exports::switchyard::plugin::{dead_letter, exchange, filter, set_router};
@@ -18,7 +18,8 @@ use super::bindings::{PluginInfo, PluginKind, world_interface};
 use super::capabilities::StoreState;
 use super::engine::{PluginEngine, sha256_hex};
 use super::error::PluginError;
-use super::kv::{KvRefused, KvScope, PluginKv};
+use super::failure::CallFailure;
+use super::kv::{KvScope, PluginKv};
 use super::log_limit::LogLimiter;
 use super::plugin_limits::CallLimits;
 use super::quarantine::Health;
@@ -49,19 +50,6 @@ pub(crate) struct PluginInstance {
     /// Exchange routers built in this instance: exchange id → (binding
     /// generation, router resource).
     pub(crate) routers: HashMap<u64, (u64, ResourceAny)>,
-}
-
-/// Why a call failed, before it is attributed to the plugin.
-pub(crate) enum CallFailure {
-    Wasm(wasmtime::Error),
-    /// The call returned, but its result breaks the contract.
-    InvalidResult(String),
-}
-
-impl From<wasmtime::Error> for CallFailure {
-    fn from(error: wasmtime::Error) -> Self {
-        CallFailure::Wasm(error)
-    }
 }
 
 static NEXT_VERSION_ID: AtomicU64 = AtomicU64::new(1);
@@ -398,45 +386,7 @@ impl PluginVersion {
     }
 
     fn classify(&self, failure: CallFailure, state: &StoreState) -> PluginError {
-        let plugin = self.label.to_string();
-        let error = match failure {
-            CallFailure::InvalidResult(reason) => {
-                return PluginError::InvalidResult { plugin, reason };
-            }
-            CallFailure::Wasm(error) => error,
-        };
-        if let Some(refused) = error.downcast_ref::<KvRefused>() {
-            return PluginError::KvRefused {
-                plugin,
-                scope: refused.scope.clone(),
-                reason: refused.reason.clone(),
-            };
-        }
-        // The trap itself first: a plugin whose memory growth was refused
-        // may carry on and then spin into its deadline — that is a timeout.
-        match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => PluginError::Timeout {
-                plugin,
-                deadline: state.clock.deadline(),
-            },
-            Some(Trap::OutOfFuel) => PluginError::FuelExhausted {
-                plugin,
-                fuel: self.limits.fuel.unwrap_or_default(),
-            },
-            // Any other trap after a refused growth is the allocator giving
-            // up (Rust aborts on a failed allocation).
-            _ if state.memory.exceeded => PluginError::MemoryLimit {
-                plugin,
-                limit_bytes: state.memory.limit_bytes,
-            },
-            _ => {
-                let mut message = trap_message(&error);
-                if let Some(logged) = &state.last_error_log {
-                    message = format!("{logged} ({message})");
-                }
-                PluginError::Trap { plugin, message }
-            }
-        }
+        super::failure::classify(&self.label, self.limits.fuel, failure, state)
     }
 
     /// Runs `call` on a pooled instance inside the sandbox, with `scope` as
@@ -570,34 +520,4 @@ pub(crate) fn with_bodies<R>(
         .delete(handle)
         .map_err(wasmtime::Error::from)?;
     Ok(result?)
-}
-
-/// One line for a trap: what happened and the innermost wasm functions, as
-/// `wasm \`unreachable\` instruction executed (in route ← main)`.
-fn trap_message(error: &wasmtime::Error) -> String {
-    let what = match error.downcast_ref::<Trap>() {
-        Some(trap) => trap.to_string(),
-        None => error
-            .chain()
-            .last()
-            .map(|cause| cause.to_string())
-            .unwrap_or_default(),
-    };
-    let frames: Vec<String> = error
-        .downcast_ref::<wasmtime::WasmBacktrace>()
-        .map(|trace| {
-            trace
-                .frames()
-                .iter()
-                .take(3)
-                .map(|frame| frame.func_name().unwrap_or("?").to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    let what = what.split_whitespace().collect::<Vec<_>>().join(" ");
-    if frames.is_empty() {
-        what
-    } else {
-        format!("{what} (in {})", frames.join(" ← "))
-    }
 }
