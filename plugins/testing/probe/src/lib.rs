@@ -89,7 +89,11 @@ impl Router for ProbeRouter {
                 let start = now_ms();
                 let block = alloc::vec![7u8; 1024];
                 for i in 0..64 {
-                    kv::set(&alloc::format!("flood-{start}-{}-{i}", next()), &block, None);
+                    kv::set(
+                        &alloc::format!("flood-{start}-{}-{i}", next()),
+                        &block,
+                        None,
+                    );
                 }
                 Ok(alloc::vec![0])
             }
