@@ -17,7 +17,10 @@ const BUILTINS: [&str; 8] = [
 ];
 
 fn main() {
-    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    // Read at run time, not baked in with env!: a compiled build script may
+    // be reused for a checkout at another path (a shared target dir).
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let dist = Path::new(&manifest_dir).join("../plugins/dist");
     println!("cargo:rerun-if-changed={}", dist.display());
     let mut code = String::from("pub const BUILTIN_PLUGINS: [(&str, &[u8]); 8] = [\n");
     for name in BUILTINS {
