@@ -4,12 +4,13 @@
 //! cannot load at all leaves the broker serving everything else.
 
 mod common;
+mod core;
 
 use std::time::Duration;
 
-use switchyard::broker::{Broker, BrokerOptions, ExchangeSpec, Outcome, Principal, QueueSpec};
+use core::{declare_exchange, declare_queue, publish, stats};
+use switchyard::broker::{Broker, BrokerOptions, Outcome};
 use switchyard::plugins::{BUILTIN_PLUGINS, SandboxLimits};
-use switchyard_protocol::Message;
 
 /// A call deadline far below what instantiating a component costs: any
 /// epoch tick during a load would have interrupted it.
@@ -18,61 +19,6 @@ fn tiny_call_deadline() -> SandboxLimits {
         deadline: Duration::from_nanos(1),
         ..SandboxLimits::default()
     }
-}
-
-fn guest(broker: &Broker) -> Principal {
-    let record = broker.users().get("guest").unwrap().unwrap();
-    broker.users().principal(&record, "/").unwrap()
-}
-
-fn declare_queue(broker: &Broker, name: &str) {
-    broker
-        .declare_queue(
-            &guest(broker),
-            0,
-            QueueSpec {
-                name,
-                durable: false,
-                exclusive: false,
-                auto_delete: false,
-                passive: false,
-                arguments: vec![],
-            },
-        )
-        .unwrap();
-}
-
-fn declare_exchange(broker: &Broker, name: &str, kind: &str) -> Result<(), String> {
-    broker
-        .declare_exchange(
-            &guest(broker),
-            ExchangeSpec {
-                name,
-                kind,
-                durable: true,
-                auto_delete: false,
-                passive: false,
-                arguments: vec![],
-            },
-        )
-        .map_err(|e| e.to_string())
-}
-
-fn publish_to_queue(broker: &Broker, queue: &str) -> Outcome {
-    broker
-        .publish(
-            &guest(broker),
-            "",
-            &[Message::new(queue, "hello".to_string())],
-        )
-        .outcomes
-        .pop()
-        .unwrap()
-}
-
-fn ready(broker: &Broker, queue: &str) -> u64 {
-    let q = broker.vhost("/").unwrap().queue(queue).unwrap();
-    broker.store().stats(q.id).unwrap().ready
 }
 
 #[test]
@@ -96,13 +42,13 @@ fn a_broker_with_a_tiny_call_deadline_starts_and_routes() {
     let mut options = BrokerOptions::new(dir.path());
     options.sandbox = tiny_call_deadline();
     let broker = Broker::open(options).expect("the broker starts");
-    declare_exchange(&broker, "events", "topic").expect("topic is available");
-    declare_queue(&broker, "inbox");
+    declare_exchange(&broker, "events", "topic", &[]).expect("topic is available");
+    declare_queue(&broker, "inbox", &[]);
     assert!(matches!(
-        publish_to_queue(&broker, "inbox"),
+        publish(&broker, "inbox", "hello"),
         Outcome::Stored { .. }
     ));
-    assert_eq!(ready(&broker, "inbox"), 1);
+    assert_eq!(stats(&broker, "inbox").ready, 1);
 }
 
 #[test]
@@ -116,14 +62,20 @@ fn a_builtin_that_cannot_load_does_not_stop_the_broker() {
     };
     let broker = Broker::open(options).expect("the broker starts without its plugins");
 
-    declare_queue(&broker, "inbox");
+    declare_queue(&broker, "inbox", &[]);
     assert!(matches!(
-        publish_to_queue(&broker, "inbox"),
+        publish(&broker, "inbox", "hello"),
         Outcome::Stored { .. }
     ));
-    assert_eq!(ready(&broker, "inbox"), 1, "the default exchange routes");
+    assert_eq!(
+        stats(&broker, "inbox").ready,
+        1,
+        "the default exchange routes"
+    );
 
-    let refused = declare_exchange(&broker, "events", "topic").unwrap_err();
+    let refused = declare_exchange(&broker, "events", "topic", &[])
+        .unwrap_err()
+        .to_string();
     assert!(refused.contains("topic"), "names the plugin: {refused}");
     assert!(
         refused.contains("failed to load"),

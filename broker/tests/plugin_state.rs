@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use switchyard::broker::{BindingSpec, Broker, BrokerOptions, ExchangeSpec, Outcome, QueueSpec};
+use switchyard::broker::{Broker, BrokerOptions, ExchangeSpec, Outcome, QueueSpec};
 use switchyard::plugins::{
     KvLimits, KvScope, LoadOptions, Message, MessageFilter, PluginError, PluginRegistry,
     SandboxLimits, Verdict, builtin_component,
@@ -53,17 +53,7 @@ fn filtered_exchange(broker: &Broker, vhost: &str, exchange: &str, queue: &str, 
             },
         )
         .unwrap();
-    broker
-        .bind(
-            &principal,
-            &BindingSpec {
-                queue,
-                exchange,
-                key: "",
-                arguments: &[],
-            },
-        )
-        .unwrap();
+    core::bind(broker, &principal, queue, exchange);
 }
 
 fn publish_id(broker: &Broker, vhost: &str, exchange: &str, id: &str) -> Outcome {

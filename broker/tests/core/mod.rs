@@ -96,11 +96,15 @@ pub fn declare_exchange(
 }
 
 pub fn declare_fanout(broker: &Broker, exchange: &str, queue: &str) {
-    let principal = guest(broker);
     declare_exchange(broker, exchange, "fanout", &[]).unwrap();
+    bind(broker, &guest(broker), queue, exchange);
+}
+
+/// Binds `queue` to `exchange` with an empty key, as `principal`.
+pub fn bind(broker: &Broker, principal: &Principal, queue: &str, exchange: &str) {
     broker
         .bind(
-            &principal,
+            principal,
             &BindingSpec {
                 queue,
                 exchange,

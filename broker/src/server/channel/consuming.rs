@@ -1,0 +1,169 @@
+//! The consuming side of a channel: starting and cancelling consumers,
+//! `get`, and settling deliveries (ack, nack, reject).
+
+use std::sync::Arc;
+
+use switchyard_protocol::{Frame, code};
+use tokio::sync::{Semaphore, watch};
+
+use super::{ChannelSession, Close, ConsumerHandle};
+use crate::broker::{Access, BrokerError, Settle};
+use crate::server::consumer::{ConsumerTask, Unacked, deliver_frame};
+
+impl ChannelSession {
+    /// Starts a consumer; the reply goes out before its first delivery.
+    pub(super) async fn consume(
+        &mut self,
+        req: u32,
+        queue: String,
+        tag: String,
+        prefetch: u32,
+        auto_ack: bool,
+        exclusive: bool,
+    ) -> Result<(), BrokerError> {
+        self.principal.check(Access::Read, "queue", &queue)?;
+        self.broker.limits().check_consumers(self.consumers.len())?;
+        let q = self.vhost.queue(&queue)?;
+        if q.owner.is_some_and(|o| o != self.connection.id) {
+            return Err(BrokerError::new(
+                code::RESOURCE_LOCKED,
+                format!("queue '{queue}' is exclusive to another connection"),
+            ));
+        }
+        let tag = if tag.is_empty() {
+            self.next_consumer += 1;
+            format!("sy.ctag-{}-{}", self.connection.id, self.next_consumer)
+        } else {
+            tag
+        };
+        if self.consumers.contains_key(&tag) {
+            return Err(BrokerError::new(
+                code::NOT_ALLOWED,
+                format!("consumer tag '{tag}' is already in use on this channel"),
+            ));
+        }
+        q.add_consumer(&tag, self.connection.id, exclusive)?;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = ConsumerTask {
+            broker: self.broker.clone(),
+            vhost: self.vhost.clone(),
+            queue: q.clone(),
+            tag: tag.clone(),
+            auto_ack,
+            credit: (prefetch > 0 && !auto_ack)
+                .then(|| Arc::new(Semaphore::new(prefetch as usize))),
+            deliveries: self.deliveries.clone(),
+            out: self.out.clone(),
+            stop: stop_rx,
+        };
+        self.ok(req, tag.clone(), 0, 0).await;
+        let handle = tokio::spawn(task.run());
+        self.consumers.insert(
+            tag,
+            ConsumerHandle {
+                queue: q,
+                stop,
+                task: handle,
+            },
+        );
+        Ok(())
+    }
+
+    pub(super) async fn cancel(&mut self, tag: &str) -> Result<(), BrokerError> {
+        let handle = self.consumers.remove(tag).ok_or_else(|| {
+            BrokerError::new(
+                code::NOT_FOUND,
+                format!("no consumer '{tag}' on this channel"),
+            )
+        })?;
+        self.stop_consumer(tag, handle).await;
+        Ok(())
+    }
+
+    pub(super) async fn stop_consumer(&self, tag: &str, handle: ConsumerHandle) {
+        let _ = handle.stop.send(true);
+        let _ = handle.task.await;
+        if handle.queue.remove_consumer(tag)
+            && let Err(e) = self.broker.remove_queue(&self.vhost, handle.queue.name())
+        {
+            tracing::warn!(queue = handle.queue.name(), error = %e, "auto-delete failed");
+        }
+    }
+
+    pub(super) fn get(
+        &mut self,
+        req: u32,
+        queue: &str,
+        auto_ack: bool,
+    ) -> Result<Frame, BrokerError> {
+        self.principal.check(Access::Read, "queue", queue)?;
+        let q = self.vhost.queue(queue)?;
+        let Some(delivered) = self.broker.next_delivery(&self.vhost, &q)? else {
+            return Ok(Frame::GetEmpty { req });
+        };
+        let delivery_tag = self
+            .deliveries
+            .lock()
+            .unwrap()
+            .register((!auto_ack).then(|| Unacked {
+                queue: q.clone(),
+                offset: delivered.offset,
+                credit: None,
+            }));
+        if auto_ack {
+            self.broker.store().ack(q.id, delivered.offset)?;
+        }
+        let remaining = self.broker.store().stats(q.id)?.ready;
+        Ok(
+            match deliver_frame(&self.broker, &q, &delivered, "", delivery_tag) {
+                Some(Frame::Deliver {
+                    redelivered,
+                    exchange,
+                    message,
+                    ..
+                }) => Frame::GetOk {
+                    req,
+                    delivery_tag,
+                    redelivered,
+                    remaining,
+                    exchange,
+                    message,
+                },
+                _ => {
+                    // Undeliverable record, already settled: forget its tag.
+                    self.deliveries
+                        .lock()
+                        .unwrap()
+                        .unacked
+                        .remove(&delivery_tag);
+                    Frame::GetEmpty { req }
+                }
+            },
+        )
+    }
+
+    pub(super) fn settle(
+        &mut self,
+        delivery_tag: u64,
+        multiple: bool,
+        how: Settle,
+    ) -> Result<(), Close> {
+        let taken = self.deliveries.lock().unwrap().take(delivery_tag, multiple);
+        let Some(settled) = taken else {
+            return Err(Close {
+                code: code::PRECONDITION_FAILED,
+                reason: format!(
+                    "unknown delivery tag {delivery_tag} (already settled, or never delivered on this channel)"
+                ),
+            });
+        };
+        for unacked in settled {
+            self.broker
+                .settle(&self.vhost, &unacked.queue, unacked.offset, how)?;
+            if let Some(credit) = unacked.credit {
+                credit.add_permits(1);
+            }
+        }
+        Ok(())
+    }
+}
