@@ -63,6 +63,9 @@ pub struct StorageSettings {
     pub checkpoint_interval_ms: u64,
     /// Refuse publishes that would grow the log past this (bytes).
     pub max_log_bytes: Option<u64>,
+    /// Refuse publishes while less than this stays free on the disk
+    /// (bytes); default: a sixteenth of the filesystem, at most 50 MiB.
+    pub disk_free_limit_bytes: Option<u64>,
 }
 
 impl Default for StorageSettings {
@@ -73,6 +76,7 @@ impl Default for StorageSettings {
             flush_interval_ms: store.flush_interval.as_millis() as u64,
             checkpoint_interval_ms: store.checkpoint_interval.as_millis() as u64,
             max_log_bytes: None,
+            disk_free_limit_bytes: None,
         }
     }
 }
@@ -146,6 +150,7 @@ impl ServerConfig {
         options.store.checkpoint_interval =
             Duration::from_millis(self.storage.checkpoint_interval_ms);
         options.store.max_log_bytes = self.storage.max_log_bytes;
+        options.store.disk_free_limit = self.storage.disk_free_limit_bytes;
         options.loopback_users = self.loopback_users.clone();
         options.sandbox = self.sandbox.clone();
         options.limits = self.limits.clone();

@@ -34,6 +34,10 @@ pub struct StoreConfig {
     pub checkpoint_interval: Duration,
     /// Refuse appends that would grow the log past this many bytes on disk.
     pub max_log_bytes: Option<u64>,
+    /// Refuse messages while less than this would stay free on the disk
+    /// (headroom for acks, checkpoints, metadata and restarts); `None`: a
+    /// sixteenth of the filesystem, at most 50 MiB.
+    pub disk_free_limit: Option<u64>,
 }
 
 impl StoreConfig {
@@ -46,6 +50,7 @@ impl StoreConfig {
             flush_bytes: 64 << 20,
             checkpoint_interval: Duration::from_secs(1),
             max_log_bytes: None,
+            disk_free_limit: None,
         }
     }
 

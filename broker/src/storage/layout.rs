@@ -14,6 +14,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::config::StoreConfig;
+use super::disk_space::available_bytes;
 use super::error::StorageError;
 use super::metadata::Metadata;
 
@@ -83,14 +84,4 @@ fn fitted_segment_size(wanted: usize, dir: &Path) -> usize {
         "the disk is small: log segments sized to an eighth of the space available"
     );
     size
-}
-
-/// Bytes an unprivileged writer may still use on the filesystem of `dir`.
-fn available_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `stat` is plain data the call fills; `path` is NUL-terminated.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
-    (rc == 0).then(|| (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }

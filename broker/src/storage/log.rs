@@ -145,7 +145,8 @@ impl CommitLog {
                 let next = base + self.segment_size as u64;
                 self.segment(next).map(|_| next)
             };
-            if offset + 4 > segment.len() {
+            // Past the segment's data everything reads as zero: the end.
+            if offset + 4 > segment.readable_len() {
                 match next_segment() {
                     Some(next) => {
                         position = next;

@@ -8,6 +8,7 @@
 mod config;
 mod consumption;
 mod consumption_log;
+mod disk_space;
 mod error;
 mod index;
 mod layout;

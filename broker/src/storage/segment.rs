@@ -36,6 +36,11 @@ pub struct Segment {
     /// Bytes from the start known to be backed by disk space. Only the
     /// segment's single writer moves it.
     reserved: AtomicUsize,
+    /// Where the file's data ends: every byte past it is a hole and reads
+    /// as zero. Reads past it must not go through the map: on tmpfs even a
+    /// read allocates the page, and on a full disk that is a SIGBUS — a
+    /// broker that could not restart after filling its disk.
+    data_end: AtomicUsize,
 }
 
 /// A zero-copy view into a segment, the owner behind a `Bytes`.
@@ -75,9 +80,7 @@ impl Segment {
             return Err(error);
         }
         let segment = Self::map(path, file, len)?;
-        segment
-            .reserved
-            .store(RESERVE_CHUNK.min(len), Ordering::Relaxed);
+        segment.backed_up_to(RESERVE_CHUNK.min(len));
         Ok(segment)
     }
 
@@ -94,8 +97,24 @@ impl Segment {
             .saturating_mul(RESERVE_CHUNK)
             .min(self.len);
         fallocate(&self.file, &self.path, reserved, target - reserved)?;
-        self.reserved.store(target, Ordering::Relaxed);
+        self.backed_up_to(target);
         Ok(())
+    }
+
+    /// Whether `[0, upto)` is already backed by disk space.
+    pub fn is_reserved(&self, upto: usize) -> bool {
+        upto <= self.reserved.load(Ordering::Relaxed)
+    }
+
+    /// Records that `[0, upto)` is backed by disk space.
+    fn backed_up_to(&self, upto: usize) {
+        self.reserved.fetch_max(upto, Ordering::Release);
+        self.data_end.fetch_max(upto, Ordering::Release);
+    }
+
+    /// How far reads may go: the end of the file's data (see `data_end`).
+    pub fn readable_len(&self) -> usize {
+        self.data_end.load(Ordering::Acquire).min(self.len)
     }
 
     /// Opens an existing segment file; its size is its length.
@@ -114,15 +133,17 @@ impl Segment {
 
     fn map(path: &Path, file: File, len: usize) -> Result<Arc<Self>, StorageError> {
         let map = MmapRaw::map_raw(&file).map_err(|e| StorageError::io(path, e))?;
+        let extents = DataExtents::of(&file, len);
         Ok(Arc::new(Segment {
             path: path.to_path_buf(),
             file,
             map,
             len,
-            // Unknown for a file opened from disk: the first `reserve`
-            // covers everything up to the writer (already-backed ranges
-            // cost nothing).
-            reserved: AtomicUsize::new(0),
+            // For a file opened from disk, what it already holds; the first
+            // `reserve` covers the rest up to the writer (already-backed
+            // ranges cost nothing).
+            reserved: AtomicUsize::new(extents.first_hole),
+            data_end: AtomicUsize::new(extents.data_end),
         }))
     }
 
@@ -183,9 +204,10 @@ impl Segment {
         })
     }
 
-    /// Bytes from `offset` to the end of the segment.
+    /// Bytes from `offset` to the end of the segment's data (the rest
+    /// reads as zeroes).
     pub fn tail(self: &Arc<Self>, offset: usize) -> Bytes {
-        self.bytes(offset, self.len - offset)
+        self.bytes(offset, self.readable_len().saturating_sub(offset))
     }
 
     /// Writes `offset..offset+len` to disk (msync).
@@ -202,18 +224,20 @@ impl Segment {
     /// a torn or corrupt tail so it can never be mistaken for data again.
     ///
     /// Only pages holding non-zero bytes are written: they are backed by
-    /// disk already, while writing a page of a sparse hole would allocate it
-    /// — and on a full disk, fault (SIGBUS) instead of failing cleanly.
+    /// disk already, while touching a page of a sparse hole would allocate
+    /// it — and on a full disk, fault (SIGBUS) instead of failing cleanly.
+    /// Holes past the data's end are not even read (see `data_end`).
     pub fn zero_from(&self, offset: usize) -> Result<(), StorageError> {
-        if offset >= self.len {
+        let end = self.readable_len();
+        if offset >= end {
             return Ok(());
         }
         const PAGE: usize = 4096;
         let zeroes = [0u8; PAGE];
         let mut at = offset;
-        while at < self.len {
+        while at < end {
             // Up to the next page boundary, so every write stays in a page.
-            let n = (PAGE - at % PAGE).min(self.len - at);
+            let n = (PAGE - at % PAGE).min(end - at);
             // SAFETY: in bounds; called during recovery or truncation, when
             // no reader can see these bytes.
             let current = unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(at), n) };
@@ -222,7 +246,7 @@ impl Segment {
             }
             at += n;
         }
-        self.flush_range(offset, self.len - offset)
+        self.flush_range(offset, end - offset)
     }
 
     /// fsyncs the file's metadata (after creation or truncation).
@@ -269,6 +293,54 @@ pub fn open_numbered(
         files.insert(number, segment);
     }
     Ok(files)
+}
+
+/// Where a file's data lies, as far as recovery needs it.
+struct DataExtents {
+    /// The first hole: `[0, first_hole)` is backed by disk space.
+    first_hole: usize,
+    /// The end of the last data extent: everything after it reads as zero.
+    data_end: usize,
+}
+
+impl DataExtents {
+    /// Asks the file system (`SEEK_DATA` / `SEEK_HOLE`). One that cannot
+    /// say is taken as fully written and not reserved at all, which only
+    /// costs the optimisation.
+    fn of(file: &File, len: usize) -> DataExtents {
+        let unknown = DataExtents {
+            first_hole: 0,
+            data_end: len,
+        };
+        let seek = |offset: usize, whence| {
+            // SAFETY: plain FFI call on an open descriptor.
+            let at = unsafe { libc::lseek(file.as_raw_fd(), offset as libc::off_t, whence) };
+            match at {
+                -1 => Err(std::io::Error::last_os_error()),
+                at => Ok((at as usize).min(len)),
+            }
+        };
+        let Ok(first_hole) = seek(0, libc::SEEK_HOLE) else {
+            return unknown;
+        };
+        let mut data_end = first_hole;
+        let mut at = first_hole;
+        while at < len {
+            match seek(at, libc::SEEK_DATA) {
+                Ok(data) => match seek(data, libc::SEEK_HOLE) {
+                    Ok(hole) if hole > data => (data_end, at) = (hole, hole),
+                    _ => return unknown,
+                },
+                // ENXIO: no data after `at`.
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => break,
+                Err(_) => return unknown,
+            }
+        }
+        DataExtents {
+            first_hole,
+            data_end,
+        }
+    }
 }
 
 /// Reserves `[offset, offset + len)` of `file` on disk.

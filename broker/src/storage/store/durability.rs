@@ -9,6 +9,7 @@ use super::super::consumption::Consumption;
 use super::super::consumption_log::{self, Change};
 use super::super::index::IndexEntry;
 use super::super::record::{QueueId, StoredMessage, encoded_len};
+use super::super::segment::RESERVE_CHUNK;
 use super::{
     Appended, CONSUMPTION_TREE, Checkpoint, EVENTS_PER_RECORD, FlushMode, Inner, Queue,
     StorageError,
@@ -42,8 +43,17 @@ impl Inner {
                 "the commit log would exceed its limit of {max} bytes"
             )));
         }
+        let upto = (position - base) as usize + len;
+        // Messages stop at the disk's free-space floor; consumption records
+        // (no queues) may use the headroom: acks must still be recorded,
+        // or nothing consumed could ever be released.
+        if !queue_ids.is_empty()
+            && inner.log.segment(base).is_none_or(|s| !s.is_reserved(upto))
+        {
+            inner.disk_space.check_room_for(RESERVE_CHUNK as u64)?;
+        }
         let segment = inner.log.ensure_segment(position)?;
-        segment.reserve((position - base) as usize + len)?;
+        segment.reserve(upto)?;
         let mut indexes: Vec<_> = queues.iter().map(|q| q.index.lock().unwrap()).collect();
         for index in &mut indexes {
             index.reserve_next()?;

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{FlushMode, StoreConfig};
 use super::consumption::{Consumption, Delivery};
 use super::consumption_log::{Change, ConsumptionEvent, LEASE_STEP};
+use super::disk_space::DiskSpace;
 use super::error::StorageError;
 use super::index::{IndexEntry, QueueIndex};
 use super::log::CommitLog;
@@ -70,6 +71,8 @@ struct Durability {
 struct Inner {
     config: StoreConfig,
     log: CommitLog,
+    /// The free-space floor messages stop at.
+    disk_space: DiskSpace,
     meta: Metadata,
     writer: Mutex<Writer>,
     queues: RwLock<HashMap<QueueId, Arc<Queue>>>,

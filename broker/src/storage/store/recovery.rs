@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use super::super::consumption::Consumption;
 use super::super::consumption_log;
 use super::super::index::{IndexEntry, QueueIndex};
+use super::super::disk_space::DiskSpace;
 use super::super::layout::settle_layout;
 use super::super::log::{CommitLog, Scanned};
 use super::super::metadata::Metadata;
@@ -193,7 +194,13 @@ impl MessageStore {
             tracing::warn!("recovery: {line}");
         }
 
+        let disk_space = DiskSpace::new(&config.dir, config.disk_free_limit);
+        tracing::debug!(
+            bytes = disk_space.free_limit(),
+            "messages are refused while less than this would stay free on the disk"
+        );
         let inner = Arc::new(Inner {
+            disk_space,
             config,
             log,
             meta,
