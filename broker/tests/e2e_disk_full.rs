@@ -102,7 +102,11 @@ async fn scenario(dir: &std::path::Path) {
     // Consumers catch up; publishing comes back by itself.
     let mut drained = 0;
     while let Some((delivery, _)) = ch.get("q", false).await.unwrap() {
-        assert_eq!(delivery.message.body, message(drained).body, "message {drained}");
+        assert_eq!(
+            delivery.message.body,
+            message(drained).body,
+            "message {drained}"
+        );
         delivery.ack().await.unwrap();
         drained += 1;
     }

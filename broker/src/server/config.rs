@@ -16,6 +16,9 @@ use crate::storage::StoreConfig;
 /// seconds (a GC pause, a busy machine) without losing its connection.
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10_000;
 
+/// See [`ServerConfig::send_buffer_bytes`].
+pub const DEFAULT_SEND_BUFFER_BYTES: u64 = 8 << 20;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -30,6 +33,11 @@ pub struct ServerConfig {
     /// away, and how long a stalled but live client may pause before it is
     /// dropped: docs/PROTOCOL.md, "Liveness".
     pub idle_timeout_ms: u64,
+    /// Bytes sent to one connection and not yet acknowledged by its QUIC
+    /// peer. It bounds what a fast producer of deliveries buffers per slow
+    /// (or dead) consumer connection: at 64 MiB, ten stalled consumers once
+    /// held ~640 MiB. 8 MiB still fills a loopback or LAN link.
+    pub send_buffer_bytes: u64,
     /// Users refused from non-loopback addresses.
     pub loopback_users: Vec<String>,
     pub tls: TlsSettings,
@@ -88,6 +96,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], switchyard_protocol::DEFAULT_PORT)),
             max_frame: switchyard_protocol::DEFAULT_MAX_FRAME,
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            send_buffer_bytes: DEFAULT_SEND_BUFFER_BYTES,
             loopback_users: vec!["guest".into()],
             sandbox: SandboxLimits::default(),
             tls: TlsSettings::default(),
@@ -116,6 +125,12 @@ impl ServerConfig {
             return Err(format!(
                 "idle_timeout_ms must be at least 100, not {}",
                 self.idle_timeout_ms
+            ));
+        }
+        if self.send_buffer_bytes < 64 << 10 {
+            return Err(format!(
+                "send_buffer_bytes must be at least 65536, not {}",
+                self.send_buffer_bytes
             ));
         }
         self.limits.validate()?;

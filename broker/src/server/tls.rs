@@ -133,6 +133,7 @@ pub fn server_config(config: &ServerConfig) -> Result<quinn::ServerConfig, Strin
         ))
         .keep_alive_interval(Some(config.keep_alive_interval()));
     switchyard_client::tune_transport(&mut transport);
+    transport.send_window(config.send_buffer_bytes);
     server.transport_config(Arc::new(transport));
     Ok(server)
 }

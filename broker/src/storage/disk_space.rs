@@ -25,9 +25,8 @@ impl DiskSpace {
     /// The floor for the filesystem of `dir`: `configured`, or a sixteenth
     /// of the filesystem's size up to 50 MiB.
     pub fn new(dir: &Path, configured: Option<u64>) -> DiskSpace {
-        let free_limit = configured.unwrap_or_else(|| {
-            statvfs(dir).map_or(0, |s| (s.total / 16).min(MAX_AUTOMATIC_LIMIT))
-        });
+        let free_limit = configured
+            .unwrap_or_else(|| statvfs(dir).map_or(0, |s| (s.total / 16).min(MAX_AUTOMATIC_LIMIT)));
         DiskSpace {
             dir: dir.to_path_buf(),
             free_limit,

@@ -8,8 +8,8 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use super::super::consumption::Consumption;
 use super::super::consumption_log;
-use super::super::index::{IndexEntry, QueueIndex};
 use super::super::disk_space::DiskSpace;
+use super::super::index::{IndexEntry, QueueIndex};
 use super::super::layout::settle_layout;
 use super::super::log::{CommitLog, Scanned};
 use super::super::metadata::Metadata;
