@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod broker;
 pub mod cli;
+pub mod clock;
 pub mod plugins;
 pub mod ratelimit;
 pub mod server;

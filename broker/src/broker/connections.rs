@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 use super::limits::Limits;
-use super::{Broker, BrokerError, ConnectionInfo, Principal, now_ms};
+use super::{Broker, BrokerError, ConnectionInfo, Principal};
 
 impl Broker {
     /// Authenticates a connection (slow: argon2, call off the async
@@ -58,7 +58,7 @@ impl Broker {
             vhost: vhost.into(),
             peer: peer.to_string(),
             client_name: client_name.into(),
-            since_ms: now_ms(),
+            since_ms: self.now_ms(),
             channels: AtomicU32::new(0),
         });
         let mut connections = self.connections.lock().unwrap();

@@ -4,7 +4,7 @@
 
 use switchyard_protocol::{Field, Value};
 
-use super::convert::{from_stored, now_ms};
+use super::convert::from_stored;
 use super::error::BrokerError;
 use super::queue::Queue;
 use super::{Broker, Vhost};
@@ -47,7 +47,7 @@ impl Broker {
             let message = &delivered.message;
             if !queue
                 .settings
-                .is_expired(message.expiry_ms, Some(message), now_ms())
+                .is_expired(message.expiry_ms, Some(message), self.now_ms())
             {
                 return Ok(Some(delivered));
             }

@@ -11,7 +11,6 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::convert::now_ms;
 use super::queue::{Queue, QueueSettings};
 use super::{Broker, Vhost};
 use crate::storage::{IndexEntry, StorageError, StoredMessage};
@@ -45,7 +44,7 @@ impl Broker {
         let needs_message = queue.settings.message_ttl_ms.is_some();
         let mut expired = 0;
         loop {
-            let now = now_ms();
+            let now = self.now_ms();
             let taken = self.store.take_expired_head(
                 queue.id,
                 needs_message,

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, Users};
-pub use convert::{describe_arguments, from_stored, now_ms};
+pub use convert::{describe_arguments, from_stored};
 pub use delivery::Settle;
 pub use error::BrokerError;
 pub use exchange::Exchange;
@@ -49,6 +49,7 @@ pub use records::{BindingRecord, EncodedFields, ExchangeRecord, QueueRecord, Vho
 pub use topology::{BindingSpec, ExchangeSpec, QueueSpec};
 pub use uploads::UploadReservation;
 
+use crate::clock::{Clock, SystemClock};
 use crate::plugins::{KvStore, PluginEngine, PluginRegistry, SandboxLimits};
 use crate::storage::{MessageStore, StoreConfig};
 
@@ -65,6 +66,8 @@ pub struct BrokerOptions {
     pub plugin_cache: PathBuf,
     /// What clients may hold; login throttling (docs/SECURITY.md).
     pub limits: Limits,
+    /// The time TTLs, expiry and connection times are measured by.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl BrokerOptions {
@@ -76,6 +79,7 @@ impl BrokerOptions {
             loopback_users: vec!["guest".into()],
             plugin_cache: data_dir.join("plugin-cache"),
             limits: Limits::default(),
+            clock: Arc::new(SystemClock),
             data_dir,
         }
     }
@@ -138,6 +142,7 @@ pub struct Broker {
     limits: Limits,
     logins: login::LoginThrottle,
     uploads: uploads::UploadBudget,
+    clock: Arc<dyn Clock>,
     data_dir: PathBuf,
 }
 
@@ -189,6 +194,7 @@ impl Broker {
             logins: login::LoginThrottle::new(&options.limits),
             uploads: uploads::UploadBudget::new(options.limits.max_upload_bytes),
             limits: options.limits,
+            clock: options.clock,
             data_dir: options.data_dir,
         };
         broker.restore_topology()?;
@@ -205,6 +211,11 @@ impl Broker {
 
     pub fn users(&self) -> &Users {
         &self.users
+    }
+
+    /// Now, by the broker's clock (milliseconds since the epoch).
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     pub fn data_dir(&self) -> &PathBuf {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use switchyard_protocol::{Message, code};
 
 use super::auth::{Access, Principal};
-use super::convert::{message_to_plugin, now_ms, to_stored};
+use super::convert::{message_to_plugin, to_stored};
 use super::error::BrokerError;
 use super::exchange::Exchange;
 use super::queue::{Overflow, Queue};
@@ -153,7 +153,7 @@ impl Broker {
         messages: &[Message],
     ) -> Vec<Outcome> {
         let routes = self.route(vhost, exchange, messages);
-        let now = now_ms();
+        let now = self.now_ms();
         messages
             .iter()
             .zip(routes)

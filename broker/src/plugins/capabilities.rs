@@ -83,7 +83,7 @@ impl log::Host for StoreState {
 
 impl clock::Host for StoreState {
     fn now_ms(&mut self) -> u64 {
-        super::kv::now_ms()
+        crate::clock::system_now_ms()
     }
 }
 

@@ -17,17 +17,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak, mpsc};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::clock::system_now_ms;
 
 use super::error::PluginError;
 pub use super::kv_limits::{KvLimits, KvRefused, KvUsage};
 use super::kv_limits::{Usage, entry_bytes};
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Whose state a call reads and writes. The host sets it before each call;
 /// a plugin cannot name another scope.
@@ -88,7 +84,7 @@ impl std::fmt::Display for KvScope {
 /// Stored value layout: 8 bytes big-endian expiry in ms (0 = never), then
 /// the value.
 fn encode(value: &[u8], ttl_ms: Option<u64>) -> Vec<u8> {
-    let expiry = ttl_ms.map_or(0, |ttl| now_ms().saturating_add(ttl).max(1));
+    let expiry = ttl_ms.map_or(0, |ttl| system_now_ms().saturating_add(ttl).max(1));
     let mut stored = Vec::with_capacity(8 + value.len());
     stored.extend_from_slice(&expiry.to_be_bytes());
     stored.extend_from_slice(value);
@@ -269,7 +265,7 @@ impl PluginKv {
     pub fn get(&self, scope: &KvScope, key: &str) -> Option<Vec<u8>> {
         let full = scope.key(key);
         let stored = self.inner.tree.get(&full).ok().flatten()?;
-        if let Some(value) = live(&stored, now_ms()) {
+        if let Some(value) = live(&stored, system_now_ms()) {
             return Some(value.to_vec());
         }
         let usage = self.usage_of(scope);
@@ -333,7 +329,7 @@ impl PluginKv {
             .map_err(|e| self.failed(scope, e))?;
         if only_if_absent
             && let Some(stored) = &current
-            && live(stored, now_ms()).is_some()
+            && live(stored, system_now_ms()).is_some()
         {
             return Ok(false);
         }
@@ -369,7 +365,7 @@ impl PluginKv {
 
     /// Removes every expired entry; returns how many.
     pub fn sweep(&self) -> usize {
-        let now = now_ms();
+        let now = system_now_ms();
         let mut removed = 0;
         for (key, stored) in self.inner.tree.iter().flatten() {
             if live(&stored, now).is_some() {

@@ -1,0 +1,47 @@
+//! The broker crate's integration tests, one binary (linking wasmtime and
+//! the broker once instead of once per file). Each module is one concern;
+//! `support` starts the real binary, `core` opens a `Broker` in-process,
+//! `common` sets up the plugin host alone.
+//!
+//! Tests that re-run this binary as a child select the child test by its
+//! full path (`module::test`, with `--exact`).
+
+mod common;
+mod core;
+mod support;
+
+mod broker_core;
+mod broker_corruption;
+mod broker_props;
+mod broker_security;
+mod broker_topology;
+mod conformance;
+mod dist_manifest;
+mod e2e_bench;
+mod e2e_broker_death;
+mod e2e_cli;
+mod e2e_crash_loop;
+mod e2e_delivery;
+mod e2e_disk_full;
+mod e2e_duplicates;
+mod e2e_durability;
+mod e2e_durable_acks;
+mod e2e_frames;
+mod e2e_isolation;
+mod e2e_limits;
+mod e2e_memory_return;
+mod e2e_plugins;
+mod e2e_routing;
+mod e2e_security;
+mod e2e_topology;
+mod hostile_plugins;
+mod key_only_claim;
+mod plugin_loading;
+mod plugin_state;
+mod ratelimit;
+mod registry;
+mod sandbox;
+mod storage;
+mod storage_churn;
+mod storage_crash;
+mod storage_props;
