@@ -29,7 +29,7 @@ impl Broker {
     /// are dead-lettered on the way; an unreadable (corrupt) one is
     /// reported, dead-lettered as a notice, and skipped: it never ends a
     /// consumer or stalls the queue.
-    pub fn next_delivery(
+    pub(crate) fn next_delivery(
         &self,
         vhost: &Vhost,
         queue: &Queue,

@@ -13,12 +13,14 @@
 
 mod auth;
 mod connections;
+mod consumers;
 mod convert;
 mod delivery;
 mod error;
 mod exchange;
 mod exchange_arguments;
 mod expiry;
+mod handout;
 mod limits;
 mod listing;
 mod login;
@@ -29,6 +31,7 @@ mod queue;
 mod records;
 mod topology;
 mod uploads;
+mod user_admin;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -36,14 +39,15 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, Users};
-pub use convert::{describe_arguments, from_stored};
+pub use consumers::Got;
 pub use delivery::Settle;
 pub use error::BrokerError;
 pub use exchange::Exchange;
 pub use expiry::EXPIRY_SWEEP_INTERVAL;
+pub use handout::{AckMode, Delivery};
 pub use limits::Limits;
 pub use plugins::{MAX_PLUGIN_BYTES, PluginUpload};
-pub use publish::{Outcome, Published};
+pub use publish::{DurableAt, Outcome, Published};
 pub use queue::{Overflow, Queue, QueueSettings};
 pub use records::{BindingRecord, EncodedFields, ExchangeRecord, QueueRecord, VhostRecord};
 pub use topology::{BindingSpec, ExchangeSpec, QueueSpec};
@@ -199,10 +203,6 @@ impl Broker {
         };
         broker.restore_topology()?;
         Ok(broker)
-    }
-
-    pub fn store(&self) -> &Arc<MessageStore> {
-        &self.store
     }
 
     pub fn registry(&self) -> &PluginRegistry {

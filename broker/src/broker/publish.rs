@@ -21,9 +21,9 @@ use crate::storage::QueueId;
 /// What became of one published message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// Appended; durable once the log is flushed past `end` (wait for that
-    /// before confirming when `sync`).
-    Stored { end: u64, sync: bool },
+    /// Appended. Bound for a sync-flush queue, it may be confirmed only
+    /// once durable: [`Broker::wait_durable`] on `durable_after`.
+    Stored { durable_after: Option<DurableAt> },
     /// No queue received it.
     Unroutable,
     /// The exchange's filter said it was already published: confirmed,
@@ -31,6 +31,19 @@ pub enum Outcome {
     Duplicate,
     /// Refused (plugin refusal or failure, full queue, full disk…).
     Refused(BrokerError),
+}
+
+/// A point in the broker's durable history: a message stored before it is
+/// durable once the broker has made this point durable. Opaque to front
+/// doors; later points cover earlier ones (`max` of several is enough).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DurableAt(u64);
+
+impl DurableAt {
+    #[cfg(test)]
+    pub(crate) fn for_tests(position: u64) -> Self {
+        DurableAt(position)
+    }
 }
 
 /// What became of a batch published by a client.
@@ -46,6 +59,13 @@ pub struct Published {
 }
 
 impl Broker {
+    /// Blocks until everything stored before `point` is durable (one
+    /// flush serves every waiter: group commit); an error if flushing
+    /// failed (the messages may not be durable: refuse their confirms).
+    pub fn wait_durable(&self, point: DurableAt) -> Result<(), BrokerError> {
+        Ok(self.store.wait_durable(point.0)?)
+    }
+
     /// Publishes `messages` to `exchange` as `principal`. A named exchange
     /// needs write permission on the exchange; the default exchange ("")
     /// needs write permission on the queue each message's routing key
@@ -265,8 +285,7 @@ impl Broker {
                 ),
             )),
             None => Outcome::Stored {
-                end: appended.end,
-                sync: appended.needs_sync,
+                durable_after: appended.needs_sync.then_some(DurableAt(appended.end)),
             },
         }
     }

@@ -161,6 +161,18 @@ impl Queue {
         &self.record.name
     }
 
+    /// Refuses (RESOURCE_LOCKED) a connection other than the owner of an
+    /// exclusive queue: it may not consume, get, redeclare or delete it.
+    pub fn check_owner(&self, connection: u64) -> Result<(), BrokerError> {
+        match self.owner {
+            Some(owner) if owner != connection => Err(BrokerError::new(
+                switchyard_protocol::code::RESOURCE_LOCKED,
+                format!("queue '{}' is exclusive to another connection", self.name()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Registers a consumer; refused if someone holds the queue exclusively
     /// or an exclusive consumer is asked for while others consume.
     pub fn add_consumer(

@@ -336,14 +336,7 @@ impl Broker {
         check_name("queue", &name)?;
         principal.check(Access::Configure, "queue", &name)?;
         if let Ok(existing) = vhost.queue(&name) {
-            if let Some(owner) = existing.owner
-                && owner != connection
-            {
-                return Err(BrokerError::new(
-                    code::RESOURCE_LOCKED,
-                    format!("queue '{name}' is exclusive to another connection"),
-                ));
-            }
+            existing.check_owner(connection)?;
             if !spec.passive
                 && (existing.record.durable != spec.durable
                     || existing.settings != QueueSettings::parse(&spec.arguments)?)
@@ -399,12 +392,7 @@ impl Broker {
         let vhost = self.vhost(&principal.vhost)?;
         principal.check(Access::Configure, "queue", name)?;
         let queue = vhost.queue(name)?;
-        if queue.owner.is_some_and(|o| o != connection) {
-            return Err(BrokerError::new(
-                code::RESOURCE_LOCKED,
-                format!("queue '{name}' is exclusive to another connection"),
-            ));
-        }
+        queue.check_owner(connection)?;
         let stats = self.store.stats(queue.id)?;
         if if_unused && queue.consumer_count() > 0 {
             return Err(BrokerError::precondition(format!(
@@ -438,23 +426,36 @@ impl Broker {
         Ok(())
     }
 
-    pub fn purge_queue(&self, principal: &Principal, name: &str) -> Result<u64, BrokerError> {
+    /// Drops a queue's ready messages (read permission; not another
+    /// connection's exclusive queue); returns how many.
+    pub fn purge_queue(
+        &self,
+        principal: &Principal,
+        connection: u64,
+        name: &str,
+    ) -> Result<u64, BrokerError> {
         let vhost = self.vhost(&principal.vhost)?;
         principal.check(Access::Read, "queue", name)?;
         let queue = vhost.queue(name)?;
+        queue.check_owner(connection)?;
         Ok(self.store.purge_queue(queue.id)?)
     }
 
     /// The vhost, exchange and binding a bind or unbind names, after the
-    /// permission checks (write on the queue, read on the exchange).
+    /// checks: write on the queue, read on the exchange, and not another
+    /// connection's exclusive queue.
     fn binding_target(
         &self,
         principal: &Principal,
+        connection: u64,
         spec: &BindingSpec<'_>,
     ) -> Result<(Arc<Vhost>, Arc<Exchange>, BindingRecord), BrokerError> {
         let vhost = self.vhost(&principal.vhost)?;
         principal.check(Access::Write, "queue", spec.queue)?;
         principal.check(Access::Read, "exchange", spec.exchange)?;
+        if let Ok(queue) = vhost.queue(spec.queue) {
+            queue.check_owner(connection)?;
+        }
         let x = vhost.exchange(spec.exchange)?;
         let binding = BindingRecord {
             vhost: vhost.name.clone(),
@@ -466,8 +467,13 @@ impl Broker {
         Ok((vhost, x, binding))
     }
 
-    pub fn bind(&self, principal: &Principal, spec: &BindingSpec<'_>) -> Result<(), BrokerError> {
-        let (vhost, x, binding) = self.binding_target(principal, spec)?;
+    pub fn bind(
+        &self,
+        principal: &Principal,
+        connection: u64,
+        spec: &BindingSpec<'_>,
+    ) -> Result<(), BrokerError> {
+        let (vhost, x, binding) = self.binding_target(principal, connection, spec)?;
         let q = vhost.queue(spec.queue)?;
         if x.bind(binding.clone())? && q.record.durable && x.record.durable && q.owner.is_none() {
             self.persist(BINDINGS, &Self::binding_key(&binding), &binding)?;
@@ -475,8 +481,13 @@ impl Broker {
         Ok(())
     }
 
-    pub fn unbind(&self, principal: &Principal, spec: &BindingSpec<'_>) -> Result<(), BrokerError> {
-        let (vhost, x, wanted) = self.binding_target(principal, spec)?;
+    pub fn unbind(
+        &self,
+        principal: &Principal,
+        connection: u64,
+        spec: &BindingSpec<'_>,
+    ) -> Result<(), BrokerError> {
+        let (vhost, x, wanted) = self.binding_target(principal, connection, spec)?;
         let removed = x.unbind_where(|b| *b == wanted);
         if removed.is_empty() {
             return Err(BrokerError::new(

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use switchyard_protocol::Frame;
 use tokio::sync::mpsc;
 
-use crate::broker::{BrokerError, Outcome};
-use crate::storage::MessageStore;
+use crate::broker::{Broker, BrokerError, Outcome};
 
 /// Outcomes of publishes, by sequence number.
 pub type Settled = Vec<(u64, Outcome)>;
@@ -18,7 +17,7 @@ pub type Settled = Vec<(u64, Outcome)>;
 const MAX_ROUND: usize = 1 << 16;
 
 pub async fn confirm_pipeline(
-    store: Arc<MessageStore>,
+    broker: Arc<Broker>,
     mut settled: mpsc::Receiver<Settled>,
     out: mpsc::Sender<Frame>,
 ) {
@@ -29,19 +28,19 @@ pub async fn confirm_pipeline(
                 Err(_) => break,
             }
         }
-        let sync_end = round
+        let durable_after = round
             .iter()
             .filter_map(|(_, o)| match o {
-                Outcome::Stored { end, sync: true } => Some(*end),
+                Outcome::Stored { durable_after } => *durable_after,
                 _ => None,
             })
             .max();
         let mut flush_error = None;
-        if let Some(end) = sync_end {
-            let store = store.clone();
-            match tokio::task::spawn_blocking(move || store.wait_durable(end)).await {
+        if let Some(point) = durable_after {
+            let broker = broker.clone();
+            match tokio::task::spawn_blocking(move || broker.wait_durable(point)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => flush_error = Some(BrokerError::from(e)),
+                Ok(Err(e)) => flush_error = Some(e),
                 Err(e) => {
                     flush_error = Some(BrokerError::new(
                         switchyard_protocol::code::INTERNAL_ERROR,
@@ -68,9 +67,9 @@ enum Answer {
 /// Coalesces consecutive outcomes into Confirm / Duplicate / Refuse frames.
 pub fn frames(round: &[(u64, Outcome)], flush_error: Option<&BrokerError>) -> Vec<Frame> {
     let answer = |outcome: &Outcome| match outcome {
-        Outcome::Stored { sync: true, .. } => {
-            flush_error.cloned().map_or(Answer::Confirm, Answer::Refuse)
-        }
+        Outcome::Stored {
+            durable_after: Some(_),
+        } => flush_error.cloned().map_or(Answer::Confirm, Answer::Refuse),
         Outcome::Stored { .. } | Outcome::Unroutable => Answer::Confirm,
         // The publisher must be able to tell that nothing new was stored.
         Outcome::Duplicate => Answer::Duplicate,
@@ -119,6 +118,7 @@ pub fn frames(round: &[(u64, Outcome)], flush_error: Option<&BrokerError>) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::DurableAt;
 
     #[test]
     fn outcomes_coalesce_into_ranges_by_answer() {
@@ -127,8 +127,7 @@ mod tests {
             (
                 1,
                 Outcome::Stored {
-                    end: 10,
-                    sync: false,
+                    durable_after: None,
                 },
             ),
             (2, Outcome::Unroutable),
@@ -138,8 +137,7 @@ mod tests {
             (
                 6,
                 Outcome::Stored {
-                    end: 20,
-                    sync: true,
+                    durable_after: Some(DurableAt::for_tests(20)),
                 },
             ),
         ];

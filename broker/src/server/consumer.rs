@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use switchyard_protocol::Frame;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::broker::{Broker, Queue, Vhost, from_stored};
-use crate::storage::Delivered;
+use crate::broker::{AckMode, Broker, Delivery, Queue, Vhost};
 
 /// A delivery waiting for ack / nack / reject.
 pub struct Unacked {
@@ -51,31 +50,6 @@ impl Deliveries {
                 .into_values()
                 .collect(),
         )
-    }
-}
-
-/// Builds the frame for a delivery; `None` for a record whose attributes
-/// cannot be read (logged; the message is settled so it cannot block the queue).
-pub fn deliver_frame(
-    broker: &Broker,
-    queue: &Queue,
-    delivered: &Delivered,
-    tag: &str,
-    delivery_tag: u64,
-) -> Option<Frame> {
-    match from_stored(&delivered.message) {
-        Ok((exchange, message)) => Some(Frame::Deliver {
-            tag: tag.into(),
-            delivery_tag,
-            redelivered: delivered.redelivered,
-            exchange,
-            message,
-        }),
-        Err(e) => {
-            tracing::error!(queue = queue.name(), offset = delivered.offset, error = %e, "undeliverable record dropped");
-            let _ = broker.store().ack(queue.id, delivered.offset);
-            None
-        }
     }
 }
 
@@ -127,9 +101,7 @@ impl ConsumerTask {
                 }
                 Err(reason) => return self.cancelled(reason).await,
             };
-            let Some(frame) = self.register(&delivered) else {
-                continue;
-            };
+            let frame = self.register(delivered);
             match self.out.try_send(frame) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(frame)) => tokio::select! {
@@ -142,12 +114,13 @@ impl ConsumerTask {
     }
 
     /// The next message of the queue, or why the consumer must end.
-    fn next(&self) -> Result<Option<Delivered>, String> {
+    fn next(&self) -> Result<Option<Delivery>, String> {
         if self.queue.is_deleted() {
             return Err(format!("queue '{}' was deleted", self.queue.name()));
         }
+        let ack = AckMode::from_auto_ack(self.auto_ack);
         self.broker
-            .next_delivery(&self.vhost, &self.queue)
+            .take_delivery(&self.vhost, &self.queue, ack)
             .map_err(|e| {
                 tracing::error!(queue = self.queue.name(), error = %e, "consumer stopped");
                 format!("reading queue '{}' failed: {e}", self.queue.name())
@@ -167,37 +140,22 @@ impl ConsumerTask {
 
     /// Registers the delivery on the channel before it is sent, so a
     /// channel that ends returns it to the queue whatever happens next.
-    fn register(&self, delivered: &Delivered) -> Option<Frame> {
+    fn register(&self, delivery: Delivery) -> Frame {
         let delivery_tag = self
             .deliveries
             .lock()
             .unwrap()
             .register((!self.auto_ack).then(|| Unacked {
                 queue: self.queue.clone(),
-                offset: delivered.offset,
+                offset: delivery.offset,
                 credit: self.credit.clone(),
             }));
-        if self.auto_ack {
-            let _ = self.broker.store().ack(self.queue.id, delivered.offset);
-        }
-        let frame = deliver_frame(
-            &self.broker,
-            &self.queue,
-            delivered,
-            &self.tag,
+        Frame::Deliver {
+            tag: self.tag.clone(),
             delivery_tag,
-        );
-        if frame.is_none() {
-            // The record was settled as undeliverable: nothing to wait for.
-            self.deliveries
-                .lock()
-                .unwrap()
-                .unacked
-                .remove(&delivery_tag);
-            if let Some(credit) = &self.credit {
-                credit.add_permits(1);
-            }
+            redelivered: delivery.redelivered,
+            exchange: delivery.exchange,
+            message: delivery.message,
         }
-        frame
     }
 }

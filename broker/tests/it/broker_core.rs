@@ -141,7 +141,7 @@ fn purge_drops_ready_messages_and_leaves_deliveries_to_their_consumer() {
     let a = deliver(&broker, "p").unwrap();
     let b = deliver(&broker, "p").unwrap();
     let principal = guest(&broker);
-    assert_eq!(broker.purge_queue(&principal, "p").unwrap(), 3);
+    assert_eq!(broker.purge_queue(&principal, 0, "p").unwrap(), 3);
     let s = stats(&broker, "p");
     assert_eq!((s.ready, s.unacked), (0, 2));
     settle(&broker, "p", a.offset, Settle::Ack);

@@ -315,7 +315,7 @@ fn run(limit: Limit, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 for offset in model.in_flight() {
                     model.pending.push(Event::Kept(offset));
                 }
-                let purged = broker_ref.purge_queue(&guest(broker_ref), "q").unwrap();
+                let purged = broker_ref.purge_queue(&guest(broker_ref), 0, "q").unwrap();
                 prop_assert_eq!(purged, expected, "step {}", step);
             }
             Op::Restart { clean } => {

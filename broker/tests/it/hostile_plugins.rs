@@ -45,6 +45,7 @@ fn bind(broker: &Broker, exchange: &str, queue: &str, key: &str) {
     broker
         .bind(
             &core::guest(broker),
+            0,
             &BindingSpec {
                 queue,
                 exchange,
@@ -155,7 +156,7 @@ fn phase(
     // Keep the store small between phases.
     setup
         .broker
-        .purge_queue(&core::guest(&setup.broker), "calm-q")
+        .purge_queue(&core::guest(&setup.broker), 0, "calm-q")
         .unwrap();
     (
         published.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(),

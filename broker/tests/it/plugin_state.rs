@@ -107,10 +107,17 @@ fn plugin_state_is_not_in_the_metadata_database() {
         publish_id(&broker, "/", "orders", "m-1"),
         Outcome::Stored { .. }
     ));
-    let metadata_trees: Vec<String> = broker
-        .store()
-        .metadata()
-        .db()
+    let usage = broker
+        .registry()
+        .list()
+        .into_iter()
+        .find(|p| p.name == "idempotency")
+        .unwrap()
+        .kv;
+    assert_eq!((usage.keys, usage.scopes), (1, 1));
+    drop(broker);
+    let metadata = sled::open(dir.path().join("store/meta")).unwrap();
+    let metadata_trees: Vec<String> = metadata
         .tree_names()
         .iter()
         .map(|n| String::from_utf8_lossy(n).into_owned())
@@ -120,14 +127,6 @@ fn plugin_state_is_not_in_the_metadata_database() {
         "{metadata_trees:?}"
     );
     assert!(dir.path().join("plugin-kv").is_dir());
-    let usage = broker
-        .registry()
-        .list()
-        .into_iter()
-        .find(|p| p.name == "idempotency")
-        .unwrap()
-        .kv;
-    assert_eq!((usage.keys, usage.scopes), (1, 1));
 }
 
 #[test]

@@ -7,8 +7,8 @@ use switchyard_protocol::{Frame, code};
 use tokio::sync::{Semaphore, watch};
 
 use super::{ChannelSession, Close, ConsumerHandle};
-use crate::broker::{Access, BrokerError, Settle};
-use crate::server::consumer::{ConsumerTask, Unacked, deliver_frame};
+use crate::broker::{AckMode, BrokerError, Got, Settle};
+use crate::server::consumer::{ConsumerTask, Unacked};
 
 impl ChannelSession {
     /// Starts a consumer; the reply goes out before its first delivery.
@@ -21,15 +21,6 @@ impl ChannelSession {
         auto_ack: bool,
         exclusive: bool,
     ) -> Result<(), BrokerError> {
-        self.principal.check(Access::Read, "queue", &queue)?;
-        self.broker.limits().check_consumers(self.consumers.len())?;
-        let q = self.vhost.queue(&queue)?;
-        if q.owner.is_some_and(|o| o != self.connection.id) {
-            return Err(BrokerError::new(
-                code::RESOURCE_LOCKED,
-                format!("queue '{queue}' is exclusive to another connection"),
-            ));
-        }
         let tag = if tag.is_empty() {
             self.next_consumer += 1;
             format!("sy.ctag-{}-{}", self.connection.id, self.next_consumer)
@@ -42,7 +33,14 @@ impl ChannelSession {
                 format!("consumer tag '{tag}' is already in use on this channel"),
             ));
         }
-        q.add_consumer(&tag, self.connection.id, exclusive)?;
+        let q = self.broker.start_consumer(
+            &self.principal,
+            self.connection.id,
+            &queue,
+            &tag,
+            exclusive,
+            self.consumers.len(),
+        )?;
         let (stop, stop_rx) = watch::channel(false);
         let task = ConsumerTask {
             broker: self.broker.clone(),
@@ -96,50 +94,35 @@ impl ChannelSession {
         queue: &str,
         auto_ack: bool,
     ) -> Result<Frame, BrokerError> {
-        self.principal.check(Access::Read, "queue", queue)?;
-        let q = self.vhost.queue(queue)?;
-        let Some(delivered) = self.broker.next_delivery(&self.vhost, &q)? else {
+        let ack = AckMode::from_auto_ack(auto_ack);
+        let taken = self
+            .broker
+            .get(&self.principal, self.connection.id, queue, ack)?;
+        let Some(Got {
+            queue,
+            delivery,
+            remaining,
+        }) = taken
+        else {
             return Ok(Frame::GetEmpty { req });
         };
         let delivery_tag = self
             .deliveries
             .lock()
             .unwrap()
-            .register((!auto_ack).then(|| Unacked {
-                queue: q.clone(),
-                offset: delivered.offset,
+            .register((ack == AckMode::Manual).then(|| Unacked {
+                queue,
+                offset: delivery.offset,
                 credit: None,
             }));
-        if auto_ack {
-            self.broker.store().ack(q.id, delivered.offset)?;
-        }
-        let remaining = self.broker.store().stats(q.id)?.ready;
-        Ok(
-            match deliver_frame(&self.broker, &q, &delivered, "", delivery_tag) {
-                Some(Frame::Deliver {
-                    redelivered,
-                    exchange,
-                    message,
-                    ..
-                }) => Frame::GetOk {
-                    req,
-                    delivery_tag,
-                    redelivered,
-                    remaining,
-                    exchange,
-                    message,
-                },
-                _ => {
-                    // Undeliverable record, already settled: forget its tag.
-                    self.deliveries
-                        .lock()
-                        .unwrap()
-                        .unacked
-                        .remove(&delivery_tag);
-                    Frame::GetEmpty { req }
-                }
-            },
-        )
+        Ok(Frame::GetOk {
+            req,
+            delivery_tag,
+            redelivered: delivery.redelivered,
+            remaining,
+            exchange: delivery.exchange,
+            message: delivery.message,
+        })
     }
 
     pub(super) fn settle(

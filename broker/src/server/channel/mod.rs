@@ -303,7 +303,7 @@ impl ChannelSession {
                 self.ok(req, name, messages, 0).await;
             }
             Frame::PurgeQueue { req, name } => {
-                let messages = broker.purge_queue(&p, &name)?;
+                let messages = broker.purge_queue(&p, self.connection.id, &name)?;
                 self.ok(req, name, messages, 0).await;
             }
             Frame::Bind {
@@ -327,9 +327,9 @@ impl ChannelSession {
                     arguments: &arguments,
                 };
                 if unbind {
-                    broker.unbind(&p, &spec)?;
+                    broker.unbind(&p, self.connection.id, &spec)?;
                 } else {
-                    broker.bind(&p, &spec)?;
+                    broker.bind(&p, self.connection.id, &spec)?;
                 }
                 self.ok(req, queue, 0, 0).await;
             }
@@ -346,8 +346,7 @@ impl ChannelSession {
                 password,
                 tags,
             } => {
-                p.require_administrator("adding a user")?;
-                blocking(move || broker.users().add(&name, &password, tags)).await?;
+                blocking(move || broker.add_user(&p, &name, &password, tags)).await?;
                 self.ok(req, String::new(), 0, 0).await;
             }
             Frame::UserPassword {
@@ -355,15 +354,11 @@ impl ChannelSession {
                 name,
                 password,
             } => {
-                if name != p.user {
-                    p.require_administrator("changing another user's password")?;
-                }
-                blocking(move || broker.users().set_password(&name, &password)).await?;
+                blocking(move || broker.set_password(&p, &name, &password)).await?;
                 self.ok(req, String::new(), 0, 0).await;
             }
             Frame::UserDelete { req, name } => {
-                p.require_administrator("deleting a user")?;
-                broker.users().delete(&name)?;
+                broker.delete_user(&p, &name)?;
                 self.ok(req, name, 0, 0).await;
             }
             Frame::Permit {
@@ -374,17 +369,12 @@ impl ChannelSession {
                 write,
                 read,
             } => {
-                p.require_administrator("setting permissions")?;
-                broker.vhost(&vhost)?;
-                broker.users().permit(
-                    &user,
-                    &vhost,
-                    Permission {
-                        configure,
-                        write,
-                        read,
-                    },
-                )?;
+                let permission = Permission {
+                    configure,
+                    write,
+                    read,
+                };
+                broker.permit(&p, &user, &vhost, permission)?;
                 self.ok(req, user, 0, 0).await;
             }
             Frame::VhostAdd { req, name } => {
@@ -435,11 +425,7 @@ impl ChannelSession {
             Frame::ConfirmSelect { req } => {
                 if self.confirms.is_none() {
                     let (tx, rx) = mpsc::channel(1024);
-                    let task = tokio::spawn(confirm_pipeline(
-                        broker.store().clone(),
-                        rx,
-                        self.out.clone(),
-                    ));
+                    let task = tokio::spawn(confirm_pipeline(broker.clone(), rx, self.out.clone()));
                     self.confirms = Some((tx, task));
                 }
                 self.ok(req, String::new(), 0, 0).await;

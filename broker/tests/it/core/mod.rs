@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use switchyard::broker::{
-    BindingSpec, Broker, BrokerError, BrokerOptions, ExchangeSpec, Outcome, Principal, QueueSpec,
-    Settle, Vhost,
+    AckMode, BindingSpec, Broker, BrokerError, BrokerOptions, Delivery, ExchangeSpec, Outcome,
+    Principal, QueueSpec, Settle, Vhost,
 };
 use switchyard::clock::{ManualClock, system_now_ms};
-use switchyard::storage::{Delivered, QueueStats};
+use switchyard::storage::QueueStats;
 use switchyard_protocol::{Field, Message, Value};
 
 /// One compiled-plugin cache per test process: compiling the built-ins
@@ -127,6 +127,7 @@ pub fn bind(broker: &Broker, principal: &Principal, queue: &str, exchange: &str)
     broker
         .bind(
             principal,
+            0,
             &BindingSpec {
                 queue,
                 exchange,
@@ -158,10 +159,10 @@ pub fn publish_expired(broker: &Broker, queue: &str, body: &str) -> Outcome {
     outcome
 }
 
-pub fn deliver(broker: &Broker, queue: &str) -> Option<Delivered> {
+pub fn deliver(broker: &Broker, queue: &str) -> Option<Delivery> {
     let vhost = vhost(broker);
     let q = vhost.queue(queue).unwrap();
-    broker.next_delivery(&vhost, &q).unwrap()
+    broker.take_delivery(&vhost, &q, AckMode::Manual).unwrap()
 }
 
 pub fn settle(broker: &Broker, queue: &str, offset: u64, how: Settle) {
@@ -178,10 +179,10 @@ pub fn release(broker: &Broker, queue: &str, offsets: &[u64]) {
 
 pub fn stats(broker: &Broker, queue: &str) -> QueueStats {
     let q = vhost(broker).queue(queue).unwrap();
-    broker.store().stats(q.id).unwrap()
+    broker.queue_stats(&q).unwrap()
 }
 
-pub fn body(delivered: &Delivered) -> String {
+pub fn body(delivered: &Delivery) -> String {
     String::from_utf8(delivered.message.body.to_vec()).unwrap()
 }
 
