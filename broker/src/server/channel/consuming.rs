@@ -110,7 +110,7 @@ impl ChannelSession {
             .deliveries
             .lock()
             .unwrap()
-            .register((ack == AckMode::Manual).then(|| Unacked {
+            .register((ack == AckMode::Manual).then_some(Unacked {
                 queue,
                 offset: delivery.offset,
                 credit: None,
