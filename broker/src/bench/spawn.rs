@@ -31,9 +31,7 @@ impl SpawnedBroker {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .map_err(|e| e.to_string())?;
-        let addr = line
-            .strip_prefix("switchyard listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
+        let addr = crate::server::listening_address(&line)
             .ok_or_else(|| format!("the spawned broker did not start: {line:?}"))?
             .to_string();
         let trust =

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, anyhow};
 use clap::Args;
 
-use crate::server::{DEV_CA, Server, ServerConfig};
+use crate::server::{DEV_CA, LISTENING_LINE, Server, ServerConfig};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -45,7 +45,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let mut stdout = std::io::stdout();
         writeln!(
             stdout,
-            "switchyard listening on {} (data dir {}, CA {})",
+            "{LISTENING_LINE}{} (data dir {}, CA {})",
             server.local_addr(),
             config.data_dir.display(),
             config.data_dir.join(DEV_CA).display()

@@ -64,9 +64,7 @@ impl Broker {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let addr = line
-            .strip_prefix("switchyard listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
+        let addr = switchyard::server::listening_address(&line)
             .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
             .parse()
             .unwrap();

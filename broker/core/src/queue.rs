@@ -1,0 +1,282 @@
+//! A queue as the broker runs it: its settings (parsed from the declare
+//! arguments), its storage id, its consumers and the signal that wakes them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use switchyard_protocol::{Field, Value};
+use tokio::sync::Notify;
+
+use super::error::BrokerError;
+use super::records::QueueRecord;
+use switchyard_storage::{FlushMode, QueueId};
+
+/// What to do when a publish would take a queue past `max-length`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Drop (or dead-letter) the oldest ready message.
+    DropHead,
+    /// Refuse the publish (a `Refuse` confirm names the queue).
+    RejectPublish,
+}
+
+/// Queue arguments, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSettings {
+    pub flush: FlushMode,
+    pub message_ttl_ms: Option<u64>,
+    pub max_length: Option<u64>,
+    pub overflow: Overflow,
+    pub dead_letter_exchange: Option<String>,
+    pub dead_letter_routing_key: Option<String>,
+}
+
+const KNOWN: &[&str] = &[
+    "flush",
+    "message-ttl",
+    "max-length",
+    "overflow",
+    "dead-letter-exchange",
+    "dead-letter-routing-key",
+];
+
+impl QueueSettings {
+    /// Parses declare arguments (`x-` prefixes accepted, as in AMQP).
+    pub fn parse(arguments: &[Field]) -> Result<Self, BrokerError> {
+        let mut settings = QueueSettings {
+            flush: FlushMode::Async,
+            message_ttl_ms: None,
+            max_length: None,
+            overflow: Overflow::DropHead,
+            dead_letter_exchange: None,
+            dead_letter_routing_key: None,
+        };
+        for field in arguments {
+            let name = field.name.strip_prefix("x-").unwrap_or(&field.name);
+            let text = || {
+                field.value.as_text().ok_or_else(|| {
+                    BrokerError::invalid_argument(format!(
+                        "queue argument '{}' must be text",
+                        field.name
+                    ))
+                })
+            };
+            let number = || match &field.value {
+                Value::Int(i) if *i >= 0 => Ok(*i as u64),
+                Value::Text(t) => t.parse::<u64>().map_err(|_| {
+                    BrokerError::invalid_argument(format!(
+                        "queue argument '{}' must be a non-negative integer, not '{t}'",
+                        field.name
+                    ))
+                }),
+                other => Err(BrokerError::invalid_argument(format!(
+                    "queue argument '{}' must be a non-negative integer, not {other:?}",
+                    field.name
+                ))),
+            };
+            match name {
+                "flush" => {
+                    settings.flush = match text()?.as_str() {
+                        "async" => FlushMode::Async,
+                        "sync" => FlushMode::Sync,
+                        other => {
+                            return Err(BrokerError::invalid_argument(format!(
+                                "queue argument 'flush' must be 'async' or 'sync', not '{other}'"
+                            )));
+                        }
+                    }
+                }
+                "message-ttl" => settings.message_ttl_ms = Some(number()?),
+                "max-length" => settings.max_length = Some(number()?),
+                "overflow" => {
+                    settings.overflow = match text()?.as_str() {
+                        "drop-head" => Overflow::DropHead,
+                        "reject-publish" => Overflow::RejectPublish,
+                        other => {
+                            return Err(BrokerError::invalid_argument(format!(
+                                "queue argument 'overflow' must be 'drop-head' or 'reject-publish', not '{other}'"
+                            )));
+                        }
+                    }
+                }
+                "dead-letter-exchange" => settings.dead_letter_exchange = Some(text()?),
+                "dead-letter-routing-key" => settings.dead_letter_routing_key = Some(text()?),
+                _ => {
+                    return Err(BrokerError::invalid_argument(format!(
+                        "unknown queue argument '{}' (known: {})",
+                        field.name,
+                        KNOWN.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(settings)
+    }
+}
+
+/// Who consumes from a queue.
+#[derive(Default)]
+struct Consumers {
+    /// tag → connection id.
+    tags: HashMap<String, u64>,
+    exclusive: bool,
+    ever_consumed: bool,
+}
+
+pub struct Queue {
+    pub record: QueueRecord,
+    pub id: QueueId,
+    pub settings: QueueSettings,
+    /// The connection owning an exclusive queue.
+    pub owner: Option<u64>,
+    /// Signalled when messages become ready (publish, requeue, release).
+    pub ready: Notify,
+    consumers: Mutex<Consumers>,
+    deleted: AtomicBool,
+    /// Messages skipped because the store could not read them.
+    corrupt: AtomicU64,
+}
+
+impl Queue {
+    pub fn new(
+        record: QueueRecord,
+        id: QueueId,
+        settings: QueueSettings,
+        owner: Option<u64>,
+    ) -> Self {
+        Queue {
+            record,
+            id,
+            settings,
+            owner,
+            ready: Notify::new(),
+            consumers: Mutex::new(Consumers::default()),
+            deleted: AtomicBool::new(false),
+            corrupt: AtomicU64::new(0),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// Refuses (RESOURCE_LOCKED) a connection other than the owner of an
+    /// exclusive queue: it may not consume, get, redeclare or delete it.
+    pub fn check_owner(&self, connection: u64) -> Result<(), BrokerError> {
+        match self.owner {
+            Some(owner) if owner != connection => Err(BrokerError::new(
+                switchyard_protocol::code::RESOURCE_LOCKED,
+                format!("queue '{}' is exclusive to another connection", self.name()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Registers a consumer; refused if someone holds the queue exclusively
+    /// or an exclusive consumer is asked for while others consume.
+    pub fn add_consumer(
+        &self,
+        tag: &str,
+        connection: u64,
+        exclusive: bool,
+    ) -> Result<(), BrokerError> {
+        let mut consumers = self.consumers.lock().unwrap();
+        if consumers.exclusive {
+            return Err(BrokerError::new(
+                switchyard_protocol::code::ACCESS_REFUSED,
+                format!("queue '{}' has an exclusive consumer", self.name()),
+            ));
+        }
+        if exclusive && !consumers.tags.is_empty() {
+            return Err(BrokerError::new(
+                switchyard_protocol::code::ACCESS_REFUSED,
+                format!(
+                    "cannot consume queue '{}' exclusively: it has {} consumers",
+                    self.name(),
+                    consumers.tags.len()
+                ),
+            ));
+        }
+        if consumers.tags.insert(tag.to_string(), connection).is_some() {
+            return Err(BrokerError::new(
+                switchyard_protocol::code::NOT_ALLOWED,
+                format!(
+                    "consumer tag '{tag}' is already in use on queue '{}'",
+                    self.name()
+                ),
+            ));
+        }
+        consumers.exclusive = exclusive;
+        consumers.ever_consumed = true;
+        Ok(())
+    }
+
+    /// Removes a consumer; true when an auto-delete queue just lost its last one.
+    pub fn remove_consumer(&self, tag: &str) -> bool {
+        let mut consumers = self.consumers.lock().unwrap();
+        if consumers.tags.remove(tag).is_some() {
+            consumers.exclusive = false;
+        }
+        self.record.auto_delete && consumers.ever_consumed && consumers.tags.is_empty()
+    }
+
+    pub fn consumer_count(&self) -> u32 {
+        self.consumers.lock().unwrap().tags.len() as u32
+    }
+
+    pub fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+        self.ready.notify_waiters();
+    }
+
+    pub fn count_corrupt(&self) {
+        self.corrupt.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many unreadable messages were skipped since the broker started.
+    pub fn corrupt_skipped(&self) -> u64 {
+        self.corrupt.load(Ordering::Relaxed)
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_parsed_with_or_without_the_x_prefix() {
+        let s = QueueSettings::parse(&[
+            Field::new("flush", Value::Text("sync".into())),
+            Field::new("x-max-length", Value::Int(10)),
+            Field::new("overflow", Value::Text("reject-publish".into())),
+            Field::new("message-ttl", Value::Text("500".into())),
+        ])
+        .unwrap();
+        assert_eq!(s.flush, FlushMode::Sync);
+        assert_eq!(s.max_length, Some(10));
+        assert_eq!(s.overflow, Overflow::RejectPublish);
+        assert_eq!(s.message_ttl_ms, Some(500));
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let e = QueueSettings::parse(&[Field::new("flush", Value::Text("sometimes".into()))])
+            .unwrap_err();
+        assert!(
+            e.message.contains("'flush' must be 'async' or 'sync'"),
+            "{e}"
+        );
+        let e = QueueSettings::parse(&[Field::new("max-lenght", Value::Int(1))]).unwrap_err();
+        assert!(
+            e.message.contains("unknown queue argument 'max-lenght'"),
+            "{e}"
+        );
+        let e = QueueSettings::parse(&[Field::new("max-length", Value::Int(-1))]).unwrap_err();
+        assert!(e.message.contains("non-negative"), "{e}");
+    }
+}

@@ -1,0 +1,113 @@
+//! The one wasmtime `bindgen!` seam: every WIT type and call the host uses is
+//! generated here from `wit/`, for the host-only world `plugin-host` that
+//! exports all four plugin interfaces. A real plugin exports one of them; the
+//! host looks each up on its own (`GuestIndices`), so one set of bindings
+//! serves every world.
+
+wasmtime::component::bindgen!({
+    path: "../../wit",
+    world: "plugin-host",
+    with: {
+        "switchyard:plugin/types.bodies": super::capabilities::CallBodies,
+    },
+    additional_derives: [PartialEq],
+    // A kv write past a quota ends the call with the reason: the 0.1.0
+    // contract gives `set` no error result to return it in.
+    imports: {
+        "switchyard:plugin/kv.set": trappable,
+        "switchyard:plugin/kv.set-if-absent": trappable,
+    },
+});
+
+pub use self::exports::switchyard::plugin::dead_letter::{Action, Republish, Retry};
+pub use self::exports::switchyard::plugin::filter::Verdict;
+pub use self::exports::switchyard::plugin::set_router::Decision;
+pub use self::switchyard::plugin::log::Level;
+pub use self::switchyard::plugin::types::{
+    Binding, DeathReason, DeathRecord, Field, Message, PluginKind, Properties, Value,
+};
+
+/// The exported interface that identifies each world, by plugin kind.
+pub fn world_interface(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::Exchange => "switchyard:plugin/exchange@0.1.0",
+        PluginKind::DeadLetter => "switchyard:plugin/dead-letter@0.1.0",
+        PluginKind::Filter => "switchyard:plugin/filter@0.1.0",
+        PluginKind::SetRouter => "switchyard:plugin/set-router@0.1.0",
+    }
+}
+
+pub const ALL_KINDS: [PluginKind; 4] = [
+    PluginKind::Exchange,
+    PluginKind::DeadLetter,
+    PluginKind::Filter,
+    PluginKind::SetRouter,
+];
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Exchange => "exchange",
+            PluginKind::DeadLetter => "dead-letter",
+            PluginKind::Filter => "filter",
+            PluginKind::SetRouter => "set-router",
+        }
+    }
+
+    /// "an exchange plugin", "a filter plugin": for messages.
+    pub fn a_plugin(self) -> String {
+        let article = if self.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {self} plugin")
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// The type is generated, so it cannot carry a derive of its own.
+#[allow(clippy::derivable_impls)]
+impl Default for Properties {
+    fn default() -> Self {
+        Properties {
+            message_id: None,
+            correlation_id: None,
+            reply_to: None,
+            content_type: None,
+            content_encoding: None,
+            priority: None,
+            timestamp: None,
+            expiration: None,
+            kind: None,
+            app_id: None,
+            user_id: None,
+        }
+    }
+}
+
+impl Message {
+    /// A message with only a routing key, for routing that needs nothing else.
+    pub fn with_key(routing_key: impl Into<String>) -> Self {
+        Message {
+            routing_key: routing_key.into(),
+            headers: Vec::new(),
+            properties: Properties::default(),
+            body_size: 0,
+        }
+    }
+}
+
+impl Field {
+    pub fn new(name: impl Into<String>, value: Value) -> Self {
+        Field {
+            name: name.into(),
+            value,
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The consuming side of a channel: starting and cancelling consumers,
+//! `get`, and settling deliveries (ack, nack, reject).
+
+use std::sync::Arc;
+
+use switchyard_protocol::{Frame, code};
+use tokio::sync::{Semaphore, watch};
+
+use super::{ChannelSession, Close, ConsumerHandle};
+use crate::consumer::{ConsumerTask, Unacked};
+use switchyard_core::{AckMode, BrokerError, Got, Settle};
+
+impl ChannelSession {
+    /// Starts a consumer; the reply goes out before its first delivery.
+    pub(super) async fn consume(
+        &mut self,
+        req: u32,
+        queue: String,
+        tag: String,
+        prefetch: u32,
+        auto_ack: bool,
+        exclusive: bool,
+    ) -> Result<(), BrokerError> {
+        let tag = if tag.is_empty() {
+            self.next_consumer += 1;
+            format!("sy.ctag-{}-{}", self.connection.id, self.next_consumer)
+        } else {
+            tag
+        };
+        if self.consumers.contains_key(&tag) {
+            return Err(BrokerError::new(
+                code::NOT_ALLOWED,
+                format!("consumer tag '{tag}' is already in use on this channel"),
+            ));
+        }
+        let q = self.broker.start_consumer(
+            &self.principal,
+            self.connection.id,
+            &queue,
+            &tag,
+            exclusive,
+            self.consumers.len(),
+        )?;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = ConsumerTask {
+            broker: self.broker.clone(),
+            vhost: self.vhost.clone(),
+            queue: q.clone(),
+            tag: tag.clone(),
+            auto_ack,
+            credit: (prefetch > 0 && !auto_ack)
+                .then(|| Arc::new(Semaphore::new(prefetch as usize))),
+            deliveries: self.deliveries.clone(),
+            out: self.out.clone(),
+            stop: stop_rx,
+        };
+        self.ok(req, tag.clone(), 0, 0).await;
+        let handle = tokio::spawn(task.run());
+        self.consumers.insert(
+            tag,
+            ConsumerHandle {
+                queue: q,
+                stop,
+                task: handle,
+            },
+        );
+        Ok(())
+    }
+
+    pub(super) async fn cancel(&mut self, tag: &str) -> Result<(), BrokerError> {
+        let handle = self.consumers.remove(tag).ok_or_else(|| {
+            BrokerError::new(
+                code::NOT_FOUND,
+                format!("no consumer '{tag}' on this channel"),
+            )
+        })?;
+        self.stop_consumer(tag, handle).await;
+        Ok(())
+    }
+
+    pub(super) async fn stop_consumer(&self, tag: &str, handle: ConsumerHandle) {
+        let _ = handle.stop.send(true);
+        let _ = handle.task.await;
+        self.broker.end_consumer(&self.vhost, &handle.queue, tag);
+    }
+
+    pub(super) fn get(
+        &mut self,
+        req: u32,
+        queue: &str,
+        auto_ack: bool,
+    ) -> Result<Frame, BrokerError> {
+        let ack = AckMode::from_auto_ack(auto_ack);
+        let taken = self
+            .broker
+            .get(&self.principal, self.connection.id, queue, ack)?;
+        let Some(Got {
+            queue,
+            delivery,
+            remaining,
+        }) = taken
+        else {
+            return Ok(Frame::GetEmpty { req });
+        };
+        let delivery_tag =
+            self.deliveries
+                .lock()
+                .unwrap()
+                .register((ack == AckMode::Manual).then_some(Unacked {
+                    queue,
+                    offset: delivery.offset,
+                    credit: None,
+                }));
+        Ok(Frame::GetOk {
+            req,
+            delivery_tag,
+            redelivered: delivery.redelivered,
+            remaining,
+            exchange: delivery.exchange,
+            message: delivery.message,
+        })
+    }
+
+    pub(super) fn settle(
+        &mut self,
+        delivery_tag: u64,
+        multiple: bool,
+        how: Settle,
+    ) -> Result<(), Close> {
+        let taken = self.deliveries.lock().unwrap().take(delivery_tag, multiple);
+        let Some(settled) = taken else {
+            return Err(Close {
+                code: code::PRECONDITION_FAILED,
+                reason: format!(
+                    "unknown delivery tag {delivery_tag} (already settled, or never delivered on this channel)"
+                ),
+            });
+        };
+        for unacked in settled {
+            self.broker
+                .settle(&self.vhost, &unacked.queue, unacked.offset, how)?;
+            if let Some(credit) = unacked.credit {
+                credit.add_permits(1);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,564 @@
+//! One channel: reads frames from its stream, applies them to the broker
+//! and answers on the same stream. Consecutive publishes already received
+//! are routed as one batch. A malformed or oversized frame, a protocol
+//! violation or a refused permission closes the channel with a `Close`
+//! frame naming the problem; the connection and its other channels go on.
+
+mod consuming;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use switchyard_client::Error as TransportError;
+use switchyard_client::transport::FrameReader;
+use switchyard_protocol::{DecodeError, Frame, Message, Query, code};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::confirms::{Settled, confirm_pipeline};
+use super::consumer::Deliveries;
+use super::refusals::RefusalLog;
+use super::upload::PluginUploadBuffer;
+use switchyard_core::{
+    BindingSpec, Broker, BrokerError, ConnectionInfo, ExchangeSpec, Outcome, Permission,
+    PluginUpload, Principal, QueueSpec, Settle, Vhost,
+};
+
+/// Most messages routed in one batch.
+const MAX_PUBLISH_BATCH: usize = 1024;
+
+struct ConsumerHandle {
+    queue: Arc<switchyard_core::Queue>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+pub struct ChannelSession {
+    pub broker: Arc<Broker>,
+    pub principal: Arc<Principal>,
+    pub vhost: Arc<Vhost>,
+    pub connection: Arc<ConnectionInfo>,
+    pub out: mpsc::Sender<Frame>,
+    confirms: Option<(mpsc::Sender<Settled>, JoinHandle<()>)>,
+    deliveries: Arc<Mutex<Deliveries>>,
+    consumers: HashMap<String, ConsumerHandle>,
+    stashed: Option<Result<Frame, DecodeError>>,
+    next_consumer: u64,
+    upload: PluginUploadBuffer,
+    refusals: RefusalLog,
+}
+
+/// Why a channel ends.
+struct Close {
+    code: u16,
+    reason: String,
+}
+
+impl From<BrokerError> for Close {
+    fn from(e: BrokerError) -> Self {
+        Close {
+            code: e.code,
+            reason: e.message,
+        }
+    }
+}
+
+impl ChannelSession {
+    pub fn new(
+        broker: Arc<Broker>,
+        principal: Arc<Principal>,
+        vhost: Arc<Vhost>,
+        connection: Arc<ConnectionInfo>,
+        out: mpsc::Sender<Frame>,
+    ) -> Self {
+        ChannelSession {
+            broker,
+            principal,
+            vhost,
+            connection,
+            out,
+            confirms: None,
+            deliveries: Arc::new(Mutex::new(Deliveries::default())),
+            consumers: HashMap::new(),
+            stashed: None,
+            next_consumer: 1,
+            upload: PluginUploadBuffer::default(),
+            refusals: RefusalLog::default(),
+        }
+    }
+
+    pub async fn run(mut self, mut reader: FrameReader) {
+        let close = loop {
+            let frame = match self.stashed.take() {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => break Some(frame_error(&e)),
+                None => match reader.next().await {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break None,
+                    Err(TransportError::Protocol(e)) => break Some(frame_error(&e)),
+                    Err(_) => break None,
+                },
+            };
+            let result = match frame {
+                Frame::Publish {
+                    seq,
+                    exchange,
+                    message,
+                } => {
+                    self.publish_gathered(&mut reader, seq, exchange, vec![message])
+                        .await
+                }
+                Frame::PublishBatch {
+                    first_seq,
+                    exchange,
+                    messages,
+                } => self.publish(first_seq, &exchange, messages).await,
+                Frame::Close { .. } => break None,
+                other => self.handle(other).await,
+            };
+            if let Err(close) = result {
+                break Some(close);
+            }
+        };
+        if let Some(close) = &close {
+            tracing::debug!(code = close.code, reason = %close.reason, "closing a channel");
+            reader.stop(close.code);
+        }
+        self.shutdown(close).await;
+    }
+
+    /// Gathers further publishes to the same exchange already received.
+    async fn publish_gathered(
+        &mut self,
+        reader: &mut FrameReader,
+        first_seq: u64,
+        exchange: String,
+        mut messages: Vec<Message>,
+    ) -> Result<(), Close> {
+        while messages.len() < MAX_PUBLISH_BATCH {
+            match reader.try_next() {
+                Ok(Some(Frame::Publish {
+                    seq,
+                    exchange: x,
+                    message,
+                })) if x == exchange && seq == first_seq + messages.len() as u64 => {
+                    messages.push(message)
+                }
+                Ok(None) => break,
+                other => {
+                    self.stashed = other.transpose();
+                    break;
+                }
+            }
+        }
+        self.publish(first_seq, &exchange, messages).await
+    }
+
+    async fn publish(
+        &mut self,
+        first_seq: u64,
+        exchange: &str,
+        messages: Vec<Message>,
+    ) -> Result<(), Close> {
+        let published = self.broker.publish(&self.principal, exchange, &messages);
+        let outcomes = published.outcomes;
+        for (i, (message, outcome)) in messages.into_iter().zip(&outcomes).enumerate() {
+            if *outcome == Outcome::Unroutable && message.is_mandatory() {
+                let reason = match self.vhost.exchange(exchange) {
+                    Ok(x) => x.unroutable_reason(&message.routing_key),
+                    Err(e) => e.message,
+                };
+                let _ = self
+                    .out
+                    .send(Frame::Return {
+                        seq: first_seq + i as u64,
+                        code: code::NO_ROUTE,
+                        reason,
+                        exchange: exchange.into(),
+                        message,
+                    })
+                    .await;
+            } else if let Outcome::Refused(e) = outcome
+                && self.confirms.is_none()
+            {
+                self.refusals.warn(exchange, e);
+            }
+        }
+        if let Some((confirms, _)) = &self.confirms {
+            let settled = outcomes
+                .into_iter()
+                .enumerate()
+                .map(|(i, o)| (first_seq + i as u64, o))
+                .collect();
+            let _ = confirms.send(settled).await;
+        }
+        match published.stopped {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    async fn reply(&self, frame: Frame) {
+        let _ = self.out.send(frame).await;
+    }
+
+    async fn ok(&self, req: u32, name: String, messages: u64, consumers: u32) {
+        self.reply(Frame::Ok {
+            req,
+            name,
+            messages,
+            consumers,
+        })
+        .await
+    }
+
+    /// Handles a request; errors are answered with an `Error` frame, and
+    /// only protocol violations close the channel.
+    async fn handle(&mut self, frame: Frame) -> Result<(), Close> {
+        let req = frame.request_id();
+        match self.apply(frame).await {
+            Ok(()) => Ok(()),
+            Err(Failure::Request(e)) => {
+                let Some(req) = req else {
+                    return Err(e.into());
+                };
+                self.reply(Frame::Error {
+                    req,
+                    code: e.code,
+                    message: e.message,
+                })
+                .await;
+                Ok(())
+            }
+            Err(Failure::Close(close)) => Err(close),
+        }
+    }
+
+    async fn apply(&mut self, frame: Frame) -> Result<(), Failure> {
+        let p = self.principal.clone();
+        let broker = self.broker.clone();
+        let unbind = matches!(frame, Frame::Unbind { .. });
+        match frame {
+            Frame::DeclareExchange {
+                req,
+                name,
+                kind,
+                durable,
+                auto_delete,
+                passive,
+                arguments,
+            } => {
+                broker.declare_exchange(
+                    &p,
+                    ExchangeSpec {
+                        name: &name,
+                        kind: &kind,
+                        durable,
+                        auto_delete,
+                        passive,
+                        arguments,
+                    },
+                )?;
+                self.ok(req, name, 0, 0).await;
+            }
+            Frame::DeleteExchange {
+                req,
+                name,
+                if_unused,
+            } => {
+                broker.delete_exchange(&p, &name, if_unused)?;
+                self.ok(req, name, 0, 0).await;
+            }
+            Frame::DeclareQueue {
+                req,
+                name,
+                durable,
+                exclusive,
+                auto_delete,
+                passive,
+                arguments,
+            } => {
+                let (name, messages, consumers) = broker.declare_queue(
+                    &p,
+                    self.connection.id,
+                    QueueSpec {
+                        name: &name,
+                        durable,
+                        exclusive,
+                        auto_delete,
+                        passive,
+                        arguments,
+                    },
+                )?;
+                self.ok(req, name, messages, consumers).await;
+            }
+            Frame::DeleteQueue {
+                req,
+                name,
+                if_unused,
+                if_empty,
+            } => {
+                let messages =
+                    broker.delete_queue(&p, self.connection.id, &name, if_unused, if_empty)?;
+                self.ok(req, name, messages, 0).await;
+            }
+            Frame::PurgeQueue { req, name } => {
+                let messages = broker.purge_queue(&p, self.connection.id, &name)?;
+                self.ok(req, name, messages, 0).await;
+            }
+            Frame::Bind {
+                req,
+                queue,
+                exchange,
+                key,
+                arguments,
+            }
+            | Frame::Unbind {
+                req,
+                queue,
+                exchange,
+                key,
+                arguments,
+            } => {
+                let spec = BindingSpec {
+                    queue: &queue,
+                    exchange: &exchange,
+                    key: &key,
+                    arguments: &arguments,
+                };
+                if unbind {
+                    broker.unbind(&p, self.connection.id, &spec)?;
+                } else {
+                    broker.bind(&p, self.connection.id, &spec)?;
+                }
+                self.ok(req, queue, 0, 0).await;
+            }
+            Frame::Query { req, what } => {
+                let what = Query::from_code(what).ok_or_else(|| {
+                    BrokerError::invalid_argument(format!("unknown query {what}"))
+                })?;
+                let rows = broker.list(&p, what)?;
+                self.reply(Frame::QueryReply { req, rows }).await;
+            }
+            Frame::UserAdd {
+                req,
+                name,
+                password,
+                tags,
+            } => {
+                blocking(move || broker.add_user(&p, &name, &password, tags)).await?;
+                self.ok(req, String::new(), 0, 0).await;
+            }
+            Frame::UserPassword {
+                req,
+                name,
+                password,
+            } => {
+                blocking(move || broker.set_password(&p, &name, &password)).await?;
+                self.ok(req, String::new(), 0, 0).await;
+            }
+            Frame::UserDelete { req, name } => {
+                broker.delete_user(&p, &name)?;
+                self.ok(req, name, 0, 0).await;
+            }
+            Frame::Permit {
+                req,
+                user,
+                vhost,
+                configure,
+                write,
+                read,
+            } => {
+                let permission = Permission {
+                    configure,
+                    write,
+                    read,
+                };
+                broker.permit(&p, &user, &vhost, permission)?;
+                self.ok(req, user, 0, 0).await;
+            }
+            Frame::VhostAdd { req, name } => {
+                broker.add_vhost(&p, &name)?;
+                self.ok(req, name, 0, 0).await;
+            }
+            Frame::VhostDelete { req, name } => {
+                broker.delete_vhost(&p, &name)?;
+                self.ok(req, name, 0, 0).await;
+            }
+            Frame::PluginChunk { data } => self.upload.add(&broker, &p, &data),
+            Frame::PluginLoad {
+                req,
+                name,
+                config,
+                activate,
+            } => {
+                let upload = std::mem::take(&mut self.upload);
+                if let Some(refused) = upload.refused {
+                    return Err(refused.into());
+                }
+                let loaded = blocking(move || {
+                    broker.load_plugin(
+                        &p,
+                        PluginUpload {
+                            component: &upload.bytes,
+                            name: Some(name.as_str()).filter(|n| !n.is_empty()),
+                            config: &config,
+                            activate,
+                        },
+                    )
+                })
+                .await?;
+                self.ok(req, loaded.label().to_string(), 0, 0).await;
+            }
+            Frame::PluginActivate { req, name, version } => {
+                let active = broker.activate_plugin(&p, &name, &version)?;
+                self.ok(req, active.label().to_string(), 0, 0).await;
+            }
+            Frame::PluginRollback { req, name } => {
+                let active = broker.rollback_plugin(&p, &name)?;
+                self.ok(req, active.label().to_string(), 0, 0).await;
+            }
+            Frame::PluginUnload { req, name } => {
+                broker.unload_plugin(&p, &name)?;
+                self.ok(req, name, 0, 0).await;
+            }
+            Frame::ConfirmSelect { req } => {
+                if self.confirms.is_none() {
+                    let (tx, rx) = mpsc::channel(1024);
+                    let task = tokio::spawn(confirm_pipeline(broker.clone(), rx, self.out.clone()));
+                    self.confirms = Some((tx, task));
+                }
+                self.ok(req, String::new(), 0, 0).await;
+            }
+            Frame::Consume {
+                req,
+                queue,
+                tag,
+                prefetch,
+                auto_ack,
+                exclusive,
+            } => {
+                self.consume(req, queue, tag, prefetch, auto_ack, exclusive)
+                    .await?;
+            }
+            Frame::Cancel { req, tag } => {
+                self.cancel(&tag).await?;
+                self.ok(req, tag, 0, 0).await;
+            }
+            Frame::Get {
+                req,
+                queue,
+                auto_ack,
+            } => {
+                let reply = self.get(req, &queue, auto_ack)?;
+                self.reply(reply).await;
+            }
+            Frame::Ack {
+                delivery_tag,
+                multiple,
+            } => self.settle(delivery_tag, multiple, Settle::Ack)?,
+            Frame::Nack {
+                delivery_tag,
+                multiple,
+                requeue,
+            } => self.settle(
+                delivery_tag,
+                multiple,
+                if requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Reject
+                },
+            )?,
+            Frame::Reject {
+                delivery_tag,
+                requeue,
+            } => self.settle(
+                delivery_tag,
+                false,
+                if requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Reject
+                },
+            )?,
+            other => {
+                return Err(Failure::Close(Close {
+                    code: code::UNEXPECTED_FRAME,
+                    reason: format!("a client may not send {} on a channel", other.name()),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops consumers, returns unacknowledged deliveries to their queues,
+    /// lets pending confirms go out, then says why the channel closed.
+    async fn shutdown(mut self, close: Option<Close>) {
+        std::mem::take(&mut self.refusals).finish();
+        for (tag, handle) in std::mem::take(&mut self.consumers) {
+            self.stop_consumer(&tag, handle).await;
+        }
+        let unacked = std::mem::take(&mut self.deliveries.lock().unwrap().unacked);
+        let mut by_queue: HashMap<u32, (Arc<switchyard_core::Queue>, Vec<u64>)> = HashMap::new();
+        for u in unacked.into_values() {
+            by_queue
+                .entry(u.queue.id)
+                .or_insert_with(|| (u.queue.clone(), Vec::new()))
+                .1
+                .push(u.offset);
+        }
+        for (queue, offsets) in by_queue.into_values() {
+            self.broker.release(&queue, &offsets);
+        }
+        if let Some((confirms, task)) = self.confirms.take() {
+            drop(confirms);
+            let _ = task.await;
+        }
+        if let Some(close) = close {
+            let _ = self
+                .out
+                .send(Frame::Close {
+                    code: close.code,
+                    reason: close.reason,
+                })
+                .await;
+        }
+        self.broker.close_channel(&self.connection);
+    }
+}
+
+enum Failure {
+    /// Answered with an `Error` frame.
+    Request(BrokerError),
+    /// Ends the channel.
+    Close(Close),
+}
+
+impl From<BrokerError> for Failure {
+    fn from(e: BrokerError) -> Self {
+        Failure::Request(e)
+    }
+}
+
+impl From<Close> for Failure {
+    fn from(c: Close) -> Self {
+        Failure::Close(c)
+    }
+}
+
+fn frame_error(e: &DecodeError) -> Close {
+    Close {
+        code: code::FRAME_ERROR,
+        reason: format!("malformed frame: {e}"),
+    }
+}
+
+/// Runs slow work (argon2) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BrokerError::new(code::INTERNAL_ERROR, e.to_string()))?
+}

@@ -1,0 +1,121 @@
+//! The QUIC shell around the broker core: a quinn endpoint with rustls,
+//! one task per connection, one session per channel stream, a consumer
+//! task per consumer and a confirm pipeline per confirming channel.
+//!
+//! - `config` — `switchyard serve` settings (TOML, flags, env).
+//! - `tls` — the server certificate, or a generated development CA.
+//! - `connection` — handshake and channel acceptance.
+//! - `channel` — frames in, broker operations, frames out.
+//! - `consumer`, `confirms` — deliveries with prefetch credit; confirms
+//!   released per flush mode with group commit.
+//! - `refusals`, `upload` — a channel's rate-limited refusal warnings and
+//!   its plugin upload in progress.
+//! - `memory` — freed memory handed back to the system after connections
+//!   close.
+
+mod channel;
+mod config;
+mod confirms;
+mod connection;
+mod consumer;
+mod memory;
+mod refusals;
+mod tls;
+mod upload;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use config::{ServerConfig, StorageSettings, TlsSettings};
+pub use tls::DEV_CA;
+
+/// The first line `switchyard serve` prints on stdout, followed by the
+/// bound address: how tools that start a broker learn its port.
+pub const LISTENING_LINE: &str = "switchyard listening on ";
+
+/// The address in a [`LISTENING_LINE`], if `line` is one.
+pub fn listening_address(line: &str) -> Option<&str> {
+    line.strip_prefix(LISTENING_LINE)?.split_whitespace().next()
+}
+
+use switchyard_core::Broker;
+
+/// A running server.
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    broker: Arc<Broker>,
+    max_frame: u32,
+}
+
+impl Server {
+    /// Opens the broker state and binds the endpoint.
+    pub async fn bind(config: &ServerConfig) -> Result<Server, String> {
+        config.validate()?;
+        let options = config.broker_options();
+        let broker = tokio::task::spawn_blocking(move || Broker::open(options))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("opening the broker in {}: {e}", config.data_dir.display()))?;
+        let server_config = tls::server_config(config)?;
+        let endpoint = quinn::Endpoint::server(server_config, config.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let broker = Arc::new(broker);
+        broker
+            .start_expiry_sweeper()
+            .map_err(|e| format!("starting the expiry sweeper: {e}"))?;
+        Ok(Server {
+            endpoint,
+            broker,
+            max_frame: config.max_frame,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint
+            .local_addr()
+            .expect("a bound endpoint has an address")
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Serves until `shutdown` resolves, then closes connections and
+    /// checkpoints the store.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let memory = memory::MemoryReturner::start();
+        // Turns at checking a password, as many as the core runs at once.
+        let logins = Arc::new(tokio::sync::Semaphore::new(
+            self.broker.limits().max_concurrent_password_checks as usize,
+        ));
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    let serve = connection::serve_connection(
+                        self.broker.clone(),
+                        incoming,
+                        self.max_frame,
+                        logins.clone(),
+                    );
+                    let memory = memory.clone();
+                    tokio::spawn(async move {
+                        serve.await;
+                        memory.connection_closed();
+                    });
+                }
+                _ = &mut shutdown => break,
+            }
+        }
+        self.endpoint.close(
+            quinn::VarInt::from_u32(switchyard_protocol::code::CONNECTION_FORCED as u32),
+            b"broker shutting down",
+        );
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.endpoint.wait_idle())
+            .await;
+        if let Err(e) = self.broker.checkpoint() {
+            tracing::error!(error = %e, "final checkpoint failed");
+        }
+    }
+}
