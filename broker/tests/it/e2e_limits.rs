@@ -10,7 +10,7 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use support::Broker;
+use support::{Broker, eventually};
 use switchyard_client::{ConsumeOptions, Error, Message};
 
 const MIB: u64 = 1024;
@@ -23,18 +23,6 @@ fn broker_with(config: &str) -> (Broker, tempfile::TempDir) {
     let data = dir.path().join("data");
     let broker = Broker::start_in(&data, &["--config", path.to_str().unwrap()]);
     (broker, dir)
-}
-
-/// Polls `condition` until it holds or `limit` passes; whether it held.
-async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    condition()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,9 +8,9 @@
 use crate::support;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{BIN, Broker};
+use support::{BIN, Broker, eventually};
 
 const MIB: u64 = 1024;
 const PAIRS: usize = 10;
@@ -38,18 +38,6 @@ impl Drop for Clients {
             let _ = child.wait();
         }
     }
-}
-
-/// Polls `condition` until it holds or `limit` passes; whether it held.
-async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    condition()
 }
 
 /// `list queues --json`: one object per queue.

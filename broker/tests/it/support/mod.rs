@@ -183,3 +183,16 @@ pub fn stderr(out: &Output) -> String {
 }
 
 pub const SHORT: Duration = Duration::from_millis(300);
+
+/// Polls `condition` (every 100 ms) until it holds or `limit` passes;
+/// whether it held.
+pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    condition()
+}
