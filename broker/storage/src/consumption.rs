@@ -10,7 +10,7 @@
 //! what consumers hold stays theirs to ack, or comes back if they go away).
 //! [`Consumption::low_water`] is the lowest offset anything still needs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,8 +31,6 @@ pub struct Consumption {
     pub redeliver: BTreeSet<u64>,
     /// The next never-delivered offset.
     pub cursor: u64,
-    /// Consumer-group offsets (broadcasting groups track their own cursor).
-    pub groups: BTreeMap<String, u64>,
     /// Offsets below this may have been handed to a consumer: the store
     /// makes the lease durable before delivering past it.
     #[serde(default)]

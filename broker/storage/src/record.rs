@@ -33,6 +33,9 @@ pub struct StoredMessage {
     pub flags: u8,
     pub publish_ms: u64,
     pub expiry_ms: u64,
+    /// Not visible before this time (0: at once). A field of the record
+    /// format reserved for delayed delivery; the broker writes 0 until the
+    /// delay scheduler exists (docs/STORAGE.md).
     pub deliver_after_ms: u64,
     pub routing_key: Bytes,
     pub attributes: Bytes,

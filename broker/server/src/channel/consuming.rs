@@ -6,7 +6,7 @@ use std::sync::Arc;
 use switchyard_protocol::{Frame, code};
 use tokio::sync::{Semaphore, watch};
 
-use super::{ChannelSession, Close, ConsumerHandle};
+use super::{ChannelSession, Close, ConsumerHandle, Failure, unexpected};
 use crate::consumer::{ConsumerTask, Unacked};
 use switchyard_core::{AckMode, BrokerError, Got, Settle};
 
@@ -142,6 +142,66 @@ impl ChannelSession {
             if let Some(credit) = unacked.credit {
                 credit.add_permits(1);
             }
+        }
+        Ok(())
+    }
+
+    /// Consume, cancel, get, and settling deliveries.
+    pub(super) async fn consuming(&mut self, frame: Frame) -> Result<(), Failure> {
+        match frame {
+            Frame::Consume {
+                req,
+                queue,
+                tag,
+                prefetch,
+                auto_ack,
+                exclusive,
+            } => {
+                self.consume(req, queue, tag, prefetch, auto_ack, exclusive)
+                    .await?;
+            }
+            Frame::Cancel { req, tag } => {
+                self.cancel(&tag).await?;
+                self.ok(req, tag, 0, 0).await;
+            }
+            Frame::Get {
+                req,
+                queue,
+                auto_ack,
+            } => {
+                let reply = self.get(req, &queue, auto_ack)?;
+                self.reply(reply).await;
+            }
+            Frame::Ack {
+                delivery_tag,
+                multiple,
+            } => self.settle(delivery_tag, multiple, Settle::Ack)?,
+            Frame::Nack {
+                delivery_tag,
+                multiple,
+                requeue,
+            } => self.settle(
+                delivery_tag,
+                multiple,
+                if requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Reject
+                },
+            )?,
+            Frame::Reject {
+                delivery_tag,
+                requeue,
+            } => self.settle(
+                delivery_tag,
+                false,
+                if requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Reject
+                },
+            )?,
+            other => return Err(unexpected(&other)),
         }
         Ok(())
     }

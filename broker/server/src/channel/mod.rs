@@ -4,14 +4,16 @@
 //! violation or a refused permission closes the channel with a `Close`
 //! frame naming the problem; the connection and its other channels go on.
 
+mod administration;
 mod consuming;
+mod topology;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use switchyard_client::Error as TransportError;
 use switchyard_client::transport::FrameReader;
-use switchyard_protocol::{DecodeError, Frame, Message, Query, code};
+use switchyard_protocol::{DecodeError, Frame, Message, code};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -19,10 +21,7 @@ use super::confirms::{Settled, confirm_pipeline};
 use super::consumer::Deliveries;
 use super::refusals::RefusalLog;
 use super::upload::PluginUploadBuffer;
-use switchyard_core::{
-    BindingSpec, Broker, BrokerError, ConnectionInfo, ExchangeSpec, Outcome, Permission,
-    PluginUpload, Principal, QueueSpec, Settle, Vhost,
-};
+use switchyard_core::{Broker, BrokerError, ConnectionInfo, Outcome, Principal, Vhost};
 
 /// Most messages routed in one batch.
 const MAX_PUBLISH_BATCH: usize = 1024;
@@ -234,262 +233,46 @@ impl ChannelSession {
         }
     }
 
+    /// Applies one request, by concern.
     async fn apply(&mut self, frame: Frame) -> Result<(), Failure> {
-        let p = self.principal.clone();
-        let broker = self.broker.clone();
-        let unbind = matches!(frame, Frame::Unbind { .. });
         match frame {
-            Frame::DeclareExchange {
-                req,
-                name,
-                kind,
-                durable,
-                auto_delete,
-                passive,
-                arguments,
-            } => {
-                broker.declare_exchange(
-                    &p,
-                    ExchangeSpec {
-                        name: &name,
-                        kind: &kind,
-                        durable,
-                        auto_delete,
-                        passive,
-                        arguments,
-                    },
-                )?;
-                self.ok(req, name, 0, 0).await;
-            }
-            Frame::DeleteExchange {
-                req,
-                name,
-                if_unused,
-            } => {
-                broker.delete_exchange(&p, &name, if_unused)?;
-                self.ok(req, name, 0, 0).await;
-            }
-            Frame::DeclareQueue {
-                req,
-                name,
-                durable,
-                exclusive,
-                auto_delete,
-                passive,
-                arguments,
-            } => {
-                let (name, messages, consumers) = broker.declare_queue(
-                    &p,
-                    self.connection.id,
-                    QueueSpec {
-                        name: &name,
-                        durable,
-                        exclusive,
-                        auto_delete,
-                        passive,
-                        arguments,
-                    },
-                )?;
-                self.ok(req, name, messages, consumers).await;
-            }
-            Frame::DeleteQueue {
-                req,
-                name,
-                if_unused,
-                if_empty,
-            } => {
-                let messages =
-                    broker.delete_queue(&p, self.connection.id, &name, if_unused, if_empty)?;
-                self.ok(req, name, messages, 0).await;
-            }
-            Frame::PurgeQueue { req, name } => {
-                let messages = broker.purge_queue(&p, self.connection.id, &name)?;
-                self.ok(req, name, messages, 0).await;
-            }
-            Frame::Bind {
-                req,
-                queue,
-                exchange,
-                key,
-                arguments,
-            }
-            | Frame::Unbind {
-                req,
-                queue,
-                exchange,
-                key,
-                arguments,
-            } => {
-                let spec = BindingSpec {
-                    queue: &queue,
-                    exchange: &exchange,
-                    key: &key,
-                    arguments: &arguments,
-                };
-                if unbind {
-                    broker.unbind(&p, self.connection.id, &spec)?;
-                } else {
-                    broker.bind(&p, self.connection.id, &spec)?;
-                }
-                self.ok(req, queue, 0, 0).await;
-            }
-            Frame::Query { req, what } => {
-                let what = Query::from_code(what).ok_or_else(|| {
-                    BrokerError::invalid_argument(format!("unknown query {what}"))
-                })?;
-                let rows = broker.list(&p, what)?;
-                self.reply(Frame::QueryReply { req, rows }).await;
-            }
-            Frame::UserAdd {
-                req,
-                name,
-                password,
-                tags,
-            } => {
-                blocking(move || broker.add_user(&p, &name, &password, tags)).await?;
-                self.ok(req, String::new(), 0, 0).await;
-            }
-            Frame::UserPassword {
-                req,
-                name,
-                password,
-            } => {
-                blocking(move || broker.set_password(&p, &name, &password)).await?;
-                self.ok(req, String::new(), 0, 0).await;
-            }
-            Frame::UserDelete { req, name } => {
-                broker.delete_user(&p, &name)?;
-                self.ok(req, name, 0, 0).await;
-            }
-            Frame::Permit {
-                req,
-                user,
-                vhost,
-                configure,
-                write,
-                read,
-            } => {
-                let permission = Permission {
-                    configure,
-                    write,
-                    read,
-                };
-                broker.permit(&p, &user, &vhost, permission)?;
-                self.ok(req, user, 0, 0).await;
-            }
-            Frame::VhostAdd { req, name } => {
-                broker.add_vhost(&p, &name)?;
-                self.ok(req, name, 0, 0).await;
-            }
-            Frame::VhostDelete { req, name } => {
-                broker.delete_vhost(&p, &name)?;
-                self.ok(req, name, 0, 0).await;
-            }
-            Frame::PluginChunk { data } => self.upload.add(&broker, &p, &data),
-            Frame::PluginLoad {
-                req,
-                name,
-                config,
-                activate,
-            } => {
-                let upload = std::mem::take(&mut self.upload);
-                if let Some(refused) = upload.refused {
-                    return Err(refused.into());
-                }
-                let loaded = blocking(move || {
-                    broker.load_plugin(
-                        &p,
-                        PluginUpload {
-                            component: &upload.bytes,
-                            name: Some(name.as_str()).filter(|n| !n.is_empty()),
-                            config: &config,
-                            activate,
-                        },
-                    )
-                })
-                .await?;
-                self.ok(req, loaded.label().to_string(), 0, 0).await;
-            }
-            Frame::PluginActivate { req, name, version } => {
-                let active = broker.activate_plugin(&p, &name, &version)?;
-                self.ok(req, active.label().to_string(), 0, 0).await;
-            }
-            Frame::PluginRollback { req, name } => {
-                let active = broker.rollback_plugin(&p, &name)?;
-                self.ok(req, active.label().to_string(), 0, 0).await;
-            }
-            Frame::PluginUnload { req, name } => {
-                broker.unload_plugin(&p, &name)?;
-                self.ok(req, name, 0, 0).await;
-            }
+            Frame::DeclareExchange { .. }
+            | Frame::DeleteExchange { .. }
+            | Frame::DeclareQueue { .. }
+            | Frame::DeleteQueue { .. }
+            | Frame::PurgeQueue { .. }
+            | Frame::Bind { .. }
+            | Frame::Unbind { .. }
+            | Frame::Query { .. } => self.topology(frame).await,
+            Frame::UserAdd { .. }
+            | Frame::UserPassword { .. }
+            | Frame::UserDelete { .. }
+            | Frame::Permit { .. }
+            | Frame::VhostAdd { .. }
+            | Frame::VhostDelete { .. } => self.administration(frame).await,
+            Frame::PluginChunk { .. }
+            | Frame::PluginLoad { .. }
+            | Frame::PluginActivate { .. }
+            | Frame::PluginRollback { .. }
+            | Frame::PluginUnload { .. } => self.plugin_administration(frame).await,
+            Frame::Consume { .. }
+            | Frame::Cancel { .. }
+            | Frame::Get { .. }
+            | Frame::Ack { .. }
+            | Frame::Nack { .. }
+            | Frame::Reject { .. } => self.consuming(frame).await,
             Frame::ConfirmSelect { req } => {
                 if self.confirms.is_none() {
                     let (tx, rx) = mpsc::channel(1024);
-                    let task = tokio::spawn(confirm_pipeline(broker.clone(), rx, self.out.clone()));
+                    let task =
+                        tokio::spawn(confirm_pipeline(self.broker.clone(), rx, self.out.clone()));
                     self.confirms = Some((tx, task));
                 }
                 self.ok(req, String::new(), 0, 0).await;
+                Ok(())
             }
-            Frame::Consume {
-                req,
-                queue,
-                tag,
-                prefetch,
-                auto_ack,
-                exclusive,
-            } => {
-                self.consume(req, queue, tag, prefetch, auto_ack, exclusive)
-                    .await?;
-            }
-            Frame::Cancel { req, tag } => {
-                self.cancel(&tag).await?;
-                self.ok(req, tag, 0, 0).await;
-            }
-            Frame::Get {
-                req,
-                queue,
-                auto_ack,
-            } => {
-                let reply = self.get(req, &queue, auto_ack)?;
-                self.reply(reply).await;
-            }
-            Frame::Ack {
-                delivery_tag,
-                multiple,
-            } => self.settle(delivery_tag, multiple, Settle::Ack)?,
-            Frame::Nack {
-                delivery_tag,
-                multiple,
-                requeue,
-            } => self.settle(
-                delivery_tag,
-                multiple,
-                if requeue {
-                    Settle::Requeue
-                } else {
-                    Settle::Reject
-                },
-            )?,
-            Frame::Reject {
-                delivery_tag,
-                requeue,
-            } => self.settle(
-                delivery_tag,
-                false,
-                if requeue {
-                    Settle::Requeue
-                } else {
-                    Settle::Reject
-                },
-            )?,
-            other => {
-                return Err(Failure::Close(Close {
-                    code: code::UNEXPECTED_FRAME,
-                    reason: format!("a client may not send {} on a channel", other.name()),
-                }));
-            }
+            other => Err(unexpected(&other)),
         }
-        Ok(())
     }
 
     /// Stops consumers, returns unacknowledged deliveries to their queues,
@@ -545,6 +328,14 @@ impl From<Close> for Failure {
     fn from(c: Close) -> Self {
         Failure::Close(c)
     }
+}
+
+/// A frame a client may not send on a channel: the channel ends.
+fn unexpected(frame: &Frame) -> Failure {
+    Failure::Close(Close {
+        code: code::UNEXPECTED_FRAME,
+        reason: format!("a client may not send {} on a channel", frame.name()),
+    })
 }
 
 fn frame_error(e: &DecodeError) -> Close {

@@ -459,21 +459,6 @@ impl MessageStore {
         self.with_consumption(queue, |c| c.release(offsets.iter().copied()))
     }
 
-    pub fn set_group_offset(
-        &self,
-        queue: QueueId,
-        group: &str,
-        offset: u64,
-    ) -> Result<(), StorageError> {
-        self.with_consumption(queue, |c| {
-            c.groups.insert(group.into(), offset);
-        })
-    }
-
-    pub fn group_offset(&self, queue: QueueId, group: &str) -> Result<Option<u64>, StorageError> {
-        self.with_consumption(queue, |c| c.groups.get(group).copied())
-    }
-
     pub fn stats(&self, queue: QueueId) -> Result<QueueStats, StorageError> {
         let queue = self.inner.queue(queue)?;
         let index = queue.index.lock().unwrap();
@@ -511,11 +496,6 @@ impl MessageStore {
     /// flusher does this at every checkpoint). Returns segments deleted.
     pub fn release_consumed(&self) -> Result<usize, StorageError> {
         self.inner.checkpoint(false)
-    }
-
-    /// Bytes the commit log occupies on disk.
-    pub fn log_disk_bytes(&self) -> u64 {
-        self.inner.log.disk_bytes()
     }
 
     /// Flushes, checkpoints and stops the flusher.
