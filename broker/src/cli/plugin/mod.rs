@@ -8,12 +8,7 @@
 //! - `load` / `list` / `activate` / `rollback` / `unload` on a running
 //!   broker through its admin API — [`live`].
 
-mod build;
-mod language;
 mod live;
-mod offline;
-mod scaffold;
-mod wit;
 
 use std::path::PathBuf;
 
@@ -21,7 +16,8 @@ use clap::Subcommand;
 
 use super::client::ClientArgs;
 
-pub use language::{Kind, Language};
+pub use switchyard_plugin_tools::{Kind, Language};
+use switchyard_plugin_tools::{build, offline, scaffold};
 
 #[derive(Subcommand)]
 pub enum PluginCommand {

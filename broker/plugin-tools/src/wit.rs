@@ -7,9 +7,9 @@ use anyhow::Context;
 
 /// (file name, contents) of every WIT file.
 pub const WIT_FILES: [(&str, &str); 3] = [
-    ("host.wit", include_str!("../../../../wit/host.wit")),
-    ("types.wit", include_str!("../../../../wit/types.wit")),
-    ("worlds.wit", include_str!("../../../../wit/worlds.wit")),
+    ("host.wit", include_str!("../../../wit/host.wit")),
+    ("types.wit", include_str!("../../../wit/types.wit")),
+    ("worlds.wit", include_str!("../../../wit/worlds.wit")),
 ];
 
 /// The package every world lives in.

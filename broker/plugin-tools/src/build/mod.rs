@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use super::language::{Kind, Language, ProjectManifest};
 use super::offline::scratch_registry;
 use super::wit::{PACKAGE, write_wit};
-use crate::plugins::{LANGUAGE_SECTION, LoadOptions};
+use switchyard_plugin_host::{LANGUAGE_SECTION, LoadOptions};
 
 /// A plugin project being built.
 pub struct Project {

@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use super::Project;
 use super::toolchain::{require, require_path, run_step};
-use crate::cli::plugin::offline::componentize_module;
+use crate::offline::componentize_module;
 
 const INSTALL: &str = "apt-get install rustc-web cargo-web rust-web-src lld-22";
 

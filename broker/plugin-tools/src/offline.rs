@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::plugins::conformance::{self, UserCases};
-use crate::plugins::manifest::{Manifest, ManifestEntry, source_dir, source_hash};
-use crate::plugins::{LoadOptions, PluginEngine, PluginRegistry, SandboxLimits, sha256_hex};
+use switchyard_plugin_host::conformance::{self, UserCases};
+use switchyard_plugin_host::manifest::{Manifest, ManifestEntry, source_dir, source_hash};
+use switchyard_plugin_host::{
+    LoadOptions, PluginEngine, PluginRegistry, SandboxLimits, sha256_hex,
+};
 
-pub(super) fn parse_pair(text: &str) -> Result<(String, String), String> {
+pub fn parse_pair(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("expected name=value, got {text:?}"))
@@ -23,7 +25,7 @@ pub(crate) fn scratch_registry() -> anyhow::Result<PluginRegistry> {
     Ok(PluginRegistry::open(engine, db)?)
 }
 
-pub(super) fn inspect(component: &Path, config: Vec<(String, String)>) -> anyhow::Result<()> {
+pub fn inspect(component: &Path, config: Vec<(String, String)>) -> anyhow::Result<()> {
     let registry = scratch_registry()?;
     let bytes =
         std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
@@ -47,7 +49,7 @@ pub(super) fn inspect(component: &Path, config: Vec<(String, String)>) -> anyhow
     Ok(())
 }
 
-pub(super) fn test(
+pub fn test(
     components: &[PathBuf],
     semantics: Option<&str>,
     cases: Option<&Path>,
@@ -84,7 +86,7 @@ pub(super) fn test(
     Ok(())
 }
 
-pub(super) fn componentize(module: &Path, output: &Path) -> anyhow::Result<()> {
+pub fn componentize(module: &Path, output: &Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(module).with_context(|| format!("reading {}", module.display()))?;
     let component = componentize_module(&bytes)
         .with_context(|| format!("componentizing {}", module.display()))?;
@@ -94,7 +96,7 @@ pub(super) fn componentize(module: &Path, output: &Path) -> anyhow::Result<()> {
 
 /// Turns a core module carrying its WIT (a `component-type` custom section,
 /// as wit-bindgen's generators emit) into a component.
-pub(super) fn componentize_module(module: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub fn componentize_module(module: &[u8]) -> anyhow::Result<Vec<u8>> {
     wit_component::ComponentEncoder::default()
         .module(module)
         .context("not a core module with embedded WIT")?
@@ -102,7 +104,7 @@ pub(super) fn componentize_module(module: &[u8]) -> anyhow::Result<Vec<u8>> {
         .encode()
 }
 
-pub(super) fn print_manifest(repo: &Path, dist: &Path, toolchain: String) -> anyhow::Result<()> {
+pub fn print_manifest(repo: &Path, dist: &Path, toolchain: String) -> anyhow::Result<()> {
     let manifest = manifest(repo, dist, toolchain)?;
     println!("{}", serde_json::to_string_pretty(&manifest)?);
     Ok(())

@@ -10,7 +10,7 @@ use wit_bindgen_core::wit_parser::Resolve;
 
 use super::Project;
 use super::toolchain::{require, require_path, run_step};
-use crate::cli::plugin::offline::componentize_module;
+use crate::offline::componentize_module;
 
 const INSTALL: &str = "apt-get install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32";
 

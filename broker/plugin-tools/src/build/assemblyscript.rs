@@ -11,8 +11,8 @@ use wasmparser::{Parser, Payload};
 
 use super::Project;
 use super::toolchain::{require, run_step};
-use crate::cli::plugin::language::Kind;
-use crate::cli::plugin::offline::componentize_module;
+use crate::language::Kind;
+use crate::offline::componentize_module;
 
 const EXCHANGE: &str = "switchyard:plugin/exchange@0.1.0#";
 
