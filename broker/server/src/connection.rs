@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_client::transport::{FrameReader, FrameWriter};
 use switchyard_protocol::{Frame, HANDSHAKE_MAX_FRAME, VERSION, code};
+use switchyard_transport::{FrameReader, FrameWriter};
 use tokio::sync::{Semaphore, mpsc};
 
 use super::channel::ChannelSession;

@@ -132,7 +132,7 @@ pub fn server_config(config: &ServerConfig) -> Result<quinn::ServerConfig, Strin
                 .map_err(|e| format!("idle_timeout_ms: {e}"))?,
         ))
         .keep_alive_interval(Some(config.keep_alive_interval()));
-    switchyard_client::tune_transport(&mut transport);
+    switchyard_transport::tune_transport(&mut transport);
     transport.send_window(config.send_buffer_bytes);
     server.transport_config(Arc::new(transport));
     Ok(server)

@@ -6,8 +6,8 @@ use crate::support;
 
 use bytes::BytesMut;
 use support::{Broker, queue};
-use switchyard_client::transport::{FrameReader, FrameWriter};
 use switchyard_protocol::{Codec, Frame, HANDSHAKE_MAX_FRAME, VERSION, code};
+use switchyard_transport::{FrameReader, FrameWriter};
 
 /// Opens a stream, writes raw bytes and returns the broker's first frame.
 async fn send_raw(connection: &quinn::Connection, bytes: &[u8]) -> Frame {

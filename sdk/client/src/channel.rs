@@ -17,7 +17,7 @@ use crate::confirms::{ConfirmTracker, Confirmation, Settlement};
 use crate::consumer::{Consumer, Delivery};
 use crate::error::Error;
 use crate::topology::QueueInfo;
-use crate::transport::{FrameReader, FrameWriter};
+use switchyard_transport::{FrameReader, FrameWriter};
 
 /// Frames queued for the writer before `publish` waits (backpressure).
 /// Small: a frame may be a batch of many messages, and the writer
@@ -157,7 +157,7 @@ impl Channel {
                     }
                 }
                 Ok(None) => return Error::ConnectionLost("the broker ended the channel".into()),
-                Err(e) => return e,
+                Err(e) => return e.into(),
             }
         }
     }

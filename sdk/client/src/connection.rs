@@ -23,7 +23,7 @@ use crate::address::BrokerAddress;
 use crate::channel::Channel;
 use crate::error::Error;
 use crate::tls::Trust;
-use crate::transport::{FrameReader, FrameWriter};
+use switchyard_transport::{FrameReader, FrameWriter, tune_transport};
 
 /// How to connect.
 #[derive(Clone, Debug)]
@@ -146,7 +146,7 @@ impl Connection {
                 client_name: options.client_name.clone(),
             })
             .await?;
-        let welcome = match reader.next().await {
+        let welcome = match reader.next().await.map_err(Error::from) {
             Ok(Some(frame)) => frame,
             Ok(None) => {
                 return Err(Error::ConnectionLost(
@@ -225,14 +225,4 @@ impl Connection {
         self.connection.close(quinn::VarInt::from_u32(200), b"bye");
         self.endpoint.wait_idle().await;
     }
-}
-
-/// Flow-control windows large enough for a full pipeline of 1 KiB messages
-/// on a fast link; QUIC's defaults are sized for the internet.
-pub fn tune_transport(transport: &mut quinn::TransportConfig) {
-    transport
-        .stream_receive_window(quinn::VarInt::from_u32(16 << 20))
-        .receive_window(quinn::VarInt::from_u32(64 << 20))
-        .send_window(64 << 20)
-        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(1024));
 }

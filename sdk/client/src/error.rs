@@ -77,3 +77,13 @@ impl From<quinn::ReadError> for Error {
         }
     }
 }
+
+impl From<switchyard_transport::Error> for Error {
+    fn from(e: switchyard_transport::Error) -> Self {
+        match e {
+            switchyard_transport::Error::Protocol(e) => Error::Protocol(e),
+            switchyard_transport::Error::Read(e) => e.into(),
+            switchyard_transport::Error::Write(e) => e.into(),
+        }
+    }
+}

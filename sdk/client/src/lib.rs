@@ -90,12 +90,11 @@ mod error;
 mod plugins;
 mod tls;
 mod topology;
-pub mod transport;
 
 pub use address::BrokerAddress;
 pub use channel::{Channel, ConsumeOptions, Returned};
 pub use confirms::{Confirmation, Confirmed};
-pub use connection::{ConnectOptions, Connection, tune_transport};
+pub use connection::{ConnectOptions, Connection};
 pub use consumer::{Consumer, Delivery};
 pub use error::Error;
 pub use plugins::PluginLoadOptions;

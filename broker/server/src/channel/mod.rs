@@ -11,9 +11,9 @@ mod topology;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use switchyard_client::Error as TransportError;
-use switchyard_client::transport::FrameReader;
 use switchyard_protocol::{DecodeError, Frame, Message, code};
+use switchyard_transport::Error as TransportError;
+use switchyard_transport::FrameReader;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 

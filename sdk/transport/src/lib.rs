@@ -1,10 +1,33 @@
 //! Frames over one QUIC stream: a buffered reader and writer around the
-//! sans-IO [`Codec`]. Used by the client and by the broker.
+//! sans-IO [`Codec`] of `switchyard-protocol`, and the QUIC flow-control
+//! settings both ends use. The client and the broker's server both depend
+//! on this crate; neither depends on the other.
 
 use bytes::BytesMut;
 use switchyard_protocol::{Codec, DecodeError, Frame};
 
-use crate::error::Error;
+/// Why reading or writing frames failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The peer sent bytes that are not a valid frame (or the stream
+    /// ended inside one), or a frame to send is over the limit.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] DecodeError),
+    #[error(transparent)]
+    Read(#[from] quinn::ReadError),
+    #[error(transparent)]
+    Write(#[from] quinn::WriteError),
+}
+
+/// Flow-control windows large enough for a full pipeline of 1 KiB messages
+/// on a fast link; QUIC's defaults are sized for the internet.
+pub fn tune_transport(transport: &mut quinn::TransportConfig) {
+    transport
+        .stream_receive_window(quinn::VarInt::from_u32(16 << 20))
+        .receive_window(quinn::VarInt::from_u32(64 << 20))
+        .send_window(64 << 20)
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(1024));
+}
 
 /// How much a writer buffers before it writes to the stream.
 const WRITE_CHUNK: usize = 256 << 10;
