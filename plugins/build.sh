@@ -23,8 +23,10 @@ for tool in /usr/bin/cargo /usr/bin/rustc; do
 done
 
 # Built-ins are committed to dist/; test-only plugins to dist/testing/.
-builtins=(direct topic fanout headers consistent-hash dead-letter idempotency set-router)
-testing=(probe)
+# Both lists are the workspace's members (Cargo.toml), the one list of them.
+members=$(sed -n '/^members = \[/,/\]/p' "$here/Cargo.toml" | grep -o '"[^"]*"' | tr -d '"')
+mapfile -t builtins < <(grep -v '^testing/' <<<"$members")
+mapfile -t testing < <(grep '^testing/' <<<"$members" | sed 's|^testing/||')
 
 out="$here/dist"
 if [ "$mode" = "--check" ]; then

@@ -5,25 +5,38 @@
 
 use std::path::Path;
 
-const BUILTINS: [&str; 8] = [
-    "direct",
-    "topic",
-    "fanout",
-    "headers",
-    "consistent-hash",
-    "dead-letter",
-    "idempotency",
-    "set-router",
-];
+/// The built-in plugins: the members of the plugins workspace
+/// (`plugins/Cargo.toml`, the one list of them), test-only ones excepted.
+fn builtins(plugins: &Path) -> Vec<String> {
+    let manifest = plugins.join("Cargo.toml");
+    println!("cargo:rerun-if-changed={}", manifest.display());
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let members = text
+        .split_once("members = [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list)
+        .expect("plugins/Cargo.toml lists its members");
+    members
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+        .filter(|m| !m.is_empty() && !m.starts_with("testing/"))
+        .map(String::from)
+        .collect()
+}
 
 fn main() {
     // Read at run time, not baked in with env!: a compiled build script may
     // be reused for a checkout at another path (a shared target dir).
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
-    let dist = Path::new(&manifest_dir).join("../../plugins/dist");
+    let plugins = Path::new(&manifest_dir).join("../../plugins");
+    let dist = plugins.join("dist");
+    let builtins = builtins(&plugins);
     println!("cargo:rerun-if-changed={}", dist.display());
-    let mut code = String::from("pub const BUILTIN_PLUGINS: [(&str, &[u8]); 8] = [\n");
-    for name in BUILTINS {
+    let mut code = format!(
+        "pub const BUILTIN_PLUGINS: [(&str, &[u8]); {}] = [\n",
+        builtins.len()
+    );
+    for name in &builtins {
         let path = dist.join(format!("{name}.wasm"));
         println!("cargo:rerun-if-changed={}", path.display());
         if path.is_file() {

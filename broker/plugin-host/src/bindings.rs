@@ -27,14 +27,19 @@ pub use self::switchyard::plugin::types::{
     Binding, DeathReason, DeathRecord, Field, Message, PluginKind, Properties, Value,
 };
 
+/// The WIT package of every plugin contract (`wit/`) and its version: the
+/// one place they are written down on the host side.
+pub const WIT_PACKAGE: &str = "switchyard:plugin";
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// `switchyard:plugin/<interface>@<version>`.
+pub fn interface_name(interface: &str) -> String {
+    format!("{WIT_PACKAGE}/{interface}@{WIT_VERSION}")
+}
+
 /// The exported interface that identifies each world, by plugin kind.
-pub fn world_interface(kind: PluginKind) -> &'static str {
-    match kind {
-        PluginKind::Exchange => "switchyard:plugin/exchange@0.1.0",
-        PluginKind::DeadLetter => "switchyard:plugin/dead-letter@0.1.0",
-        PluginKind::Filter => "switchyard:plugin/filter@0.1.0",
-        PluginKind::SetRouter => "switchyard:plugin/set-router@0.1.0",
-    }
+pub fn world_interface(kind: PluginKind) -> String {
+    interface_name(kind.as_str())
 }
 
 pub const ALL_KINDS: [PluginKind; 4] = [

@@ -40,7 +40,7 @@ mod version;
 
 pub use bindings::{
     Action, Binding, DeathReason, DeathRecord, Decision, Field, Message, PluginInfo, PluginKind,
-    Properties, Republish, Retry, Value, Verdict,
+    Properties, Republish, Retry, Value, Verdict, WIT_PACKAGE, WIT_VERSION, interface_name,
 };
 pub use builtin::{BUILTIN_PLUGINS, builtin_component};
 pub use cache::Targets;

@@ -14,7 +14,7 @@ use wasmtime::{Store, UpdateDeadline};
 
 use super::admission::Admission;
 use super::bindings::exports::switchyard::plugin::{dead_letter, exchange, filter, set_router};
-use super::bindings::{PluginInfo, PluginKind, world_interface};
+use super::bindings::{PluginInfo, PluginKind, WIT_PACKAGE, WIT_VERSION, world_interface};
 use super::capabilities::StoreState;
 use super::engine::{PluginEngine, sha256_hex};
 use super::error::PluginError;
@@ -93,7 +93,7 @@ fn detect_kind(engine: &PluginEngine, component: &Component) -> Result<PluginKin
         .collect();
     let kinds: Vec<PluginKind> = super::bindings::ALL_KINDS
         .into_iter()
-        .filter(|kind| exports.iter().any(|e| e == world_interface(*kind)))
+        .filter(|kind| exports.iter().any(|e| *e == world_interface(*kind)))
         .collect();
     match kinds.as_slice() {
         [kind] if exports.iter().any(|e| e == "describe") => Ok(*kind),
@@ -102,7 +102,7 @@ fn detect_kind(engine: &PluginEngine, component: &Component) -> Result<PluginKin
         )),
         [] => Err(PluginError::invalid(format!(
             "the component implements none of the Switchyard plugin worlds: it exports [{}], \
-             but a plugin must export one of switchyard:plugin/{{exchange,dead-letter,filter,set-router}}@0.1.0",
+             but a plugin must export one of {WIT_PACKAGE}/{{exchange,dead-letter,filter,set-router}}@{WIT_VERSION}",
             exports.join(", ")
         ))),
         many => Err(PluginError::invalid(format!(
@@ -133,7 +133,7 @@ impl PluginVersion {
         let pre = engine.linker().instantiate_pre(&component).map_err(|e| {
             PluginError::invalid(format!(
                 "its imports cannot be satisfied ({e:#}); plugins may import only \
-                 switchyard:plugin/{{log,clock,kv,config,types}}@0.1.0"
+                 {WIT_PACKAGE}/{{log,clock,kv,config,types}}@{WIT_VERSION}"
             ))
         })?;
         let wrong_types = |e: wasmtime::Error| {

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
+use switchyard_plugin_host::PluginKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,13 +43,19 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
+    /// The plugin host's kind: the one definition of kinds and their names
+    /// (this type only adds command-line and manifest parsing).
+    pub fn plugin_kind(self) -> PluginKind {
         match self {
-            Kind::Exchange => "exchange",
-            Kind::DeadLetter => "dead-letter",
-            Kind::Filter => "filter",
-            Kind::SetRouter => "set-router",
+            Kind::Exchange => PluginKind::Exchange,
+            Kind::DeadLetter => PluginKind::DeadLetter,
+            Kind::Filter => PluginKind::Filter,
+            Kind::SetRouter => PluginKind::SetRouter,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.plugin_kind().as_str()
     }
 
     /// The WIT world a plugin of this kind implements.

@@ -13,7 +13,6 @@ pub const WIT_FILES: [(&str, &str); 3] = [
 ];
 
 /// The package every world lives in.
-pub const PACKAGE: &str = "switchyard:plugin@0.1.0";
 
 /// Writes the WIT into `dir` (replacing what is there).
 pub fn write_wit(dir: &Path) -> anyhow::Result<()> {

@@ -20,7 +20,8 @@ use anyhow::{Context, bail};
 
 use super::language::{Kind, Language, ProjectManifest};
 use super::offline::scratch_registry;
-use super::wit::{PACKAGE, write_wit};
+use super::wit::write_wit;
+use switchyard_plugin_host::WIT_PACKAGE;
 use switchyard_plugin_host::{LANGUAGE_SECTION, LoadOptions};
 
 /// A plugin project being built.
@@ -33,7 +34,7 @@ pub struct Project {
 impl Project {
     /// The world's fully qualified name, e.g. `switchyard:plugin/exchange-plugin`.
     pub fn world(&self) -> String {
-        let package = PACKAGE.split('@').next().unwrap_or(PACKAGE);
+        let package = WIT_PACKAGE;
         format!("{package}/{}", self.kind.world())
     }
 
@@ -87,7 +88,7 @@ pub fn build(dir: Option<PathBuf>, output: Option<PathBuf>) -> anyhow::Result<Pa
     let version = registry
         .load(&component, LoadOptions::default())
         .context("the build produced a component the broker would refuse")?;
-    if version.kind().as_str() != project.kind.as_str() {
+    if version.kind() != project.kind.plugin_kind() {
         bail!(
             "the project ({}) is for the {} world, but the component implements the {} world",
             super::language::MANIFEST_FILE,
