@@ -12,8 +12,6 @@ pub const WIT_FILES: [(&str, &str); 3] = [
     ("worlds.wit", include_str!("../../../wit/worlds.wit")),
 ];
 
-/// The package every world lives in.
-
 /// Writes the WIT into `dir` (replacing what is there).
 pub fn write_wit(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
