@@ -1,16 +1,16 @@
 //! How messages die: dropped heads of queues past their max-length,
-//! rejections, expiry and corrupt records, each republished to the queue's
+//! publishes a full `reject-publish-dlx` queue refused, rejections, expiry
+//! and corrupt records, each republished to the queue's
 //! dead-letter exchange with `x-death-*` headers. A dead letter is itself
 //! routed and stored (`routing.rs`) and may take a drop-head queue past its
 //! limit in turn: that recursion stays in this file, bounded by
 //! `MAX_DEATHS`.
 
-use std::sync::Arc;
-
 use switchyard_protocol::{Field, Message, Value};
 
 use super::convert::from_stored;
 use super::queue::{Overflow, Queue};
+use super::routing::Aftermath;
 use super::{Broker, Vhost};
 use switchyard_storage::Delivered;
 
@@ -18,10 +18,14 @@ use switchyard_storage::Delivered;
 const MAX_DEATHS: i64 = 64;
 
 impl Broker {
-    /// Brings each drop-head queue back to its max-length, dead-lettering
-    /// the heads it drops.
-    pub(super) fn drop_heads(&self, vhost: &Vhost, queues: Vec<Arc<Queue>>) {
-        for queue in queues {
+    /// Handles the deaths a stored batch caused: messages a full
+    /// `reject-publish-dlx` queue refused are dead-lettered from it, and
+    /// each overfull drop-head queue is brought back to its max-length.
+    pub(super) fn bury(&self, vhost: &Vhost, aftermath: Aftermath) {
+        for (queue, exchange, message) in aftermath.refused {
+            self.dead_letter_message(vhost, &queue, exchange, message, "maxlen");
+        }
+        for queue in aftermath.overfull {
             if let (Some(max), Overflow::DropHead) =
                 (queue.settings.max_length, queue.settings.overflow)
             {
@@ -115,14 +119,14 @@ impl Broker {
         if let Some(key) = &queue.settings.dead_letter_routing_key {
             message.routing_key = key.clone();
         }
-        let mut overfull = Vec::new();
+        let mut aftermath = Aftermath::default();
         let outcomes =
-            self.publish_unchecked(vhost, dlx, std::slice::from_ref(&message), &mut overfull);
+            self.publish_unchecked(vhost, dlx, std::slice::from_ref(&message), &mut aftermath);
         for outcome in outcomes {
             if let super::Outcome::Refused(e) = outcome {
                 tracing::warn!(queue = queue.name(), dead_letter_exchange = %dlx, error = %e, "dead letter lost");
             }
         }
-        self.drop_heads(vhost, overfull);
+        self.bury(vhost, aftermath);
     }
 }

@@ -8,6 +8,7 @@ use switchyard_protocol::Message;
 use super::Broker;
 use super::auth::{Access, Principal};
 use super::error::BrokerError;
+use super::routing::Aftermath;
 
 /// What became of one published message.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,10 +79,10 @@ impl Broker {
         };
         let outcomes = match self.vhost(&principal.vhost) {
             Ok(vhost) if count > 0 => {
-                let mut overfull = Vec::new();
+                let mut aftermath = Aftermath::default();
                 let outcomes =
-                    self.publish_unchecked(&vhost, exchange, &messages[..count], &mut overfull);
-                self.drop_heads(&vhost, overfull);
+                    self.publish_unchecked(&vhost, exchange, &messages[..count], &mut aftermath);
+                self.bury(&vhost, aftermath);
                 outcomes
             }
             _ => Vec::new(),

@@ -19,6 +19,9 @@ pub enum Overflow {
     DropHead,
     /// Refuse the publish (a `Refuse` confirm names the queue).
     RejectPublish,
+    /// Refuse the publish, and dead-letter the refused message from this
+    /// queue (reason `maxlen`), as RabbitMQ's `reject-publish-dlx`.
+    RejectPublishDlx,
 }
 
 /// Queue arguments, validated.
@@ -93,9 +96,11 @@ impl QueueSettings {
                     settings.overflow = match text()?.as_str() {
                         "drop-head" => Overflow::DropHead,
                         "reject-publish" => Overflow::RejectPublish,
+                        "reject-publish-dlx" => Overflow::RejectPublishDlx,
                         other => {
                             return Err(BrokerError::invalid_argument(format!(
-                                "queue argument 'overflow' must be 'drop-head' or 'reject-publish', not '{other}'"
+                                "queue argument 'overflow' must be 'drop-head', 'reject-publish' \
+                                 or 'reject-publish-dlx', not '{other}'"
                             )));
                         }
                     }

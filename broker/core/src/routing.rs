@@ -1,10 +1,11 @@
 //! Routing and storing messages: the exchange's filter plugin (if any)
 //! checks the batch, its routing plugin routes what passed with one call,
 //! and each routed message is appended to the commit log once, whatever
-//! the number of queues it goes to. Nothing here dead-letters: queues a
-//! message took past a drop-head max-length are handed back to the caller,
-//! which drops their heads (so dead-lettering, itself a publish, does not
-//! call back into this file's callers).
+//! the number of queues it goes to. Nothing here dead-letters: the deaths
+//! a batch causes (drop-head queues past their max-length, messages a full
+//! `reject-publish-dlx` queue refused) are handed back to the caller as an
+//! [`Aftermath`] (so dead-lettering, itself a publish, does not call back
+//! into this file's callers).
 
 use std::sync::Arc;
 
@@ -18,26 +19,37 @@ use super::publish::{DurableAt, Outcome};
 use super::queue::{Overflow, Queue};
 use super::{Broker, Vhost};
 use switchyard_plugin_host::Verdict;
+
+/// What routing leaves for the dead-letter side to do once the batch is
+/// stored: the deaths it caused, collected so they are handled together.
+#[derive(Default)]
+pub(crate) struct Aftermath {
+    /// Drop-head queues a message took past their max-length.
+    pub overfull: Vec<Arc<Queue>>,
+    /// Messages a full `reject-publish-dlx` queue refused: dead-lettered
+    /// from that queue with reason `maxlen` (exchange published to, message).
+    pub refused: Vec<(Arc<Queue>, String, Message)>,
+}
 use switchyard_storage::QueueId;
 
 impl Broker {
     /// Routes and stores messages published to `exchange`, without asking
     /// whose they are: for the broker's own republishing (dead letters).
-    /// Drop-head queues a message took past their max-length are added to
-    /// `overfull` (see the module comment).
+    /// The deaths it causes are added to `aftermath` (see the module
+    /// comment).
     pub(crate) fn publish_unchecked(
         &self,
         vhost: &Vhost,
         exchange: &str,
         messages: &[Message],
-        overfull: &mut Vec<Arc<Queue>>,
+        aftermath: &mut Aftermath,
     ) -> Vec<Outcome> {
         let exchange = match vhost.exchange(exchange) {
             Ok(exchange) => exchange,
             Err(e) => return vec![Outcome::Refused(e); messages.len()],
         };
         let Some(filter) = &exchange.filter else {
-            return self.route_and_store(vhost, &exchange, messages, overfull);
+            return self.route_and_store(vhost, &exchange, messages, aftermath);
         };
         let plugin_messages: Vec<_> = messages.iter().map(message_to_plugin).collect();
         let bodies: Vec<Bytes> = messages.iter().map(|m| m.body.clone()).collect();
@@ -52,7 +64,7 @@ impl Broker {
             .map(|(m, _)| m.clone())
             .collect();
         let mut stored = self
-            .route_and_store(vhost, &exchange, &passed, overfull)
+            .route_and_store(vhost, &exchange, &passed, aftermath)
             .into_iter();
         verdicts
             .into_iter()
@@ -76,7 +88,7 @@ impl Broker {
         vhost: &Vhost,
         exchange: &Exchange,
         messages: &[Message],
-        overfull: &mut Vec<Arc<Queue>>,
+        aftermath: &mut Aftermath,
     ) -> Vec<Outcome> {
         let routes = self.route(vhost, exchange, messages);
         let now = self.now_ms();
@@ -84,7 +96,7 @@ impl Broker {
             .iter()
             .zip(routes)
             .map(|(message, route)| match route {
-                Ok(queues) => self.store_routed(exchange.name(), message, &queues, now, overfull),
+                Ok(queues) => self.store_routed(exchange.name(), message, &queues, now, aftermath),
                 Err(e) => Outcome::Refused(e),
             })
             .collect()
@@ -148,16 +160,21 @@ impl Broker {
         message: &Message,
         queues: &[Arc<Queue>],
         now: u64,
-        overfull: &mut Vec<Arc<Queue>>,
+        aftermath: &mut Aftermath,
     ) -> Outcome {
         let mut ids: Vec<QueueId> = Vec::with_capacity(queues.len());
         let mut full = None;
         for queue in queues {
-            if let (Some(max), Overflow::RejectPublish) =
+            if let (Some(max), Overflow::RejectPublish | Overflow::RejectPublishDlx) =
                 (queue.settings.max_length, queue.settings.overflow)
                 && self.store.stats(queue.id).is_ok_and(|s| s.ready >= max)
             {
                 full = Some(queue.name().to_string());
+                if queue.settings.overflow == Overflow::RejectPublishDlx {
+                    aftermath
+                        .refused
+                        .push((queue.clone(), exchange.to_string(), message.clone()));
+                }
                 continue;
             }
             ids.push(queue.id);
@@ -179,9 +196,9 @@ impl Broker {
             if let (Some(max), Overflow::DropHead) =
                 (queue.settings.max_length, queue.settings.overflow)
                 && self.store.stats(queue.id).is_ok_and(|s| s.ready > max)
-                && !overfull.iter().any(|q| q.id == queue.id)
+                && !aftermath.overfull.iter().any(|q| q.id == queue.id)
             {
-                overfull.push(queue.clone());
+                aftermath.overfull.push(queue.clone());
             }
             queue.ready.notify_waiters();
         }

@@ -34,7 +34,7 @@ pub enum DeclareCommand {
         common: DeclareCommon,
     },
     /// Declare a queue. Arguments: flush=async|sync, message-ttl=MS,
-    /// max-length=N, overflow=drop-head|reject-publish,
+    /// max-length=N, overflow=drop-head|reject-publish|reject-publish-dlx,
     /// dead-letter-exchange=X, dead-letter-routing-key=K.
     Queue {
         name: String,

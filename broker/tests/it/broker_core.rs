@@ -91,6 +91,39 @@ fn reject_publish_refuses_only_when_the_queue_is_really_full() {
 }
 
 #[test]
+fn reject_publish_dlx_refuses_and_dead_letters_the_refused_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    declare_queue(&broker, "dead", &[]);
+    declare_fanout(&broker, "dlx", "dead");
+    declare_queue(
+        &broker,
+        "ml",
+        &[
+            ("max-length", "2"),
+            ("overflow", "reject-publish-dlx"),
+            ("dead-letter-exchange", "dlx"),
+        ],
+    );
+    for body in ["m1", "m2"] {
+        assert!(matches!(
+            publish(&broker, "ml", body),
+            Outcome::Stored { .. }
+        ));
+    }
+    match publish(&broker, "ml", "m3") {
+        Outcome::Refused(e) => assert!(e.message.contains("queue 'ml' is full"), "{e}"),
+        other => panic!("a third message was not refused: {other:?}"),
+    }
+    assert_eq!(drain(&broker, "ml"), ["m1", "m2"], "the queue kept its own");
+    let dead = deliver(&broker, "dead").expect("the refused message, dead-lettered");
+    assert_eq!(body(&dead), "m3");
+    let header = |name: &str| switchyard_protocol::find(&dead.message.headers, name).cloned();
+    assert_eq!(header("x-death-reason"), Some(text("maxlen")));
+    assert_eq!(header("x-death-queue"), Some(text("ml")));
+}
+
+#[test]
 fn expired_heads_leave_the_queue_without_a_consumer_and_are_dead_lettered() {
     let dir = tempfile::tempdir().unwrap();
     let broker = open(dir.path());
