@@ -36,6 +36,7 @@ impl Broker {
         let q = self.vhost(&principal.vhost)?.queue(queue)?;
         q.check_owner(connection)?;
         q.add_consumer(tag, connection, exclusive)?;
+        q.touch(self.now_ms());
         Ok(q)
     }
 
@@ -51,6 +52,7 @@ impl Broker {
         let vhost = self.vhost(&principal.vhost)?;
         let q = vhost.queue(queue)?;
         q.check_owner(connection)?;
+        q.touch(self.now_ms());
         let Some(delivery) = self.take_delivery(&vhost, &q, ack)? else {
             return Ok(None);
         };
@@ -65,6 +67,8 @@ impl Broker {
     /// A consumer of `queue` ended (cancelled, or its channel closed):
     /// an auto-delete queue whose last consumer this was is deleted.
     pub fn end_consumer(&self, vhost: &Vhost, queue: &Queue, tag: &str) {
+        // Its `expires` lease starts when its last consumer leaves.
+        queue.touch(self.now_ms());
         if queue.remove_consumer(tag)
             && let Err(e) = self.remove_queue(vhost, queue.name())
         {

@@ -100,6 +100,7 @@ impl Broker {
                         return;
                     };
                     broker.expire_due();
+                    broker.expire_unused_queues();
                 }
             })
             .map(|_| ())

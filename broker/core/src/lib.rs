@@ -29,6 +29,7 @@ mod password;
 mod plugins;
 mod publish;
 mod queue;
+mod queue_expiry;
 mod records;
 mod routing;
 mod topology;

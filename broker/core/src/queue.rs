@@ -33,9 +33,12 @@ pub struct QueueSettings {
     pub overflow: Overflow,
     pub dead_letter_exchange: Option<String>,
     pub dead_letter_routing_key: Option<String>,
+    /// Deleted once unused (no consumers, no get, no redeclare) this long.
+    pub expires_ms: Option<u64>,
 }
 
 const KNOWN: &[&str] = &[
+    "expires",
     "flush",
     "message-ttl",
     "max-length",
@@ -54,6 +57,7 @@ impl QueueSettings {
             overflow: Overflow::DropHead,
             dead_letter_exchange: None,
             dead_letter_routing_key: None,
+            expires_ms: None,
         };
         for field in arguments {
             let name = field.name.strip_prefix("x-").unwrap_or(&field.name);
@@ -107,6 +111,14 @@ impl QueueSettings {
                 }
                 "dead-letter-exchange" => settings.dead_letter_exchange = Some(text()?),
                 "dead-letter-routing-key" => settings.dead_letter_routing_key = Some(text()?),
+                "expires" => match number()? {
+                    0 => {
+                        return Err(BrokerError::invalid_argument(
+                            "queue argument 'expires' must be at least 1 (ms)",
+                        ));
+                    }
+                    ms => settings.expires_ms = Some(ms),
+                },
                 _ => {
                     return Err(BrokerError::invalid_argument(format!(
                         "unknown queue argument '{}' (known: {})",
@@ -141,6 +153,10 @@ pub struct Queue {
     deleted: AtomicBool,
     /// Messages skipped because the store could not read them.
     corrupt: AtomicU64,
+    /// When it was last used (declared, consumed from, read by `get`, or
+    /// left by its last consumer), by the broker's clock: what `expires`
+    /// counts from.
+    last_used_ms: AtomicU64,
 }
 
 impl Queue {
@@ -149,6 +165,7 @@ impl Queue {
         id: QueueId,
         settings: QueueSettings,
         owner: Option<u64>,
+        last_used_ms: u64,
     ) -> Self {
         Queue {
             record,
@@ -159,7 +176,17 @@ impl Queue {
             consumers: Mutex::new(Consumers::default()),
             deleted: AtomicBool::new(false),
             corrupt: AtomicU64::new(0),
+            last_used_ms: AtomicU64::new(last_used_ms),
         }
+    }
+
+    /// The queue was used at `now_ms`: its `expires` lease starts again.
+    pub fn touch(&self, now_ms: u64) {
+        self.last_used_ms.fetch_max(now_ms, Ordering::Relaxed);
+    }
+
+    pub fn last_used_ms(&self) -> u64 {
+        self.last_used_ms.load(Ordering::Relaxed)
     }
 
     pub fn name(&self) -> &str {

@@ -180,11 +180,11 @@ impl Broker {
             let id = self.store.create_queue(&store_name, settings.flush)?;
             kept.push(id);
             let name = record.name.clone();
-            vhost
-                .queues
-                .write()
-                .unwrap()
-                .insert(name, Arc::new(Queue::new(record, id, settings, None)));
+            let last_used = self
+                .recorded_use(&record.vhost, &name)
+                .unwrap_or_else(|| self.now_ms());
+            let queue = Queue::new(record, id, settings, None, last_used);
+            vhost.queues.write().unwrap().insert(name, Arc::new(queue));
         }
         for (id, name) in self.store.queues() {
             if !kept.contains(&id) {
@@ -337,6 +337,7 @@ impl Broker {
         principal.check(Access::Configure, "queue", &name)?;
         if let Ok(existing) = vhost.queue(&name) {
             existing.check_owner(connection)?;
+            existing.touch(self.now_ms());
             if !spec.passive
                 && (existing.record.durable != spec.durable
                     || existing.settings != QueueSettings::parse(&spec.arguments)?)
@@ -373,10 +374,9 @@ impl Broker {
             self.persist(QUEUES, &key(&[&vhost.name, &name]), &record)?;
         }
         let owner = spec.exclusive.then_some(connection);
-        vhost.queues.write().unwrap().insert(
-            name.clone(),
-            Arc::new(Queue::new(record, id, settings, owner)),
-        );
+        let queue = Arc::new(Queue::new(record, id, settings, owner, self.now_ms()));
+        self.record_use(&queue);
+        vhost.queues.write().unwrap().insert(name.clone(), queue);
         Ok((name, 0, 0))
     }
 
@@ -421,6 +421,7 @@ impl Broker {
             self.forget_bindings(vhost, &exchange, removed)?;
         }
         self.unpersist(QUEUES, &key(&[&vhost.name, name]))?;
+        self.forget_use(&vhost.name, name);
         queue.mark_deleted();
         self.store.delete_queue(queue.id)?;
         Ok(())

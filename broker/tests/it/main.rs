@@ -14,6 +14,7 @@ mod broker_core;
 mod broker_corruption;
 mod broker_permissions;
 mod broker_props;
+mod broker_queue_expiry;
 mod broker_security;
 mod broker_topology;
 mod conformance;
