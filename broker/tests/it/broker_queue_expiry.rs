@@ -89,7 +89,7 @@ fn expires_must_be_a_positive_number_of_milliseconds() {
                 arguments: vec![switchyard_protocol::Field::new("expires", text(bad))],
             },
         );
-        let error = declared.err().expect("refused");
+        let error = declared.expect_err("refused");
         assert!(error.message.contains("expires"), "{error}");
     }
 }
