@@ -233,7 +233,9 @@ impl Broker {
         let exchanges: Vec<String> = vhost.exchanges.read().unwrap().keys().cloned().collect();
         for exchange in exchanges.iter().filter(|e| !e.is_empty()) {
             self.unpersist(EXCHANGES, &key(&[name, exchange]))?;
+            self.forget_plugin_state(&KvScope::exchange(name, exchange));
         }
+        self.forget_plugin_state(&KvScope::vhost(name));
         self.unpersist(VHOSTS, name)?;
         self.vhosts.write().unwrap().remove(name);
         Ok(())
@@ -316,7 +318,16 @@ impl Broker {
         }
         self.unpersist(EXCHANGES, &key(&[&vhost.name, name]))?;
         vhost.exchanges.write().unwrap().remove(name);
+        self.forget_plugin_state(&KvScope::exchange(&vhost.name, name));
         Ok(())
+    }
+
+    /// Drops what plugins kept for a deleted exchange or vhost.
+    fn forget_plugin_state(&self, scope: &KvScope) {
+        let dropped = self.registry.kv().drop_scope(scope);
+        if dropped > 0 {
+            tracing::debug!(%scope, dropped, "plugin state of a deleted scope dropped");
+        }
     }
 
     /// Declares a queue; returns its name (generated for an empty one),
@@ -519,6 +530,7 @@ impl Broker {
         if exchange.record.auto_delete && exchange.bindings().is_empty() {
             self.unpersist(EXCHANGES, &key(&[&vhost.name, exchange.name()]))?;
             vhost.exchanges.write().unwrap().remove(exchange.name());
+            self.forget_plugin_state(&KvScope::exchange(&vhost.name, exchange.name()));
         }
         Ok(())
     }

@@ -175,6 +175,30 @@ impl KvStore {
         plugins.iter().map(PluginKv::sweep).sum()
     }
 
+    /// Drops everything every plugin holds in `scope` (its exchange or
+    /// vhost was deleted: a new one of the same name starts empty, and the
+    /// old state stops counting towards the plugins' quotas). Returns how
+    /// many entries went.
+    pub fn drop_scope(&self, scope: &KvScope) -> usize {
+        let names: Vec<String> = self
+            .inner
+            .db
+            .tree_names()
+            .iter()
+            .filter_map(|n| {
+                std::str::from_utf8(n)
+                    .ok()?
+                    .strip_prefix("plugin/")
+                    .map(String::from)
+            })
+            .collect();
+        names
+            .iter()
+            .filter_map(|name| self.plugin(name).ok())
+            .map(|kv| kv.drop_scope(scope))
+            .sum()
+    }
+
     /// Runs [`KvStore::sweep`] every `interval` on a thread of its own until
     /// the returned handle is dropped. The thread holds the store weakly, so
     /// it never keeps a closed store open.
@@ -361,6 +385,17 @@ impl PluginKv {
         if let Ok(Some(old)) = self.inner.tree.remove(&full) {
             self.forget(&mut usage, entry_bytes(full.len(), old.len()));
         }
+    }
+
+    /// Removes every entry of `scope`; returns how many.
+    pub fn drop_scope(&self, scope: &KvScope) -> usize {
+        let usage = self.usage_of(scope);
+        let mut usage = usage.lock().unwrap();
+        let mut removed = 0;
+        for (key, stored) in self.inner.tree.scan_prefix(scope.prefix()).flatten() {
+            removed += usize::from(self.remove_if_unchanged(&mut usage, &key, &stored));
+        }
+        removed
     }
 
     /// Removes every expired entry; returns how many.

@@ -98,6 +98,45 @@ fn tenants_do_not_share_idempotency_state() {
     );
 }
 
+/// The idempotency filter's keys held by `broker`.
+fn idempotency_keys(broker: &Broker) -> u64 {
+    let plugins = broker.registry().list();
+    let idempotency = plugins.iter().find(|p| p.name == "idempotency").unwrap();
+    idempotency.kv.keys
+}
+
+#[test]
+fn deleting_an_exchange_or_vhost_drops_its_plugin_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = core::open(dir.path());
+    filtered_exchange(&broker, "shop", "orders", "q", "idempotency");
+    filtered_exchange(&broker, "shop", "refunds", "r", "idempotency");
+    let stored = |o: &Outcome| matches!(o, Outcome::Stored { .. });
+    assert!(stored(&publish_id(&broker, "shop", "orders", "o-1")));
+    assert!(stored(&publish_id(&broker, "shop", "refunds", "o-1")));
+    assert_eq!(idempotency_keys(&broker), 2);
+
+    let guest_record = broker.users().get("guest").unwrap().unwrap();
+    let shop = broker.users().principal(&guest_record, "shop").unwrap();
+    broker.delete_exchange(&shop, "orders", false).unwrap();
+    assert_eq!(
+        idempotency_keys(&broker),
+        1,
+        "the deleted exchange's key went"
+    );
+    // A new exchange of the same name starts with no memory of the old one.
+    filtered_exchange(&broker, "shop", "orders", "q", "idempotency");
+    assert!(stored(&publish_id(&broker, "shop", "orders", "o-1")));
+
+    let root = broker.users().principal(&guest_record, "/").unwrap();
+    broker.delete_vhost(&root, "shop").unwrap();
+    assert_eq!(
+        idempotency_keys(&broker),
+        0,
+        "the vhost's state went with it"
+    );
+}
+
 #[test]
 fn plugin_state_is_not_in_the_metadata_database() {
     let dir = tempfile::tempdir().unwrap();
