@@ -9,6 +9,7 @@
 use switchyard_protocol::{Field, Message, Value};
 
 use super::convert::from_stored;
+use super::death_history;
 use super::queue::{Overflow, Queue};
 use super::routing::Aftermath;
 use super::{Broker, Vhost};
@@ -108,8 +109,33 @@ impl Broker {
             );
             return;
         }
-        message.headers.retain(|f| !f.name.starts_with("x-death-"));
+        let mut history = death_history::read(&message.headers);
+        if death_history::is_automatic_cycle(&history, queue.name(), reason) {
+            tracing::warn!(
+                queue = queue.name(),
+                reason,
+                "dead-letter cycle without a rejection: message dropped"
+            );
+            return;
+        }
+        let now = self.now_ms();
+        death_history::record(
+            &mut history,
+            death_history::Death {
+                queue: queue.name().into(),
+                reason: reason.into(),
+                count: 1,
+                time_first: now,
+                time_last: now,
+                exchange: exchange.clone(),
+                routing_keys: vec![message.routing_key.clone()],
+            },
+        );
+        message
+            .headers
+            .retain(|f| !f.name.starts_with("x-death-") && f.name != death_history::HEADER);
         message.headers.extend([
+            death_history::to_header(&history),
             Field::new("x-death-count", Value::Int(deaths)),
             Field::new("x-death-reason", Value::Text(reason.into())),
             Field::new("x-death-queue", Value::Text(queue.name().into())),

@@ -16,6 +16,7 @@ mod connections;
 mod consumers;
 mod convert;
 mod dead_letter;
+mod death_history;
 mod delivery;
 mod error;
 mod exchange;

@@ -12,6 +12,7 @@ mod support;
 
 mod broker_core;
 mod broker_corruption;
+mod broker_dead_letters;
 mod broker_permissions;
 mod broker_props;
 mod broker_queue_expiry;
