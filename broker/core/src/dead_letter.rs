@@ -10,10 +10,16 @@ use switchyard_protocol::{Field, Message, Value};
 
 use super::convert::from_stored;
 use super::death_history;
-use super::queue::{Overflow, Queue};
+use super::error::BrokerError;
+use super::queue::{Overflow, Queue, QueueSettings};
+use super::records::{EncodedFields, QueueRecord};
 use super::routing::Aftermath;
 use super::{Broker, Vhost};
 use switchyard_storage::Delivered;
+
+/// Where a vhost keeps dead letters nobody else would take (see
+/// [`Broker::park`]); `list queues` shows it like any queue.
+pub const PARKING_QUEUE: &str = "sy.dead-letter-parking";
 
 /// Dead-lettering stops after this many deaths of one message (a cycle).
 const MAX_DEATHS: i64 = 64;
@@ -150,9 +156,64 @@ impl Broker {
             self.publish_unchecked(vhost, dlx, std::slice::from_ref(&message), &mut aftermath);
         for outcome in outcomes {
             if let super::Outcome::Refused(e) = outcome {
-                tracing::warn!(queue = queue.name(), dead_letter_exchange = %dlx, error = %e, "dead letter lost");
+                self.park(vhost, queue, dlx, &e, message.clone());
             }
         }
         self.bury(vhost, aftermath);
+    }
+
+    /// A dead letter its dead-letter exchange refused (missing, its plugin
+    /// failed or refused): kept in the queue's `dead-letter-fallback`, else
+    /// in the vhost's parking queue ([`PARKING_QUEUE`], created when first
+    /// needed), never lost. One line says where it went and why.
+    fn park(&self, vhost: &Vhost, queue: &Queue, dlx: &str, cause: &BrokerError, message: Message) {
+        let fallback = queue
+            .settings
+            .dead_letter_fallback
+            .as_deref()
+            .filter(|name| vhost.queue(name).is_ok());
+        let target = match fallback {
+            Some(name) => name.to_string(),
+            None => match self.parking_queue(vhost) {
+                Ok(name) => name,
+                Err(e) => {
+                    tracing::error!(queue = queue.name(), dead_letter_exchange = %dlx, cause = %cause, error = %e, "dead letter lost: no parking queue");
+                    return;
+                }
+            },
+        };
+        tracing::warn!(
+            queue = queue.name(),
+            dead_letter_exchange = %dlx,
+            cause = %cause,
+            kept_in = %target,
+            "the dead-letter exchange refused a dead letter; kept in the fallback queue"
+        );
+        let mut parked = message;
+        parked.routing_key = target.clone();
+        let mut aftermath = Aftermath::default();
+        for outcome in self.publish_unchecked(vhost, "", &[parked], &mut aftermath) {
+            if let super::Outcome::Refused(e) = outcome {
+                tracing::error!(queue = queue.name(), kept_in = %target, error = %e, "dead letter lost: its fallback queue refused it");
+            }
+        }
+        self.bury(vhost, aftermath);
+    }
+
+    /// The vhost's parking queue, created (durable) if it does not exist.
+    fn parking_queue(&self, vhost: &Vhost) -> Result<String, BrokerError> {
+        if vhost.queue(PARKING_QUEUE).is_err() {
+            let record = QueueRecord {
+                vhost: vhost.name.clone(),
+                name: PARKING_QUEUE.into(),
+                durable: true,
+                exclusive: false,
+                auto_delete: false,
+                arguments: EncodedFields::encode(&[]),
+            };
+            let settings = QueueSettings::parse(&[])?;
+            self.create_queue(vhost, record, settings, None)?;
+        }
+        Ok(PARKING_QUEUE.into())
     }
 }

@@ -44,6 +44,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, Users};
 pub use consumers::Got;
+pub use dead_letter::PARKING_QUEUE;
 pub use delivery::Settle;
 pub use error::BrokerError;
 pub use exchange::Exchange;

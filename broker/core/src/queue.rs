@@ -35,10 +35,15 @@ pub struct QueueSettings {
     pub dead_letter_routing_key: Option<String>,
     /// Deleted once unused (no consumers, no get, no redeclare) this long.
     pub expires_ms: Option<u64>,
+    /// Where a dead letter goes when its dead-letter exchange cannot take
+    /// it (missing, its plugin failed): this queue, else the vhost's
+    /// parking queue.
+    pub dead_letter_fallback: Option<String>,
 }
 
 const KNOWN: &[&str] = &[
     "expires",
+    "dead-letter-fallback",
     "flush",
     "message-ttl",
     "max-length",
@@ -58,6 +63,7 @@ impl QueueSettings {
             dead_letter_exchange: None,
             dead_letter_routing_key: None,
             expires_ms: None,
+            dead_letter_fallback: None,
         };
         for field in arguments {
             let name = field.name.strip_prefix("x-").unwrap_or(&field.name);
@@ -111,6 +117,7 @@ impl QueueSettings {
                 }
                 "dead-letter-exchange" => settings.dead_letter_exchange = Some(text()?),
                 "dead-letter-routing-key" => settings.dead_letter_routing_key = Some(text()?),
+                "dead-letter-fallback" => settings.dead_letter_fallback = Some(text()?),
                 "expires" => match number()? {
                     0 => {
                         return Err(BrokerError::invalid_argument(

@@ -378,17 +378,30 @@ impl Broker {
             auto_delete: spec.auto_delete,
             arguments: EncodedFields::encode(&spec.arguments),
         };
+        let owner = spec.exclusive.then_some(connection);
+        self.create_queue(&vhost, record, settings, owner)?;
+        Ok((name, 0, 0))
+    }
+
+    /// Creates a queue the checks allowed (or the broker wants).
+    pub(super) fn create_queue(
+        &self,
+        vhost: &Vhost,
+        record: QueueRecord,
+        settings: QueueSettings,
+        owner: Option<u64>,
+    ) -> Result<Arc<Queue>, BrokerError> {
+        let name = record.name.clone();
         let id = self
             .store
             .create_queue(&store_queue_name(&vhost.name, &name), settings.flush)?;
-        if spec.durable && !spec.exclusive {
+        if record.durable && !record.exclusive {
             self.persist(QUEUES, &key(&[&vhost.name, &name]), &record)?;
         }
-        let owner = spec.exclusive.then_some(connection);
         let queue = Arc::new(Queue::new(record, id, settings, owner, self.now_ms()));
         self.record_use(&queue);
-        vhost.queues.write().unwrap().insert(name.clone(), queue);
-        Ok((name, 0, 0))
+        vhost.queues.write().unwrap().insert(name, queue.clone());
+        Ok(queue)
     }
 
     /// Deletes a queue and its bindings; returns the messages it held.

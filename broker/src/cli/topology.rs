@@ -35,7 +35,8 @@ pub enum DeclareCommand {
     },
     /// Declare a queue. Arguments: flush=async|sync, message-ttl=MS,
     /// max-length=N, overflow=drop-head|reject-publish|reject-publish-dlx,
-    /// dead-letter-exchange=X, dead-letter-routing-key=K, expires=MS.
+    /// dead-letter-exchange=X, dead-letter-routing-key=K,
+    /// dead-letter-fallback=Q, expires=MS.
     Queue {
         name: String,
         /// Only the declaring connection may use the queue, and the queue

@@ -90,3 +90,34 @@ fn a_cycle_of_expiries_without_a_rejection_is_dropped() {
         (0, 0)
     );
 }
+
+#[test]
+fn a_dead_letter_its_exchange_refuses_is_parked_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    // The dead-letter exchange does not exist (deleted, or never made).
+    declare_queue(&broker, "work", &[("dead-letter-exchange", "gone")]);
+    declare_queue(&broker, "kept", &[]);
+    declare_queue(
+        &broker,
+        "careful",
+        &[
+            ("dead-letter-exchange", "gone"),
+            ("dead-letter-fallback", "kept"),
+        ],
+    );
+    publish(&broker, "work", "one");
+    publish(&broker, "careful", "two");
+    for queue in ["work", "careful"] {
+        let d = deliver(&broker, queue).unwrap();
+        settle(&broker, queue, d.offset, Settle::Reject);
+    }
+
+    let parked = deliver(&broker, switchyard::broker::PARKING_QUEUE)
+        .expect("the vhost's parking queue holds the first");
+    assert_eq!(body(&parked), "one");
+    assert_eq!(history(&parked)[0]["reason"], "rejected");
+    let kept = deliver(&broker, "kept").expect("the fallback queue holds the second");
+    assert_eq!(body(&kept), "two");
+    assert_eq!(stats(&broker, switchyard::broker::PARKING_QUEUE).ready, 0);
+}
