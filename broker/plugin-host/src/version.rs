@@ -75,7 +75,10 @@ pub struct PluginVersion {
     /// `None` only while the component describes itself during loading.
     kv: Option<PluginKv>,
     pool: Mutex<Vec<PluginInstance>>,
-    health: Mutex<Health>,
+    /// Failure counting and quarantine, per kv scope (an exchange, or the
+    /// host): messages that make the plugin fail on one tenant's exchange
+    /// quarantine it there, not for every exchange that uses it.
+    health: Mutex<HashMap<KvScope, Health>>,
     stats: CallStats,
     log_limit: Arc<LogLimiter>,
     admission: Admission,
@@ -184,7 +187,7 @@ impl PluginVersion {
             indices,
             kv: None,
             pool: Mutex::new(Vec::new()),
-            health: Mutex::new(Health::default()),
+            health: Mutex::new(HashMap::new()),
             stats: CallStats::default(),
             log_limit: Arc::new(LogLimiter::new(engine.limits().log_rate())),
             admission: Admission::new(
@@ -287,8 +290,14 @@ impl PluginVersion {
         }
     }
 
+    /// Whether it is quarantined for any scope.
     pub fn is_quarantined(&self) -> bool {
-        self.health.lock().unwrap().is_quarantined(Instant::now())
+        let now = Instant::now();
+        self.health
+            .lock()
+            .unwrap()
+            .values()
+            .any(|h| h.is_quarantined(now))
     }
 
     /// False once the version was caught routing on more than the key
@@ -398,16 +407,19 @@ impl PluginVersion {
         scope: &KvScope,
         call: impl FnOnce(&mut PluginInstance) -> Result<R, CallFailure>,
     ) -> Result<R, PluginError> {
-        self.refuse_if_quarantined()?;
+        self.refuse_if_quarantined(scope)?;
         self.admission.run(|| {
             // The quarantine may have begun while this call waited its turn.
-            self.refuse_if_quarantined()?;
+            self.refuse_if_quarantined(scope)?;
             self.call_admitted(scope, call)
         })
     }
 
-    fn refuse_if_quarantined(&self) -> Result<(), PluginError> {
+    fn refuse_if_quarantined(&self, scope: &KvScope) -> Result<(), PluginError> {
         let health = self.health.lock().unwrap();
+        let Some(health) = health.get(scope) else {
+            return Ok(());
+        };
         health
             .admit(Instant::now())
             .map_err(|q| PluginError::Quarantined {
@@ -429,42 +441,47 @@ impl PluginVersion {
             Some(instance) => instance,
             None => match self.instantiate() {
                 Ok(instance) => instance,
-                Err(error) => return Err(self.failed(error, started)),
+                Err(error) => return Err(self.failed(scope, error, started)),
             },
         };
         self.prepare_with(&mut instance.store, self.limits.deadline(), scope);
         match call(&mut instance) {
             Ok(result) => {
                 self.stats.record(started.elapsed(), true);
-                self.health
-                    .lock()
-                    .unwrap()
-                    .on_success(self.engine.limits(), Instant::now());
+                let mut health = self.health.lock().unwrap();
+                let scope_health = match health.get_mut(scope) {
+                    Some(h) => h,
+                    None => health.entry(scope.clone()).or_default(),
+                };
+                scope_health.on_success(self.engine.limits(), Instant::now());
+                drop(health);
                 self.pool.lock().unwrap().push(instance);
                 Ok(result)
             }
             Err(failure) => {
                 let error = self.classify(failure, instance.store.data());
-                Err(self.failed(error, started))
+                Err(self.failed(scope, error, started))
             }
         }
     }
 
-    fn failed(&self, error: PluginError, started: Instant) -> PluginError {
+    fn failed(&self, scope: &KvScope, error: PluginError, started: Instant) -> PluginError {
         self.stats.record(started.elapsed(), false);
         if !error.is_fault() {
             return error;
         }
         let now = Instant::now();
-        if self
+        let quarantined = self
             .health
             .lock()
             .unwrap()
-            .on_failure(self.engine.limits(), now)
-        {
+            .entry(scope.clone())
+            .or_default()
+            .on_failure(self.engine.limits(), now);
+        if quarantined {
             // Reload from scratch once the quarantine ends.
             self.pool.lock().unwrap().clear();
-            tracing::warn!(plugin = %self.label, %error, "plugin quarantined");
+            tracing::warn!(plugin = %self.label, %scope, %error, "plugin quarantined for this scope");
         } else {
             tracing::warn!(plugin = %self.label, %error, "plugin call failed; instance replaced");
         }

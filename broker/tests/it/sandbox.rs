@@ -7,7 +7,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use switchyard::plugins::{Message, PluginError, PluginRegistry, SandboxLimits};
+use switchyard::plugins::{KvScope, Message, PluginError, PluginRegistry, SandboxLimits};
 
 /// Generous deadline: only the infinite-loop test is about time, and on a
 /// loaded machine a memory bomb's page faults take real CPU time.
@@ -347,4 +347,37 @@ fn a_plugin_failing_only_on_poison_keys_is_quarantined_by_rate() {
         quarantined,
         "never two failures in a row, still quarantined"
     );
+}
+
+#[test]
+fn poison_on_one_exchange_quarantines_the_plugin_there_only() {
+    let registry = common::registry_with(SandboxLimits {
+        deadline: Duration::from_millis(10),
+        quarantine_after: 3,
+        quarantine_initial: Duration::from_secs(60),
+        ..limits()
+    });
+    common::load_probe(&registry, "shared", "1.0.0", "poison", true);
+    let tenant_a = common::exchange(&registry, "shared", 1)
+        .with_kv_scope(KvScope::exchange("tenant-a", "orders"));
+    let tenant_b = common::exchange(&registry, "shared", 1)
+        .with_kv_scope(KvScope::exchange("tenant-b", "orders"));
+    let poison = Message::with_key("poison-1");
+    let mut quarantined = false;
+    for _ in 0..10 {
+        if let Err(PluginError::Quarantined { .. }) = tenant_a.route(&poison, &Bytes::new()) {
+            quarantined = true;
+            break;
+        }
+    }
+    assert!(
+        quarantined,
+        "tenant A's poison quarantines the plugin for A"
+    );
+    assert!(registry.get("shared").unwrap().active().is_quarantined());
+    // Tenant B's exchange still routes through the same plugin version.
+    let routed = tenant_b
+        .route(&Message::with_key("k"), &Bytes::new())
+        .expect("tenant B is not quarantined by A's messages");
+    assert!(routed.results[0].is_ok());
 }
