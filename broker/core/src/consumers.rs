@@ -56,7 +56,7 @@ impl Broker {
         let Some(delivery) = self.take_delivery(&vhost, &q, ack)? else {
             return Ok(None);
         };
-        let remaining = self.store.stats(q.id)?.ready;
+        let remaining = self.queue_stats(&q)?.ready;
         Ok(Some(Got {
             queue: q,
             delivery,

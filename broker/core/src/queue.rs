@@ -164,6 +164,9 @@ pub struct Queue {
     /// left by its last consumer), by the broker's clock: what `expires`
     /// counts from.
     last_used_ms: AtomicU64,
+    /// The last use written to the metadata (durable expiring queues), so
+    /// the sweep writes only when it changed.
+    recorded_use_ms: AtomicU64,
 }
 
 impl Queue {
@@ -184,6 +187,7 @@ impl Queue {
             deleted: AtomicBool::new(false),
             corrupt: AtomicU64::new(0),
             last_used_ms: AtomicU64::new(last_used_ms),
+            recorded_use_ms: AtomicU64::new(0),
         }
     }
 
@@ -194,6 +198,12 @@ impl Queue {
 
     pub fn last_used_ms(&self) -> u64 {
         self.last_used_ms.load(Ordering::Relaxed)
+    }
+
+    /// Marks `ms` as the recorded last use; whether it differed from the
+    /// one recorded before (then it must be written).
+    pub(crate) fn note_recorded_use(&self, ms: u64) -> bool {
+        self.recorded_use_ms.swap(ms, Ordering::Relaxed) != ms
     }
 
     pub fn name(&self) -> &str {

@@ -23,9 +23,13 @@ impl Broker {
             .flatten()
     }
 
-    /// Records a durable expiring queue's last use.
+    /// Records a durable expiring queue's last use (if it changed since
+    /// last recorded).
     pub(super) fn record_use(&self, queue: &Queue) {
-        if !queue.record.durable || queue.settings.expires_ms.is_none() {
+        if !queue.record.durable
+            || queue.settings.expires_ms.is_none()
+            || !queue.note_recorded_use(queue.last_used_ms())
+        {
             return;
         }
         let k = key(&[&queue.record.vhost, queue.name()]);
@@ -62,9 +66,7 @@ impl Broker {
                     continue;
                 }
                 if now.saturating_sub(queue.last_used_ms()) < lease {
-                    if self.recorded_use(&vhost.name, queue.name()) != Some(queue.last_used_ms()) {
-                        self.record_use(&queue);
-                    }
+                    self.record_use(&queue);
                     continue;
                 }
                 match self.remove_queue(&vhost, queue.name()) {

@@ -184,6 +184,8 @@ impl Broker {
                 .recorded_use(&record.vhost, &name)
                 .unwrap_or_else(|| self.now_ms());
             let queue = Queue::new(record, id, settings, None, last_used);
+            // What was read from the metadata is what is recorded there.
+            queue.note_recorded_use(last_used);
             vhost.queues.write().unwrap().insert(name, Arc::new(queue));
         }
         for (id, name) in self.store.queues() {
