@@ -26,4 +26,6 @@ pub use index::{ENTRY_LEN, IndexEntry};
 pub use layout::MIN_SEGMENT_SIZE;
 pub use metadata::Metadata;
 pub use record::{FLAG_PERSISTENT, QueueId, StoredMessage};
-pub use store::{Appended, Delivered, MessageStore, QueueSpace, QueueStats, RecoveryReport};
+pub use store::{
+    Appended, Delivered, MessageStore, Promotion, QueueSpace, QueueStats, RecoveryReport,
+};

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 
 use super::error::StorageError;
-use super::record::{self, DecodedRecord, QueueId, RecordError, StoredMessage};
+use super::record::{self, DecodedRecord, Envelope, QueueId, RecordError, StoredMessage};
 use super::segment::{Segment, numbered_name, open_numbered};
 
 /// What a log scan found at a position.
@@ -103,11 +103,11 @@ impl CommitLog {
 
     /// Encodes the record at `position` (which `placement` chose and
     /// `ensure_segment` backs).
-    pub fn write(&self, position: u64, message: &StoredMessage, queues: &[QueueId], len: usize) {
+    pub fn write(&self, position: u64, message: &StoredMessage, envelope: Envelope<'_>, len: usize) {
         let base = self.base_of(position);
         let segment = self.segment(base).expect("ensure_segment before write");
         segment.fill((position - base) as usize, len, |out| {
-            record::encode_into(message, queues, out)
+            record::encode_into(message, envelope, out)
         });
     }
 

@@ -6,17 +6,23 @@
 //!   0     4  total length of the record in bytes (header included), LE
 //!   4     4  CRC32C of bytes [8, length)
 //!   8     1  format version (1)
-//!   9     1  flags (bit 0: persistent; bit 1: consumption record, no queues)
+//!   9     1  flags (bit 0: persistent; bit 1: consumption record, no queues;
+//!              bit 2: delayed, indexed by its first queue only)
 //!  10     2  routing key length
 //!  12     2  queue count
-//!  14     2  reserved (0)
+//!  14     2  extension length: 0, or 8 for a promoted delayed message
 //!  16     8  publish time, ms since the Unix epoch
 //!  24     8  expiry time, ms (0 = never)
 //!  32     8  deliver-after time, ms (0 = at once)
 //!  40     4  attributes length (headers + properties, opaque to storage)
 //!  44     4  body length
-//!  48        queue ids (4 bytes each), routing key, attributes, body
+//!  48        queue ids (4 bytes each), extension, routing key, attributes, body
 //! ```
+//!
+//! The extension of a promoted record is the offset (8 bytes, LE) in the
+//! delay queue of the delayed record it was promoted from: replaying it
+//! settles that offset, so a promotion and the end of its delay are one
+//! write (store/delays.rs).
 
 use bytes::Bytes;
 
@@ -25,6 +31,11 @@ pub const FORMAT_VERSION: u8 = 1;
 pub const FLAG_PERSISTENT: u8 = 1;
 /// A record of consumption events (storage/consumption_log.rs), not a message.
 pub const FLAG_CONSUMPTION: u8 = 2;
+/// A delayed message: the first queue id is the delay queue, which alone
+/// indexes it; the others are where it goes when due.
+pub const FLAG_DELAYED: u8 = 4;
+/// The length of the promoted-from extension.
+const MOVED_FROM_LEN: usize = 8;
 
 /// A message as the store keeps it. `attributes` are the encoded headers
 /// and properties; storage does not look inside.
@@ -93,25 +104,52 @@ impl std::fmt::Display for RecordError {
     }
 }
 
+/// What a record holds besides the message: the queues it belongs to and,
+/// for a promoted delayed message, the delay-queue offset it came from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Envelope<'a> {
+    pub queues: &'a [QueueId],
+    pub moved_from: Option<u64>,
+}
+
+impl<'a> Envelope<'a> {
+    pub fn of(queues: &'a [QueueId]) -> Self {
+        Envelope {
+            queues,
+            moved_from: None,
+        }
+    }
+
+    fn extension_len(&self) -> usize {
+        if self.moved_from.is_some() {
+            MOVED_FROM_LEN
+        } else {
+            0
+        }
+    }
+}
+
 /// The encoded size of a record.
-pub fn encoded_len(message: &StoredMessage, queue_count: usize) -> usize {
+pub fn encoded_len(message: &StoredMessage, envelope: Envelope<'_>) -> usize {
     HEADER_LEN
-        + 4 * queue_count
+        + 4 * envelope.queues.len()
+        + envelope.extension_len()
         + message.routing_key.len()
         + message.attributes.len()
         + message.body.len()
 }
 
 /// Encodes into `out`, which must be exactly `encoded_len` bytes long.
-pub fn encode_into(message: &StoredMessage, queues: &[QueueId], out: &mut [u8]) {
+pub fn encode_into(message: &StoredMessage, envelope: Envelope<'_>, out: &mut [u8]) {
+    let queues = envelope.queues;
     let len = out.len();
-    debug_assert_eq!(len, encoded_len(message, queues.len()));
+    debug_assert_eq!(len, encoded_len(message, envelope));
     out[0..4].copy_from_slice(&(len as u32).to_le_bytes());
     out[8] = FORMAT_VERSION;
     out[9] = message.flags;
     out[10..12].copy_from_slice(&(message.routing_key.len() as u16).to_le_bytes());
     out[12..14].copy_from_slice(&(queues.len() as u16).to_le_bytes());
-    out[14..16].copy_from_slice(&[0, 0]);
+    out[14..16].copy_from_slice(&(envelope.extension_len() as u16).to_le_bytes());
     out[16..24].copy_from_slice(&message.publish_ms.to_le_bytes());
     out[24..32].copy_from_slice(&message.expiry_ms.to_le_bytes());
     out[32..40].copy_from_slice(&message.deliver_after_ms.to_le_bytes());
@@ -121,6 +159,10 @@ pub fn encode_into(message: &StoredMessage, queues: &[QueueId], out: &mut [u8]) 
     for queue in queues {
         out[at..at + 4].copy_from_slice(&queue.to_le_bytes());
         at += 4;
+    }
+    if let Some(offset) = envelope.moved_from {
+        out[at..at + MOVED_FROM_LEN].copy_from_slice(&offset.to_le_bytes());
+        at += MOVED_FROM_LEN;
     }
     for part in [&message.routing_key, &message.attributes, &message.body] {
         out[at..at + part.len()].copy_from_slice(part);
@@ -149,6 +191,11 @@ pub fn claimed_queues(bytes: &[u8], len: usize) -> Option<Vec<QueueId>> {
     if HEADER_LEN + 4 * count > len {
         return None;
     }
+    // A delayed record claims only the delay queue until it is due.
+    let count = match bytes[9] & FLAG_DELAYED {
+        0 => count,
+        _ => count.min(1),
+    };
     Some(
         (0..count)
             .map(|i| u32_at(bytes, HEADER_LEN + 4 * i))
@@ -161,6 +208,8 @@ pub fn claimed_queues(bytes: &[u8], len: usize) -> Option<Vec<QueueId>> {
 pub struct DecodedRecord {
     pub message: StoredMessage,
     pub queues: Vec<QueueId>,
+    /// For a promoted delayed message: its offset in the delay queue.
+    pub moved_from: Option<u64>,
     pub len: usize,
 }
 
@@ -207,13 +256,19 @@ pub fn decode(buf: &Bytes, max_len: usize) -> Result<DecodedRecord, RecordError>
     let queue_count = u16_at(b, 12);
     let attributes_len = u32_at(b, 40) as usize;
     let body_len = u32_at(b, 44) as usize;
-    if HEADER_LEN + 4 * queue_count + key_len + attributes_len + body_len != len {
+    let extension_len = u16_at(b, 14);
+    if !matches!(extension_len, 0 | MOVED_FROM_LEN)
+        || HEADER_LEN + 4 * queue_count + extension_len + key_len + attributes_len + body_len
+            != len
+    {
         return Err(RecordError::Inconsistent);
     }
     let queues = (0..queue_count)
         .map(|i| u32_at(b, HEADER_LEN + 4 * i))
         .collect();
     let mut at = HEADER_LEN + 4 * queue_count;
+    let moved_from = (extension_len == MOVED_FROM_LEN).then(|| u64_at(b, at));
+    at += extension_len;
     let mut take = |n: usize| {
         let part = buf.slice(at..at + n);
         at += n;
@@ -233,6 +288,7 @@ pub fn decode(buf: &Bytes, max_len: usize) -> Result<DecodedRecord, RecordError>
             body,
         },
         queues,
+        moved_from,
         len,
     })
 }
@@ -254,10 +310,25 @@ mod tests {
     }
 
     fn encoded(queues: &[QueueId]) -> Bytes {
+        encoded_moved(queues, None)
+    }
+
+    fn encoded_moved(queues: &[QueueId], moved_from: Option<u64>) -> Bytes {
         let message = sample();
-        let mut buf = vec![0; encoded_len(&message, queues.len())];
-        encode_into(&message, queues, &mut buf);
+        let envelope = Envelope { queues, moved_from };
+        let mut buf = vec![0; encoded_len(&message, envelope)];
+        encode_into(&message, envelope, &mut buf);
         Bytes::from(buf)
+    }
+
+    #[test]
+    fn promoted_records_carry_their_delay_offset() {
+        let buf = encoded_moved(&[4], Some(1 << 33));
+        let record = decode(&buf, 1 << 20).unwrap();
+        assert_eq!(record.message, sample());
+        assert_eq!(record.queues, vec![4]);
+        assert_eq!(record.moved_from, Some(1 << 33));
+        assert_eq!(decode(&encoded(&[4]), 1 << 20).unwrap().moved_from, None);
     }
 
     #[test]

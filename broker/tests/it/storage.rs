@@ -287,7 +287,8 @@ fn a_truncated_segment_file_keeps_everything_before_the_cut() {
 fn a_damaged_index_is_rebuilt_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
     write_unchecked(dir.path(), 100);
-    let index = dir.path().join("queues/0/00000000000000000000.idx");
+    // Queue 0 is the store's delay queue; "q" is the first one created.
+    let index = dir.path().join("queues/1/00000000000000000000.idx");
     flip_byte(&index, 24 * 70 + 3);
     let (store, report) = MessageStore::open(StoreConfig::small(dir.path())).unwrap();
     assert!(
@@ -376,7 +377,7 @@ fn consumed_segments_are_released_and_purge_releases_a_queue() {
     let d = store.deliver(a).unwrap().unwrap();
     assert_eq!(d.message, message(7));
     store.delete_queue(b).unwrap();
-    assert!(!dir.path().join("queues/1").exists());
+    assert!(!dir.path().join(format!("queues/{b}")).exists());
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::super::consumption::Consumption;
 use super::super::consumption_log::{self, Change};
 use super::super::index::IndexEntry;
-use super::super::record::{QueueId, StoredMessage, encoded_len};
+use super::super::record::{Envelope, QueueId, StoredMessage, encoded_len};
 use super::super::segment::RESERVE_CHUNK;
 use super::{
     Appended, CONSUMPTION_TREE, Checkpoint, EVENTS_PER_RECORD, FlushMode, Inner, Queue,
@@ -23,8 +23,21 @@ impl Inner {
         message: &StoredMessage,
         queue_ids: &[QueueId],
     ) -> Result<Appended, StorageError> {
+        self.append_record(message, Envelope::of(queue_ids), queue_ids.len())
+    }
+
+    /// Appends a record indexed by the first `indexed` of its queues (a
+    /// delayed message names the queues it goes to when due, but only the
+    /// delay queue indexes it until then).
+    pub(super) fn append_record(
+        &self,
+        message: &StoredMessage,
+        envelope: Envelope<'_>,
+        indexed: usize,
+    ) -> Result<Appended, StorageError> {
         let inner = self;
-        let len = encoded_len(message, queue_ids.len());
+        let queue_ids = envelope.queues;
+        let len = encoded_len(message, envelope);
         let queues = {
             let map = inner.queues.read().unwrap();
             queue_ids
@@ -52,17 +65,18 @@ impl Inner {
         }
         let segment = inner.log.ensure_segment(position)?;
         segment.reserve(upto)?;
-        let mut indexes: Vec<_> = queues.iter().map(|q| q.index.lock().unwrap()).collect();
+        let indexed = &queues[..indexed];
+        let mut indexes: Vec<_> = indexed.iter().map(|q| q.index.lock().unwrap()).collect();
         for index in &mut indexes {
             index.reserve_next()?;
         }
-        inner.log.write(position, message, queue_ids, len);
+        inner.log.write(position, message, envelope, len);
         let entry = IndexEntry {
             position,
             len: len as u32,
             expiry_ms: message.expiry_ms,
         };
-        let offsets = queues
+        let offsets = indexed
             .iter()
             .zip(indexes.iter_mut())
             .map(|(q, index)| (q.id, index.append(entry)))
@@ -170,6 +184,7 @@ impl Inner {
                 .collect();
             (writer.position, ends)
         };
+        let delays_indexed = self.delays_indexed();
         self.flush_once(true)?;
         let mut low_waters = Vec::new();
         for queue in self.queues.read().unwrap().values() {
@@ -182,6 +197,7 @@ impl Inner {
             log_position: position,
             queue_ends,
             clean,
+            delays_indexed,
         };
         self.meta.put("store", "checkpoint", &checkpoint)?;
         self.meta.flush()?;

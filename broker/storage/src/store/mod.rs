@@ -6,11 +6,15 @@
 //!   settle, stats).
 //! - `recovery` — opening a store: verify indexes, replay the log and the
 //!   consumption events after the checkpoint.
+//! - `delays` — delayed messages: the delay queue, timers, promotion.
 //! - `durability` — the write path and the flusher: append, group commit,
 //!   consumption events, checkpoints and retention.
 
+mod delays;
 mod durability;
 mod recovery;
+
+pub use delays::Promotion;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -52,6 +56,10 @@ struct Checkpoint {
     /// Written by an orderly shutdown: nothing happened after it.
     #[serde(default)]
     clean: bool,
+    /// Every delayed record below this delay-queue offset has its timer
+    /// on disk (store/delays.rs).
+    #[serde(default)]
+    delays_indexed: u64,
 }
 
 struct Writer {
@@ -76,6 +84,9 @@ struct Inner {
     meta: Metadata,
     writer: Mutex<Writer>,
     queues: RwLock<HashMap<QueueId, Arc<Queue>>>,
+    /// The delay queue's timers (held while a delayed message is appended
+    /// and while one is promoted).
+    delays: Mutex<delays::Delays>,
     /// Consumption events not yet in the log, in each queue's order
     /// (pushed under that queue's consumption lock).
     events: Mutex<Vec<ConsumptionEvent>>,
@@ -168,28 +179,9 @@ impl MessageStore {
             return Ok(queue.id);
         }
         let id = writer.next_queue_id;
-        let index = QueueIndex::open(
-            &queue_dir(&self.inner.config, id),
-            self.inner.config.index_entries_per_file,
-        )?;
-        let meta = QueueMeta {
-            id,
-            name: name.into(),
-            flush,
-        };
-        self.inner.meta.put(QUEUES_TREE, &id.to_string(), &meta)?;
-        self.inner.meta.flush()?;
+        let queue = new_queue(&self.inner.config, &self.inner.meta, id, name, flush)?;
         writer.next_queue_id += 1;
-        self.inner.queues.write().unwrap().insert(
-            id,
-            Arc::new(Queue {
-                id,
-                name: name.into(),
-                flush,
-                index: Mutex::new(index),
-                consumption: Mutex::new(Consumption::starting_at(0)),
-            }),
-        );
+        self.inner.queues.write().unwrap().insert(id, queue);
         Ok(id)
     }
 
@@ -203,10 +195,14 @@ impl MessageStore {
             .map(|q| q.id)
     }
 
-    /// Every queue: id and name.
+    /// Every queue: id and name (not the store's own delay queue).
     pub fn queues(&self) -> Vec<(QueueId, String)> {
         let queues = self.inner.queues.read().unwrap();
-        queues.values().map(|q| (q.id, q.name.clone())).collect()
+        queues
+            .values()
+            .filter(|q| q.name != delays::DELAY_QUEUE)
+            .map(|q| (q.id, q.name.clone()))
+            .collect()
     }
 
     /// Deletes a queue and its index; its log records are released by retention.
@@ -222,6 +218,7 @@ impl MessageStore {
         self.inner.meta.remove(QUEUES_TREE, &id.to_string())?;
         self.inner.meta.remove(CONSUMPTION_TREE, &id.to_string())?;
         self.inner.meta.flush()?;
+        self.forget_delayed(id);
         let queue = Arc::try_unwrap(queue).ok();
         if let Some(queue) = queue {
             queue.index.into_inner().unwrap().destroy()?;
@@ -532,6 +529,31 @@ impl Drop for MessageStore {
             tracing::error!(%error, "store did not close cleanly");
         }
     }
+}
+
+/// A new, empty queue, recorded in the metadata.
+fn new_queue(
+    config: &StoreConfig,
+    meta: &Metadata,
+    id: QueueId,
+    name: &str,
+    flush: FlushMode,
+) -> Result<Arc<Queue>, StorageError> {
+    let index = QueueIndex::open(&queue_dir(config, id), config.index_entries_per_file)?;
+    let record = QueueMeta {
+        id,
+        name: name.into(),
+        flush,
+    };
+    meta.put(QUEUES_TREE, &id.to_string(), &record)?;
+    meta.flush()?;
+    Ok(Arc::new(Queue {
+        id,
+        name: name.into(),
+        flush,
+        index: Mutex::new(index),
+        consumption: Mutex::new(Consumption::starting_at(0)),
+    }))
 }
 
 fn queue_dir(config: &StoreConfig, id: QueueId) -> std::path::PathBuf {

@@ -13,16 +13,26 @@ use super::super::index::{IndexEntry, QueueIndex};
 use super::super::layout::settle_layout;
 use super::super::log::{CommitLog, Scanned};
 use super::super::metadata::Metadata;
-use super::super::record::FLAG_CONSUMPTION;
+use super::super::record::{FLAG_CONSUMPTION, FLAG_DELAYED};
+use super::delays::{DELAY_QUEUE, DELAY_QUEUE_FLUSH, Delays};
 use super::{
     CONSUMPTION_TREE, Checkpoint, Durability, Inner, MessageStore, QUEUES_TREE, Queue, QueueMeta,
-    RecoveryReport, StorageError, StoreConfig, Writer, queue_dir,
+    RecoveryReport, StorageError, StoreConfig, Writer, new_queue, queue_dir,
 };
+
+/// Sled's page cache for the store's metadata and delay timers.
+const META_CACHE_BYTES: u64 = 16 << 20;
 
 impl MessageStore {
     /// Opens the store in `config.dir`, recovering from the last checkpoint.
     pub fn open(mut config: StoreConfig) -> Result<(Self, RecoveryReport), StorageError> {
-        let db = sled::open(config.dir.join("meta")).map_err(StorageError::metadata)?;
+        // Sled's page cache is bounded: delay timers (one entry per pending
+        // delayed message) stay on disk rather than in memory.
+        let db = sled::Config::new()
+            .path(config.dir.join("meta"))
+            .cache_capacity(META_CACHE_BYTES)
+            .open()
+            .map_err(StorageError::metadata)?;
         let meta = Metadata::open(db)?;
         settle_layout(&mut config, &meta)?;
         let log = CommitLog::open(&config.dir.join("log"), config.segment_size)?;
@@ -74,6 +84,8 @@ impl MessageStore {
             .max(first_base);
         let mut replay_error = None;
         let mut events = Vec::new();
+        // Delay-queue offsets whose promotion the log holds.
+        let mut promoted = Vec::new();
         let (end, damage) = log.scan(scan_from, |position, scanned| {
             let record = match scanned {
                 Scanned::Record(record) => record,
@@ -129,6 +141,9 @@ impl MessageStore {
                 }
             };
             report.records_replayed += 1;
+            if let Some(offset) = record.moved_from {
+                promoted.push(offset);
+            }
             if record.message.flags & FLAG_CONSUMPTION != 0 {
                 match consumption_log::from_body(&record.message.body) {
                     Ok(found) => events.extend(found),
@@ -138,7 +153,12 @@ impl MessageStore {
                 }
                 return;
             }
-            for queue_id in &record.queues {
+            // A delayed record is indexed by the delay queue alone.
+            let indexed = match record.message.flags & FLAG_DELAYED {
+                0 => &record.queues[..],
+                _ => &record.queues[..record.queues.len().min(1)],
+            };
+            for queue_id in indexed {
                 let (Some(queue), Some(&from)) = (queues.get(queue_id), replay_from.get(queue_id))
                 else {
                     continue;
@@ -182,6 +202,23 @@ impl MessageStore {
                 queue.consumption.lock().unwrap().replay(event);
             }
         }
+        let delay_queue = match queues.values().find(|q| q.name == DELAY_QUEUE) {
+            Some(queue) => queue.id,
+            None => {
+                let id = next_queue_id;
+                next_queue_id += 1;
+                let queue = new_queue(&config, &meta, id, DELAY_QUEUE, DELAY_QUEUE_FLUSH)?;
+                queues.insert(id, queue);
+                id
+            }
+        };
+        {
+            // A promotion in the log ends its delay, whatever the events say.
+            let mut consumption = queues[&delay_queue].consumption.lock().unwrap();
+            for offset in promoted {
+                consumption.settle(offset);
+            }
+        }
         for queue in queues.values() {
             let index = queue.index.lock().unwrap();
             let mut consumption = queue.consumption.lock().unwrap();
@@ -199,6 +236,7 @@ impl MessageStore {
             bytes = disk_space.free_limit(),
             "messages are refused while less than this would stay free on the disk"
         );
+        let delays = Delays::open(&meta, delay_queue)?;
         let inner = Arc::new(Inner {
             disk_space,
             config,
@@ -209,6 +247,7 @@ impl MessageStore {
                 next_queue_id,
             }),
             queues: RwLock::new(queues),
+            delays: Mutex::new(delays),
             events: Mutex::new(Vec::new()),
             events_writer: Mutex::new(()),
             durability: Mutex::new(Durability {
@@ -219,6 +258,11 @@ impl MessageStore {
             flushed_cv: Condvar::new(),
             flusher_cv: Condvar::new(),
         });
+        inner
+            .delays
+            .lock()
+            .unwrap()
+            .recover(&inner, checkpoint.delays_indexed)?;
         inner.checkpoint(false)?;
         let flusher_inner = inner.clone();
         let flusher = std::thread::Builder::new()
