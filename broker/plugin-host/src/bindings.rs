@@ -11,7 +11,7 @@ wasmtime::component::bindgen!({
         "switchyard:plugin/types.bodies": super::capabilities::CallBodies,
     },
     additional_derives: [PartialEq],
-    // A kv write past a quota ends the call with the reason: the 0.1.0
+    // A kv write past a quota ends the call with the reason: the 0.1.x
     // contract gives `set` no error result to return it in.
     imports: {
         "switchyard:plugin/kv.set": trappable,
@@ -20,6 +20,9 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::exports::switchyard::plugin::dead_letter::{Action, Republish, Retry};
+pub use self::exports::switchyard::plugin::dead_letter_batch::{
+    Action as BatchAction, Death as BatchDeath,
+};
 pub use self::exports::switchyard::plugin::filter::Verdict;
 pub use self::exports::switchyard::plugin::set_router::Decision;
 pub use self::switchyard::plugin::log::Level;
@@ -30,16 +33,33 @@ pub use self::switchyard::plugin::types::{
 /// The WIT package of every plugin contract (`wit/`) and its version: the
 /// one place they are written down on the host side.
 pub const WIT_PACKAGE: &str = "switchyard:plugin";
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
 
 /// `switchyard:plugin/<interface>@<version>`.
 pub fn interface_name(interface: &str) -> String {
     format!("{WIT_PACKAGE}/{interface}@{WIT_VERSION}")
 }
 
-/// The exported interface that identifies each world, by plugin kind.
-pub fn world_interface(kind: PluginKind) -> String {
-    interface_name(kind.as_str())
+/// Whether the export `name` is `interface` of this package at a version
+/// semver-compatible with ours (any 0.1.x): wasmtime resolves such names to
+/// each other, so a component built against 0.1.0 is found by 0.1.1 lookups.
+pub fn is_interface(name: &str, interface: &str) -> bool {
+    let series = WIT_VERSION.rsplit_once('.').map_or(WIT_VERSION, |(s, _)| s);
+    name.strip_prefix(WIT_PACKAGE)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .and_then(|rest| rest.strip_prefix(interface))
+        .and_then(|rest| rest.strip_prefix('@'))
+        .and_then(|version| version.strip_prefix(series))
+        .is_some_and(|patch| {
+            patch
+                .strip_prefix('.')
+                .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+/// Whether the export `name` is the interface that identifies `kind`'s world.
+pub fn is_world_interface(name: &str, kind: PluginKind) -> bool {
+    is_interface(name, kind.as_str())
 }
 
 pub const ALL_KINDS: [PluginKind; 4] = [

@@ -1,14 +1,12 @@
-//! Calling the single-decision worlds: dead-letter policies, filters and SET
-//! routers. Each wrapper holds the plugin slot (so it follows hot swaps) and
-//! checks the plugin's answer before the broker acts on it.
+//! Calling the filter and SET-router worlds (dead-letter policies are in
+//! `dead_letter`). Each wrapper holds the plugin slot (so it follows hot
+//! swaps) and checks the plugin's answer before the broker acts on it.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::bindings::{
-    Action, DeathReason, DeathRecord, Decision, Field, Message, PluginKind, Verdict,
-};
+use super::bindings::{Decision, Message, PluginKind, Verdict};
 use super::error::PluginError;
 use super::failure::CallFailure;
 use super::kv::KvScope;
@@ -18,7 +16,7 @@ use super::version::{KindExports, PluginInstance, with_bodies};
 /// Longest exchange, routing key, SET id or reason a plugin may return.
 const MAX_NAME_BYTES: usize = 4096;
 
-fn expect_kind(slot: &PluginSlot, expected: PluginKind) -> Result<(), PluginError> {
+pub(crate) fn expect_kind(slot: &PluginSlot, expected: PluginKind) -> Result<(), PluginError> {
     if slot.kind() == expected {
         Ok(())
     } else {
@@ -30,7 +28,7 @@ fn expect_kind(slot: &PluginSlot, expected: PluginKind) -> Result<(), PluginErro
     }
 }
 
-fn check_text(what: &str, text: &str) -> Result<(), CallFailure> {
+pub(crate) fn check_text(what: &str, text: &str) -> Result<(), CallFailure> {
     if text.len() > MAX_NAME_BYTES {
         return Err(CallFailure::InvalidResult(format!(
             "{what} is {} bytes; the limit is {MAX_NAME_BYTES}",
@@ -38,73 +36,6 @@ fn check_text(what: &str, text: &str) -> Result<(), CallFailure> {
         )));
     }
     Ok(())
-}
-
-/// A dead-letter policy plugin.
-#[derive(Clone)]
-pub struct DeadLetterPolicy {
-    slot: Arc<PluginSlot>,
-    scope: KvScope,
-}
-
-/// The circumstances of one death, as the policy sees them.
-pub struct DeathNotice<'a> {
-    pub queue: &'a str,
-    pub queue_arguments: &'a [Field],
-    pub reason: DeathReason,
-    /// Oldest first, including this death.
-    pub history: &'a [DeathRecord],
-}
-
-impl DeadLetterPolicy {
-    pub fn new(slot: Arc<PluginSlot>) -> Result<Self, PluginError> {
-        expect_kind(&slot, PluginKind::DeadLetter)?;
-        Ok(DeadLetterPolicy {
-            slot,
-            scope: KvScope::host(),
-        })
-    }
-
-    /// The kv state the plugin sees through this handle (the `host` scope
-    /// unless set).
-    pub fn with_kv_scope(mut self, scope: KvScope) -> Self {
-        self.scope = scope;
-        self
-    }
-
-    pub fn decide(
-        &self,
-        message: &Message,
-        body: &Bytes,
-        death: &DeathNotice<'_>,
-    ) -> Result<Action, PluginError> {
-        self.slot.active().call(&self.scope, |instance| {
-            let PluginInstance {
-                store,
-                exports: KindExports::DeadLetter(exports),
-                ..
-            } = instance
-            else {
-                unreachable!("dead-letter slots hold dead-letter plugins");
-            };
-            let action = with_bodies(store, vec![body.clone()], |store, bodies| {
-                exports.call_decide(
-                    store,
-                    message,
-                    bodies,
-                    death.queue,
-                    death.queue_arguments,
-                    death.reason,
-                    death.history,
-                )
-            })?;
-            if let Action::Republish(target) = &action {
-                check_text("the republish exchange", &target.exchange)?;
-                check_text("the republish routing key", &target.routing_key)?;
-            }
-            Ok(action)
-        })
-    }
 }
 
 /// A filter plugin (idempotency, duplicate suppression).

@@ -13,8 +13,10 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Resource
 use wasmtime::{Store, UpdateDeadline};
 
 use super::admission::Admission;
-use super::bindings::exports::switchyard::plugin::{dead_letter, exchange, filter, set_router};
-use super::bindings::{PluginInfo, PluginKind, WIT_PACKAGE, WIT_VERSION, world_interface};
+use super::bindings::exports::switchyard::plugin::{
+    dead_letter, dead_letter_batch, exchange, filter, set_router,
+};
+use super::bindings::{PluginInfo, PluginKind, WIT_PACKAGE, WIT_VERSION, is_world_interface};
 use super::capabilities::StoreState;
 use super::engine::{PluginEngine, sha256_hex};
 use super::error::PluginError;
@@ -29,7 +31,12 @@ use super::stats::{CallStats, StatsSnapshot};
 /// The export lookups of the world a component implements.
 enum KindIndices {
     Exchange(exchange::GuestIndices),
-    DeadLetter(dead_letter::GuestIndices),
+    /// `decide-batch` is optional: 0.1.0 components and policies built from
+    /// the `dead-letter-plugin` world have only `decide`.
+    DeadLetter(
+        dead_letter::GuestIndices,
+        Option<dead_letter_batch::GuestIndices>,
+    ),
     Filter(filter::GuestIndices),
     SetRouter(set_router::GuestIndices),
 }
@@ -37,7 +44,7 @@ enum KindIndices {
 /// A live instance's typed exports.
 pub(crate) enum KindExports {
     Exchange(exchange::Guest),
-    DeadLetter(dead_letter::Guest),
+    DeadLetter(dead_letter::Guest, Option<dead_letter_batch::Guest>),
     Filter(filter::Guest),
     SetRouter(set_router::Guest),
 }
@@ -96,7 +103,7 @@ fn detect_kind(engine: &PluginEngine, component: &Component) -> Result<PluginKin
         .collect();
     let kinds: Vec<PluginKind> = super::bindings::ALL_KINDS
         .into_iter()
-        .filter(|kind| exports.iter().any(|e| *e == world_interface(*kind)))
+        .filter(|kind| exports.iter().any(|e| is_world_interface(e, *kind)))
         .collect();
     match kinds.as_slice() {
         [kind] if exports.iter().any(|e| e == "describe") => Ok(*kind),
@@ -116,6 +123,23 @@ fn detect_kind(engine: &PluginEngine, component: &Component) -> Result<PluginKin
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
+    }
+}
+
+/// The `dead-letter-batch` lookups when the component exports that
+/// interface; an export of that name with the wrong types is an error.
+fn batch_indices(
+    component: &Component,
+    pre: &InstancePre<StoreState>,
+) -> wasmtime::Result<Option<dead_letter_batch::GuestIndices>> {
+    let exported = component
+        .component_type()
+        .exports(component.engine())
+        .any(|(name, _)| super::bindings::is_interface(name, "dead-letter-batch"));
+    if exported {
+        dead_letter_batch::GuestIndices::new(pre).map(Some)
+    } else {
+        Ok(None)
     }
 }
 
@@ -146,9 +170,10 @@ impl PluginVersion {
             PluginKind::Exchange => {
                 KindIndices::Exchange(exchange::GuestIndices::new(&pre).map_err(wrong_types)?)
             }
-            PluginKind::DeadLetter => {
-                KindIndices::DeadLetter(dead_letter::GuestIndices::new(&pre).map_err(wrong_types)?)
-            }
+            PluginKind::DeadLetter => KindIndices::DeadLetter(
+                dead_letter::GuestIndices::new(&pre).map_err(wrong_types)?,
+                batch_indices(&component, &pre).map_err(wrong_types)?,
+            ),
             PluginKind::Filter => {
                 KindIndices::Filter(filter::GuestIndices::new(&pre).map_err(wrong_types)?)
             }
@@ -325,6 +350,13 @@ impl PluginVersion {
         }
     }
 
+    /// Whether this dead-letter policy exports `dead-letter-batch` (the
+    /// broker then asks it about a batch in one plugin function call; else
+    /// it calls `decide` per death).
+    pub fn decides_batches(&self) -> bool {
+        matches!(self.indices, KindIndices::DeadLetter(_, Some(_)))
+    }
+
     pub fn kv(&self) -> Option<&PluginKv> {
         self.kv.as_ref()
     }
@@ -362,7 +394,13 @@ impl PluginVersion {
         let loaded = self.pre.instantiate(&mut store).and_then(|live| {
             let exports = match &self.indices {
                 KindIndices::Exchange(i) => KindExports::Exchange(i.load(&mut store, &live)?),
-                KindIndices::DeadLetter(i) => KindExports::DeadLetter(i.load(&mut store, &live)?),
+                KindIndices::DeadLetter(single, batch) => KindExports::DeadLetter(
+                    single.load(&mut store, &live)?,
+                    batch
+                        .as_ref()
+                        .map(|b| b.load(&mut store, &live))
+                        .transpose()?,
+                ),
                 KindIndices::Filter(i) => KindExports::Filter(i.load(&mut store, &live)?),
                 KindIndices::SetRouter(i) => KindExports::SetRouter(i.load(&mut store, &live)?),
             };

@@ -209,16 +209,18 @@ fn trapping_component() -> Vec<u8> {
             (memory (export "memory") 1)
             (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) unreachable)
             (func (export "describe") (result i32) unreachable)
-            (func (export "switchyard:plugin/exchange@0.1.0#validate-binding")
+            (func (export "switchyard:plugin/exchange@VERSION#validate-binding")
                 (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32) unreachable)
-            (func (export "switchyard:plugin/exchange@0.1.0#[constructor]router")
+            (func (export "switchyard:plugin/exchange@VERSION#[constructor]router")
                 (param i32 i32 i32 i32) (result i32) unreachable)
-            (func (export "switchyard:plugin/exchange@0.1.0#[method]router.route")
+            (func (export "switchyard:plugin/exchange@VERSION#[method]router.route")
                 (param i32) (result i32) unreachable)
-            (func (export "switchyard:plugin/exchange@0.1.0#[method]router.route-batch")
+            (func (export "switchyard:plugin/exchange@VERSION#[method]router.route-batch")
                 (param i32 i32 i32 i32) (result i32) unreachable)
             (func $boom unreachable)
-            (start $boom))"#,
+            (start $boom))"#
+            // Core modules name the exact WIT version they are built against.
+            .replace("VERSION", switchyard::plugins::WIT_VERSION),
     )
     .unwrap();
     let mut resolve = wit_parser::Resolve::default();

@@ -19,6 +19,7 @@ mod broker_queue_expiry;
 mod broker_security;
 mod broker_topology;
 mod conformance;
+mod dead_letter_batch;
 mod dist_manifest;
 mod e2e_bench;
 mod e2e_broker_death;

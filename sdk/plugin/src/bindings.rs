@@ -24,11 +24,11 @@ macro_rules! world_bindings {
                 pub_export_macro: true,
                 export_macro_name: "export",
                 with: {
-                    "switchyard:plugin/types@0.1.0": crate::bindings::base::switchyard::plugin::types,
-                    "switchyard:plugin/log@0.1.0": crate::bindings::base::switchyard::plugin::log,
-                    "switchyard:plugin/clock@0.1.0": crate::bindings::base::switchyard::plugin::clock,
-                    "switchyard:plugin/kv@0.1.0": crate::bindings::base::switchyard::plugin::kv,
-                    "switchyard:plugin/config@0.1.0": crate::bindings::base::switchyard::plugin::config,
+                    "switchyard:plugin/types@0.1.1": crate::bindings::base::switchyard::plugin::types,
+                    "switchyard:plugin/log@0.1.1": crate::bindings::base::switchyard::plugin::log,
+                    "switchyard:plugin/clock@0.1.1": crate::bindings::base::switchyard::plugin::clock,
+                    "switchyard:plugin/kv@0.1.1": crate::bindings::base::switchyard::plugin::kv,
+                    "switchyard:plugin/config@0.1.1": crate::bindings::base::switchyard::plugin::config,
                 },
             });
         }
@@ -36,6 +36,8 @@ macro_rules! world_bindings {
 }
 
 world_bindings!("exchange", exchange, "exchange-plugin");
-world_bindings!("dead-letter", dead_letter, "dead-letter-plugin");
+// Rust policies export `decide-batch` too (a default that asks `decide` per
+// death), so every one of them is asked about a batch in one call.
+world_bindings!("dead-letter", dead_letter, "dead-letter-batch-plugin");
 world_bindings!("filter", filter, "filter-plugin");
 world_bindings!("set-router", set_router, "set-router-plugin");

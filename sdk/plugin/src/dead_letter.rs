@@ -1,4 +1,10 @@
 //! Dead-letter policies: what happens to a message that died.
+//!
+//! A policy decides one death at a time ([`DeadLetterPolicy::decide`]); the
+//! broker asks about a group of deaths in one queue at once through
+//! [`DeadLetterPolicy::decide_batch`], whose default asks `decide` about
+//! each. Override it to decide a batch as a whole, or to answer
+//! [`BatchAction::Park`].
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -9,6 +15,11 @@ use crate::bindings::dead_letter as wit;
 use crate::{Body, DeathReason, DeathRecord, Field, Message, PluginInfo};
 
 pub use wit::exports::switchyard::plugin::dead_letter::{Action, Republish, Retry};
+/// [`Action`] plus `Park(queue)`: keep the message in the named queue of
+/// the same vhost (created by the broker if missing).
+pub use wit::exports::switchyard::plugin::dead_letter_batch::Action as BatchAction;
+
+use wit::exports::switchyard::plugin::dead_letter_batch::Death as WitDeath;
 
 /// The circumstances of one death.
 pub struct Death<'a> {
@@ -21,9 +32,49 @@ pub struct Death<'a> {
     pub history: &'a [DeathRecord],
 }
 
+/// One death of a batch (the queue and its arguments are the batch's).
+pub struct BatchDeath<'a> {
+    pub message: &'a Message,
+    pub body: Body<'a>,
+    pub reason: DeathReason,
+    /// Oldest first; already includes this death.
+    pub history: &'a [DeathRecord],
+}
+
+impl From<Action> for BatchAction {
+    fn from(action: Action) -> Self {
+        match action {
+            Action::Drop => BatchAction::Drop,
+            Action::Republish(target) => BatchAction::Republish(target),
+            Action::Retry(retry) => BatchAction::Retry(retry),
+        }
+    }
+}
+
 pub trait DeadLetterPolicy: 'static {
     fn describe() -> PluginInfo;
     fn decide(message: &Message, body: &Body<'_>, death: &Death<'_>) -> Action;
+
+    /// One action per death, in order; every death is in `queue`. The
+    /// default asks [`DeadLetterPolicy::decide`] about each.
+    fn decide_batch(
+        queue: &str,
+        queue_arguments: &[Field],
+        deaths: &[BatchDeath<'_>],
+    ) -> Vec<BatchAction> {
+        deaths
+            .iter()
+            .map(|death| {
+                let notice = Death {
+                    queue,
+                    queue_arguments,
+                    reason: death.reason,
+                    history: death.history,
+                };
+                Self::decide(death.message, &death.body, &notice).into()
+            })
+            .collect()
+    }
 }
 
 #[doc(hidden)]
@@ -57,7 +108,31 @@ impl<T: DeadLetterPolicy> wit::exports::switchyard::plugin::dead_letter::Guest
     }
 }
 
-/// Exports `$plugin` (a [`DeadLetterPolicy`]) as this component's policy.
+impl<T: DeadLetterPolicy> wit::exports::switchyard::plugin::dead_letter_batch::Guest
+    for DeadLetterExport<T>
+{
+    fn decide_batch(
+        queue: String,
+        queue_arguments: Vec<Field>,
+        deaths: Vec<WitDeath>,
+        bodies: &Bodies,
+    ) -> Vec<BatchAction> {
+        let deaths: Vec<BatchDeath<'_>> = deaths
+            .iter()
+            .zip(0u32..)
+            .map(|(death, index)| BatchDeath {
+                message: &death.message,
+                body: Body::from_host(bodies, index, death.message.body_size),
+                reason: death.reason,
+                history: &death.history,
+            })
+            .collect();
+        T::decide_batch(&queue, &queue_arguments, &deaths)
+    }
+}
+
+/// Exports `$plugin` (a [`DeadLetterPolicy`]) as this component's policy,
+/// with both `decide` and `decide-batch`.
 #[macro_export]
 macro_rules! export_dead_letter {
     ($plugin:ty) => {

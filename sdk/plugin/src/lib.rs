@@ -53,7 +53,7 @@ pub use body::Body;
 pub use values::{field, find_field, value_as_text};
 
 #[cfg(feature = "dead-letter")]
-pub use dead_letter::{Action, DeadLetterPolicy, Death};
+pub use dead_letter::{Action, BatchAction, BatchDeath, DeadLetterPolicy, Death};
 #[cfg(feature = "exchange")]
 pub use exchange::{Exchange, Router};
 #[cfg(feature = "filter")]

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::super::PluginError;
 use super::super::bindings::{Action, DeathReason, DeathRecord, Field, Republish, Retry, Value};
-use super::super::policies::{DeadLetterPolicy, DeathNotice};
+use super::super::dead_letter::{DeadLetterPolicy, DeathInput, DeathNotice, PolicyAction};
 use super::exchange::message;
 use super::{Cases, Subject};
 
@@ -155,21 +155,42 @@ pub(crate) fn run(subject: &Subject<'_>, cases: &mut Cases) -> Result<bool, Plug
             reason: case.reason,
             history: &history,
         };
-        let outcome = policy
-            .decide(
-                &message("order.created"),
-                &Bytes::from_static(b"{}"),
-                &notice,
-            )
+        let body = Bytes::from_static(b"{}");
+        let decided = policy.decide(&message("order.created"), &body, &notice);
+        let outcome = decided
+            .as_ref()
             .map_err(|e| e.to_string())
             .and_then(|action| {
-                if !known || action == case.expect {
+                if !known || *action == case.expect {
                     Ok(())
                 } else {
                     Err(format!("expected {:?}, got {action:?}", case.expect))
                 }
             });
         cases.check(case.name, outcome);
+        // The broker asks through `decide-batch` (or `decide` per death when
+        // a plugin lacks it): a batch must answer what `decide` answers.
+        let single = decided.map(PolicyAction::from).ok();
+        let death = DeathInput {
+            message: message("order.created"),
+            reason: case.reason,
+            history,
+        };
+        let batch = policy
+            .decide_batch(
+                "orders",
+                &arguments,
+                &[death.clone(), death],
+                &[body.clone(), body],
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|actions| match &single {
+                Some(single) if actions.iter().all(|a| a == single) => Ok(()),
+                _ => Err(format!(
+                    "a batch of two such deaths got {actions:?}; `decide` answered {single:?}"
+                )),
+            });
+        cases.check(format!("{} (as a batch)", case.name), batch);
     }
     Ok(known)
 }

@@ -36,8 +36,9 @@ use super::super::bindings::{
     Action, Binding, DeathReason, DeathRecord, Decision, Field, Message, PluginKind, Properties,
     Value, Verdict,
 };
+use super::super::dead_letter::{DeadLetterPolicy, DeathNotice};
 use super::super::exchange::ExchangeRouter;
-use super::super::policies::{DeadLetterPolicy, DeathNotice, MessageFilter, SetRouter};
+use super::super::policies::{MessageFilter, SetRouter};
 use super::super::registry::PluginSlot;
 use super::Cases;
 
