@@ -10,6 +10,7 @@ use switchyard_protocol::{Field, Message, Value};
 
 use super::convert::from_stored;
 use super::death_history;
+use super::delays::{DELAY_HEADER, DELIVER_AT_HEADER};
 use super::error::BrokerError;
 use super::queue::{Overflow, Queue, QueueSettings};
 use super::records::{EncodedFields, QueueRecord};
@@ -147,7 +148,11 @@ impl Broker {
             Field::new("x-death-queue", Value::Text(queue.name().into())),
             Field::new("x-death-exchange", Value::Text(exchange)),
         ]);
+        // A dead letter is not expired or delayed again by what it carried.
         message.properties.expiration = None;
+        message
+            .headers
+            .retain(|f| f.name != DELAY_HEADER && f.name != DELIVER_AT_HEADER);
         if let Some(key) = &queue.settings.dead_letter_routing_key {
             message.routing_key = key.clone();
         }

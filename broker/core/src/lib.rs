@@ -8,6 +8,7 @@
 //! - `topology` — declare, delete, bind, unbind, purge.
 //! - `publish` — route a batch through the exchange plugin, append once.
 //! - `delivery` — next message for a consumer, ack / nack, dead letters.
+//! - `delays` — delayed delivery: due times, the scheduler thread.
 //! - `expiry` — TTL: expired heads dead-lettered proactively (sweeper thread).
 //! - `listing` — the rows of `switchyard list …`.
 
@@ -17,6 +18,7 @@ mod consumers;
 mod convert;
 mod dead_letter;
 mod death_history;
+mod delays;
 mod delivery;
 mod error;
 mod exchange;
@@ -45,6 +47,7 @@ use std::sync::{Arc, Mutex, RwLock};
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, Users};
 pub use consumers::Got;
 pub use dead_letter::PARKING_QUEUE;
+pub use delays::{DELAY_HEADER, DELIVER_AT_HEADER, MAX_DELAY_MS};
 pub use delivery::Settle;
 pub use error::BrokerError;
 pub use exchange::Exchange;
@@ -152,6 +155,7 @@ pub struct Broker {
     logins: login::LoginThrottle,
     uploads: uploads::UploadBudget,
     clock: Arc<dyn Clock>,
+    delay_wakeup: Arc<delays::DelayWakeup>,
     data_dir: PathBuf,
 }
 
@@ -204,6 +208,7 @@ impl Broker {
             uploads: uploads::UploadBudget::new(options.limits.max_upload_bytes),
             limits: options.limits,
             clock: options.clock,
+            delay_wakeup: Arc::default(),
             data_dir: options.data_dir,
         };
         broker.restore_topology()?;

@@ -80,6 +80,7 @@ impl Broker {
                         text("name", q.name()),
                         int("ready", stats.ready),
                         int("unacked", stats.unacked),
+                        int("delayed", self.store.delayed(q.id)),
                         int("consumers", q.consumer_count()),
                         flag("durable", q.record.durable),
                         flag("exclusive", q.record.exclusive),

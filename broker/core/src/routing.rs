@@ -13,6 +13,7 @@ use bytes::Bytes;
 use switchyard_protocol::{Message, code};
 
 use super::convert::{message_to_plugin, to_stored};
+use super::delays::due_time;
 use super::error::BrokerError;
 use super::exchange::Exchange;
 use super::publish::{DurableAt, Outcome};
@@ -179,6 +180,10 @@ impl Broker {
             }
             ids.push(queue.id);
         }
+        let due = match due_time(message, now) {
+            Ok(due) => due,
+            Err(e) => return Outcome::Refused(e),
+        };
         if ids.is_empty() {
             return match full {
                 Some(name) => Outcome::Refused(BrokerError::new(
@@ -188,11 +193,27 @@ impl Broker {
                 None => Outcome::Unroutable,
             };
         }
-        let appended = match self.store.append(&to_stored(exchange, message, now), &ids) {
+        let appended = match due {
+            None => self.store.append(&to_stored(exchange, message, now), &ids),
+            // It enters its queues as if published when due (TTLs count
+            // from then): core/delays.rs.
+            Some(due) => {
+                let mut stored = to_stored(exchange, message, due);
+                stored.deliver_after_ms = due;
+                self.store.append_delayed(&stored, &ids)
+            }
+        };
+        let appended = match appended {
             Ok(appended) => appended,
             Err(e) => return Outcome::Refused(e.into()),
         };
-        for queue in queues.iter().filter(|q| ids.contains(&q.id)) {
+        if let Some(due) = due {
+            self.delayed_until(due);
+        }
+        for queue in queues
+            .iter()
+            .filter(|q| ids.contains(&q.id) && due.is_none())
+        {
             if let (Some(max), Overflow::DropHead) =
                 (queue.settings.max_length, queue.settings.overflow)
                 && self.store.stats(queue.id).is_ok_and(|s| s.ready > max)

@@ -63,6 +63,9 @@ impl Server {
         broker
             .start_expiry_sweeper()
             .map_err(|e| format!("starting the expiry sweeper: {e}"))?;
+        broker
+            .start_delay_scheduler()
+            .map_err(|e| format!("starting the delay scheduler: {e}"))?;
         Ok(Server {
             endpoint,
             broker,

@@ -59,6 +59,14 @@ pub struct PublishArgs {
     /// dead-lettered) after this (a queue's message-ttl may be shorter).
     #[arg(long, value_name = "MS")]
     pub expiration: Option<u64>,
+    /// Deliver after this long (500ms, 5s, 2h, 30days): stored and
+    /// confirmed now, visible in its queue when due (header x-delay).
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "deliver_at")]
+    pub delay: Option<Duration>,
+    /// Deliver at this time, RFC 3339 (2026-12-01T08:00:00Z; header
+    /// x-deliver-at).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub deliver_at: Option<std::time::SystemTime>,
     /// Priority, 0–255: carried to consumers and plugins (queues still
     /// deliver in order).
     #[arg(long)]
@@ -138,6 +146,12 @@ fn build_message(
         if let Some(id) = &args.message_id {
             message.properties.message_id = Some(format!("{id}-{seq}"));
         }
+    }
+    if let Some(delay) = args.delay {
+        message = message.delayed(delay);
+    }
+    if let Some(at) = args.deliver_at {
+        message = message.deliver_at(at);
     }
     if args.persistent {
         message = message.persistent();

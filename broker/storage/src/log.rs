@@ -103,7 +103,13 @@ impl CommitLog {
 
     /// Encodes the record at `position` (which `placement` chose and
     /// `ensure_segment` backs).
-    pub fn write(&self, position: u64, message: &StoredMessage, envelope: Envelope<'_>, len: usize) {
+    pub fn write(
+        &self,
+        position: u64,
+        message: &StoredMessage,
+        envelope: Envelope<'_>,
+        len: usize,
+    ) {
         let base = self.base_of(position);
         let segment = self.segment(base).expect("ensure_segment before write");
         segment.fill((position - base) as usize, len, |out| {

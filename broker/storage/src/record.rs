@@ -258,8 +258,7 @@ pub fn decode(buf: &Bytes, max_len: usize) -> Result<DecodedRecord, RecordError>
     let body_len = u32_at(b, 44) as usize;
     let extension_len = u16_at(b, 14);
     if !matches!(extension_len, 0 | MOVED_FROM_LEN)
-        || HEADER_LEN + 4 * queue_count + extension_len + key_len + attributes_len + body_len
-            != len
+        || HEADER_LEN + 4 * queue_count + extension_len + key_len + attributes_len + body_len != len
     {
         return Err(RecordError::Inconsistent);
     }

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{BIN, Broker, bodies, drain, queue, stderr};
+use support::{BIN, Broker, bodies, drain, queue, queue_row, stderr};
 use switchyard_client::{Channel, Message};
 
 /// Publishes `{queue}-0` … `{queue}-{n-1}` to `queue`, confirmed.
@@ -20,15 +20,6 @@ async fn fill(ch: &Channel, queue: &str, n: usize) {
         .map(|i| Message::new(queue, format!("{queue}-{i}")))
         .collect();
     ch.publish_batch("", messages).await.unwrap().await.unwrap();
-}
-
-/// `queue`'s row of `list queues --json`, if it exists.
-fn queue_row(broker: &Broker, queue: &str) -> Option<serde_json::Value> {
-    broker
-        .cli_ok(&["list", "queues", "--json"])
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .find(|row| row["name"] == queue)
 }
 
 fn expected_bodies(queue: &str, range: std::ops::Range<usize>) -> Vec<String> {

@@ -18,7 +18,9 @@ pub mod wire;
 pub use codec::{Codec, LENGTH_PREFIX};
 pub use error::{DecodeError, code};
 pub use frame::{Frame, Query};
-pub use types::{Field, MANDATORY, Message, PERSISTENT, Properties, Value, find};
+pub use types::{
+    DELAY_HEADER, DELIVER_AT_HEADER, Field, MANDATORY, Message, PERSISTENT, Properties, Value, find,
+};
 
 /// The QUIC application protocol name.
 pub const ALPN: &[u8] = b"switchyard/1";

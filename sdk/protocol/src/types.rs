@@ -239,6 +239,11 @@ pub struct Message {
     pub body: Bytes,
 }
 
+/// Header: deliver this many milliseconds after publishing.
+pub const DELAY_HEADER: &str = "x-delay";
+/// Header: deliver at this time (milliseconds since the Unix epoch).
+pub const DELIVER_AT_HEADER: &str = "x-deliver-at";
+
 impl Message {
     pub fn new(routing_key: impl Into<String>, body: impl Into<Bytes>) -> Self {
         Message {
@@ -261,6 +266,23 @@ impl Message {
     pub fn with_header(mut self, name: impl Into<String>, value: Value) -> Self {
         self.headers.push(Field::new(name, value));
         self
+    }
+
+    /// Delivered `delay` after the broker receives it (header
+    /// [`DELAY_HEADER`]): stored and confirmed at once, visible in its
+    /// queues when due.
+    pub fn delayed(self, delay: std::time::Duration) -> Self {
+        let ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        self.with_header(DELAY_HEADER, Value::Int(ms))
+    }
+
+    /// Delivered at `at` (header [`DELIVER_AT_HEADER`], milliseconds since
+    /// the Unix epoch).
+    pub fn deliver_at(self, at: std::time::SystemTime) -> Self {
+        let ms = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        self.with_header(DELIVER_AT_HEADER, Value::Int(ms))
     }
 
     pub fn is_persistent(&self) -> bool {

@@ -110,7 +110,10 @@ impl Delays {
                 Ok(record) => {
                     let key = timer_key(record.message.deliver_after_ms, offset);
                     let value = encode_queues(record.queues.get(1..).unwrap_or_default());
-                    delays.timers.insert(key, value).map_err(StorageError::metadata)?;
+                    delays
+                        .timers
+                        .insert(key, value)
+                        .map_err(StorageError::metadata)?;
                 }
                 // Left without a timer: promotion never meets it, and the
                 // message is reported lost here, once.
@@ -136,7 +139,11 @@ impl Delays {
     fn count(&mut self, queues: &[QueueId], up: bool) {
         for queue in queues {
             let pending = self.pending.entry(*queue).or_default();
-            *pending = if up { *pending + 1 } else { pending.saturating_sub(1) };
+            *pending = if up {
+                *pending + 1
+            } else {
+                pending.saturating_sub(1)
+            };
         }
     }
 }
@@ -233,7 +240,11 @@ impl MessageStore {
                     Ok(message) => {
                         let live: Vec<QueueId> = {
                             let queues = inner.queues.read().unwrap();
-                            destinations.iter().copied().filter(|q| queues.contains_key(q)).collect()
+                            destinations
+                                .iter()
+                                .copied()
+                                .filter(|q| queues.contains_key(q))
+                                .collect()
                         };
                         if !live.is_empty() {
                             let mut copy = message;
@@ -252,8 +263,13 @@ impl MessageStore {
                         }
                     }
                     Err(error @ StorageError::Corrupt { .. }) => {
-                        promotion.lost.push(format!("delayed message {offset}: {error}"));
+                        promotion
+                            .lost
+                            .push(format!("delayed message {offset}: {error}"));
                     }
+                    // A timer that outlived its record (the log lost its
+                    // tail, the timer did not): nothing was confirmed.
+                    Err(StorageError::OutOfRange { .. }) => {}
                     Err(error) => return Err(error),
                 }
                 inner.settle(delay_queue, offset)?;

@@ -160,6 +160,14 @@ pub async fn queue(channel: &Channel, name: &str) {
         .unwrap();
 }
 
+/// Options of a durable queue.
+pub fn durable() -> QueueOptions {
+    QueueOptions {
+        durable: true,
+        ..QueueOptions::default()
+    }
+}
+
 /// Fetches every ready message of a queue (acknowledging them).
 pub async fn drain(channel: &Channel, queue: &str) -> Vec<Delivery> {
     let mut got = Vec::new();
@@ -168,6 +176,15 @@ pub async fn drain(channel: &Channel, queue: &str) -> Vec<Delivery> {
         got.push(delivery);
     }
     got
+}
+
+/// `queue`'s row of `list queues --json`, if it exists.
+pub fn queue_row(broker: &Broker, queue: &str) -> Option<serde_json::Value> {
+    broker
+        .cli_ok(&["list", "queues", "--json"])
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|row| row["name"] == queue)
 }
 
 /// Bodies as strings.
