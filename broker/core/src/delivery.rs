@@ -4,6 +4,7 @@
 use super::error::BrokerError;
 use super::queue::Queue;
 use super::{Broker, Vhost};
+use switchyard_plugin_host::DeathReason;
 use switchyard_storage::{Delivered, StorageError};
 
 /// How a delivery is settled.
@@ -43,45 +44,54 @@ impl Broker {
             {
                 return Ok(Some(delivered));
             }
-            self.dead_letter(vhost, queue, &delivered, "expired");
+            self.dead_letter(vhost, queue, &delivered, DeathReason::Expired);
             self.store.ack(queue.id, delivered.offset)?;
         }
     }
 
-    /// Settles one delivery of `queue` at `offset`.
+    /// Settles deliveries of `queue` (one, or several of a `multiple`
+    /// settle: rejected ones die together, one policy call).
     pub fn settle(
         &self,
         vhost: &Vhost,
         queue: &Queue,
-        offset: u64,
+        offsets: &[u64],
         how: Settle,
     ) -> Result<(), BrokerError> {
         match how {
             Settle::Ack => {
-                self.store.ack(queue.id, offset)?;
+                for &offset in offsets {
+                    self.store.ack(queue.id, offset)?;
+                }
             }
             Settle::Requeue => {
-                self.store.nack(queue.id, offset, true)?;
+                for &offset in offsets {
+                    self.store.nack(queue.id, offset, true)?;
+                }
                 queue.ready.notify_waiters();
             }
             Settle::Reject => {
-                if queue.settings.dead_letter_exchange.is_some() {
-                    match self.store.read(queue.id, offset) {
-                        Ok(message) => {
-                            let delivered = Delivered {
+                if queue.settings.dead_letters() {
+                    let dead: Vec<Delivered> = offsets
+                        .iter()
+                        .filter_map(|&offset| match self.store.read(queue.id, offset) {
+                            Ok(message) => Some(Delivered {
                                 queue: queue.id,
                                 offset,
                                 redelivered: false,
                                 message,
-                            };
-                            self.dead_letter(vhost, queue, &delivered, "rejected");
-                        }
-                        Err(e) => {
-                            tracing::warn!(queue = queue.name(), error = %e, "dead letter unreadable")
-                        }
-                    }
+                            }),
+                            Err(e) => {
+                                tracing::warn!(queue = queue.name(), error = %e, "dead letter unreadable");
+                                None
+                            }
+                        })
+                        .collect();
+                    self.dead_letter_all(vhost, queue, &dead, DeathReason::Rejected);
                 }
-                self.store.nack(queue.id, offset, false)?;
+                for &offset in offsets {
+                    self.store.nack(queue.id, offset, false)?;
+                }
             }
         }
         Ok(())

@@ -13,11 +13,15 @@ use std::time::Duration;
 
 use super::queue::{Queue, QueueSettings};
 use super::{Broker, Vhost};
-use switchyard_storage::{IndexEntry, StorageError, StoredMessage};
+use switchyard_plugin_host::DeathReason;
+use switchyard_storage::{Delivered, IndexEntry, StorageError, StoredMessage};
 
 /// How often the sweeper looks at every queue's head: expired heads leave
 /// their queue at most this long after their deadline.
 pub const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Expired messages dead-lettered together (one policy call).
+const EXPIRY_BATCH: usize = 256;
 
 impl QueueSettings {
     /// Whether a message of this queue is dead at `now`. `message` is
@@ -42,7 +46,8 @@ impl Broker {
     /// how many.
     pub fn expire_head(&self, vhost: &Vhost, queue: &Queue) -> u64 {
         let needs_message = queue.settings.message_ttl_ms.is_some();
-        let mut expired = 0;
+        let mut expired = Vec::new();
+        let mut total = 0;
         loop {
             let now = self.now_ms();
             let taken = self.store.take_expired_head(
@@ -54,24 +59,42 @@ impl Broker {
             );
             match taken {
                 Ok(Some(delivered)) => {
-                    self.dead_letter(vhost, queue, &delivered, "expired");
-                    if let Err(e) = self.store.ack(queue.id, delivered.offset) {
-                        tracing::warn!(queue = queue.name(), error = %e, "settling an expired message");
+                    expired.push(delivered);
+                    // Dead-lettered together, in batches the policy decides
+                    // in one call.
+                    if expired.len() >= EXPIRY_BATCH {
+                        total += self.bury_expired(vhost, queue, &mut expired);
                     }
-                    expired += 1;
+                    continue;
                 }
-                Ok(None) => return expired,
+                Ok(None) => {}
                 Err(StorageError::Corrupt { location, reason }) => {
                     self.skip_corrupt(vhost, queue, &location, &reason);
+                    continue;
                 }
                 Err(e) => {
                     if !queue.is_deleted() {
                         tracing::warn!(queue = queue.name(), error = %e, "expiring the head");
                     }
-                    return expired;
                 }
             }
+            return total + self.bury_expired(vhost, queue, &mut expired);
         }
+    }
+
+    /// Dead-letters expired messages taken off `queue`, then settles them
+    /// (in that order: a crash in between delivers a dead letter twice
+    /// rather than losing it); returns how many.
+    fn bury_expired(&self, vhost: &Vhost, queue: &Queue, expired: &mut Vec<Delivered>) -> u64 {
+        self.dead_letter_all(vhost, queue, expired, DeathReason::Expired);
+        for delivered in expired.iter() {
+            if let Err(e) = self.store.ack(queue.id, delivered.offset) {
+                tracing::warn!(queue = queue.name(), error = %e, "settling an expired message");
+            }
+        }
+        let count = expired.len() as u64;
+        expired.clear();
+        count
     }
 
     /// One sweep over every queue of every vhost; returns how many

@@ -17,6 +17,7 @@ mod connections;
 mod consumers;
 mod convert;
 mod dead_letter;
+mod dead_letter_policy;
 mod death_history;
 mod delays;
 mod delivery;

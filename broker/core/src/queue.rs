@@ -39,6 +39,11 @@ pub struct QueueSettings {
     /// it (missing, its plugin failed): this queue, else the vhost's
     /// parking queue.
     pub dead_letter_fallback: Option<String>,
+    /// The dead-letter policy plugin deciding this queue's deaths (default:
+    /// the built-in `dead-letter` when a dead-letter exchange is set).
+    pub dead_letter_policy: Option<String>,
+    /// Dead-lettered (reason `delivery-limit`) when returned this many times.
+    pub delivery_limit: Option<u64>,
 }
 
 const KNOWN: &[&str] = &[
@@ -50,9 +55,17 @@ const KNOWN: &[&str] = &[
     "overflow",
     "dead-letter-exchange",
     "dead-letter-routing-key",
+    "dead-letter-policy",
+    "delivery-limit",
 ];
 
 impl QueueSettings {
+    /// Whether this queue's dead messages go anywhere (a dead-letter
+    /// exchange or policy): without either they are dropped unread.
+    pub fn dead_letters(&self) -> bool {
+        self.dead_letter_exchange.is_some() || self.dead_letter_policy.is_some()
+    }
+
     /// Parses declare arguments (`x-` prefixes accepted, as in AMQP).
     pub fn parse(arguments: &[Field]) -> Result<Self, BrokerError> {
         let mut settings = QueueSettings {
@@ -64,6 +77,8 @@ impl QueueSettings {
             dead_letter_routing_key: None,
             expires_ms: None,
             dead_letter_fallback: None,
+            dead_letter_policy: None,
+            delivery_limit: None,
         };
         for field in arguments {
             let name = field.name.strip_prefix("x-").unwrap_or(&field.name);
@@ -118,6 +133,15 @@ impl QueueSettings {
                 "dead-letter-exchange" => settings.dead_letter_exchange = Some(text()?),
                 "dead-letter-routing-key" => settings.dead_letter_routing_key = Some(text()?),
                 "dead-letter-fallback" => settings.dead_letter_fallback = Some(text()?),
+                "dead-letter-policy" => settings.dead_letter_policy = Some(text()?),
+                "delivery-limit" => match number()? {
+                    0 => {
+                        return Err(BrokerError::invalid_argument(
+                            "queue argument 'delivery-limit' must be at least 1",
+                        ));
+                    }
+                    n => settings.delivery_limit = Some(n),
+                },
                 "expires" => match number()? {
                     0 => {
                         return Err(BrokerError::invalid_argument(

@@ -372,6 +372,14 @@ impl Broker {
         if let Some(dlx) = &settings.dead_letter_exchange {
             principal.check(Access::Write, "exchange", dlx)?;
         }
+        if let Some(policy) = &settings.dead_letter_policy {
+            let slot = self.registry.get(policy).map_err(|e| {
+                BrokerError::invalid_argument(format!("queue argument 'dead-letter-policy': {e}"))
+            })?;
+            switchyard_plugin_host::DeadLetterPolicy::new(slot).map_err(|e| {
+                BrokerError::invalid_argument(format!("queue argument 'dead-letter-policy': {e}"))
+            })?;
+        }
         let record = QueueRecord {
             vhost: vhost.name.clone(),
             name: name.clone(),

@@ -136,10 +136,18 @@ impl ChannelSession {
                 ),
             });
         };
-        for unacked in settled {
+        // Settled per queue, in runs: a `multiple` reject dies as one batch.
+        let mut settled = settled.into_iter().peekable();
+        while let Some(first) = settled.next() {
+            let mut offsets = vec![first.offset];
+            let mut credits = vec![first.credit];
+            while let Some(next) = settled.next_if(|u| Arc::ptr_eq(&u.queue, &first.queue)) {
+                offsets.push(next.offset);
+                credits.push(next.credit);
+            }
             self.broker
-                .settle(&self.vhost, &unacked.queue, unacked.offset, how)?;
-            if let Some(credit) = unacked.credit {
+                .settle(&self.vhost, &first.queue, &offsets, how)?;
+            for credit in credits.into_iter().flatten() {
                 credit.add_permits(1);
             }
         }

@@ -168,7 +168,7 @@ pub fn deliver(broker: &Broker, queue: &str) -> Option<Delivery> {
 pub fn settle(broker: &Broker, queue: &str, offset: u64, how: Settle) {
     let vhost = vhost(broker);
     let q = vhost.queue(queue).unwrap();
-    broker.settle(&vhost, &q, offset, how).unwrap();
+    broker.settle(&vhost, &q, &[offset], how).unwrap();
 }
 
 /// A consumer went away holding `offsets`.
