@@ -80,6 +80,7 @@ impl QueueSettings {
             dead_letter_policy: None,
             delivery_limit: None,
         };
+        let mut unknown = Vec::new();
         for field in arguments {
             let name = field.name.strip_prefix("x-").unwrap_or(&field.name);
             let text = || {
@@ -150,14 +151,20 @@ impl QueueSettings {
                     }
                     ms => settings.expires_ms = Some(ms),
                 },
-                _ => {
-                    return Err(BrokerError::invalid_argument(format!(
-                        "unknown queue argument '{}' (known: {})",
-                        field.name,
-                        KNOWN.join(", ")
-                    )));
-                }
+                _ => unknown.push(field.name.as_str()),
             }
+        }
+        // A dead-letter policy reads the queue's arguments: what the broker
+        // does not know is the policy's (`x-retry-max`…). Without one, an
+        // unknown argument is a typo, refused.
+        if let Some(name) = unknown.first()
+            && !settings.dead_letters()
+        {
+            return Err(BrokerError::invalid_argument(format!(
+                "unknown queue argument '{name}' (known: {}; others are accepted for a \
+                 dead-letter policy, with dead-letter-policy or dead-letter-exchange)",
+                KNOWN.join(", ")
+            )));
         }
         Ok(settings)
     }

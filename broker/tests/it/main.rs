@@ -12,6 +12,7 @@ mod support;
 
 mod broker_core;
 mod broker_corruption;
+mod broker_dead_letter_policy;
 mod broker_dead_letters;
 mod broker_permissions;
 mod broker_props;
