@@ -19,7 +19,7 @@
 //! expect = ["small"]            # exchange: destinations (any order), or "error"
 //! # filter: "accept" | "duplicate" | "reject"
 //! # set-router: "local" | "center" | "set:ID" | "reject" (with local-set = "…")
-//! # dead-letter: "drop" | "republish:EXCHANGE:KEY" | "retry:MS"
+//! # dead-letter: "drop" | "republish:EXCHANGE:KEY" | "retry:MS" | "park:QUEUE"
 //! #   (with queue = "…", reason = "rejected|expired|max-length|delivery-limit",
 //! #    deaths = N, queue-arguments = {…})
 //! ```
@@ -33,10 +33,10 @@ use serde::Deserialize;
 
 use super::super::PluginError;
 use super::super::bindings::{
-    Action, Binding, DeathReason, DeathRecord, Decision, Field, Message, PluginKind, Properties,
-    Value, Verdict,
+    Binding, DeathReason, DeathRecord, Decision, Field, Message, PluginKind, Properties, Value,
+    Verdict,
 };
-use super::super::dead_letter::{DeadLetterPolicy, DeathNotice};
+use super::super::dead_letter::{DeadLetterPolicy, DeathInput, DeathNotice, PolicyAction};
 use super::super::exchange::ExchangeRouter;
 use super::super::policies::{MessageFilter, SetRouter};
 use super::super::registry::PluginSlot;
@@ -319,7 +319,33 @@ fn dead_letter_case(policy: &DeadLetterPolicy, case: &UserCase) -> Result<(), St
     }];
     let queue_arguments = fields(&case.queue_arguments)?;
     let (message, body) = case.message();
-    let action = policy
+    // The broker asks through `decide_batch`; check that answer, and that
+    // `decide` agrees with it wherever `decide` can say the same.
+    let batch = policy
+        .decide_batch(
+            &case.queue,
+            &queue_arguments,
+            &[DeathInput {
+                message: message.clone(),
+                reason,
+                history: history.clone(),
+            }],
+            std::slice::from_ref(&body),
+        )
+        .map_err(|e| e.to_string())?;
+    let got = match &batch[..] {
+        [PolicyAction::Drop] => "drop".to_string(),
+        [
+            PolicyAction::Republish {
+                exchange,
+                routing_key,
+            },
+        ] => format!("republish:{exchange}:{routing_key}"),
+        [PolicyAction::Retry { delay_ms }] => format!("retry:{delay_ms}"),
+        [PolicyAction::Park { queue }] => format!("park:{queue}"),
+        _ => unreachable!("decide_batch checks one action per death"),
+    };
+    let single = policy
         .decide(
             &message,
             &body,
@@ -331,10 +357,11 @@ fn dead_letter_case(policy: &DeadLetterPolicy, case: &UserCase) -> Result<(), St
             },
         )
         .map_err(|e| e.to_string())?;
-    let got = match &action {
-        Action::Drop => "drop".to_string(),
-        Action::Republish(r) => format!("republish:{}:{}", r.exchange, r.routing_key),
-        Action::Retry(r) => format!("retry:{}", r.delay_ms),
-    };
+    let single = PolicyAction::from(single);
+    if !matches!(batch[0], PolicyAction::Park { .. }) && single != batch[0] {
+        return Err(format!(
+            "decide-batch answered {got}, but decide answered {single:?}"
+        ));
+    }
     compare(expected, &got, &got)
 }

@@ -13,8 +13,7 @@ use super::Project;
 use super::toolchain::{require, run_step};
 use crate::language::Kind;
 use crate::offline::componentize_module;
-
-const EXCHANGE: &str = "switchyard:plugin/exchange@0.1.0#";
+use switchyard_plugin_host::{WIT_PACKAGE, WIT_VERSION};
 
 pub fn build(project: &Project) -> anyhow::Result<Vec<u8>> {
     if project.kind != Kind::Exchange {
@@ -95,13 +94,15 @@ fn wit_name(name: &str) -> Option<String> {
     if let Some(rest) = name.strip_prefix("cabi_post_") {
         return wit_name(rest).map(|n| format!("cabi_post_{n}"));
     }
+    // Core module names must spell the exact WIT version being embedded.
+    let exchange = format!("{WIT_PACKAGE}/exchange@{WIT_VERSION}#");
     Some(match name {
         "memory" | "cabi_realloc" | "describe" => name.to_string(),
-        "exchange_validate_binding" => format!("{EXCHANGE}validate-binding"),
-        "exchange_router_constructor" => format!("{EXCHANGE}[constructor]router"),
-        "exchange_router_dtor" => format!("{EXCHANGE}[dtor]router"),
-        "exchange_router_route" => format!("{EXCHANGE}[method]router.route"),
-        "exchange_router_route_batch" => format!("{EXCHANGE}[method]router.route-batch"),
+        "exchange_validate_binding" => format!("{exchange}validate-binding"),
+        "exchange_router_constructor" => format!("{exchange}[constructor]router"),
+        "exchange_router_dtor" => format!("{exchange}[dtor]router"),
+        "exchange_router_route" => format!("{exchange}[method]router.route"),
+        "exchange_router_route_batch" => format!("{exchange}[method]router.route-batch"),
         _ => return None,
     })
 }

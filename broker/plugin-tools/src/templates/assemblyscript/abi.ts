@@ -2,17 +2,17 @@
 // The canonical-ABI glue of the exchange world, written by hand because
 // AssemblyScript has no WIT bindings generator. `switchyard plugin build`
 // compiles this file (the entry point), renames its exports to the WIT
-// names (exchange_router_route → switchyard:plugin/exchange@0.1.0#[method]router.route)
+// names (exchange_router_route → switchyard:plugin/exchange@0.1.1#[method]router.route)
 // and embeds the WIT. Memory the host writes through `cabi_realloc` and
 // the results handed back are freed once the host is done with them.
 
 import { Binding, Field, Message, Route, Value, ValueKind } from "./types";
 import { describe as describePlugin, validateBinding, Router } from "./index";
 
-@external("[export]switchyard:plugin/exchange@0.1.0", "[resource-new]router")
+@external("[export]switchyard:plugin/exchange@0.1.1", "[resource-new]router")
 declare function routerNew(rep: i32): i32;
 
-@external("switchyard:plugin/types@0.1.0", "[resource-drop]bodies")
+@external("switchyard:plugin/types@0.1.1", "[resource-drop]bodies")
 declare function bodiesDrop(handle: i32): void;
 
 // ---- memory shared with the host ----

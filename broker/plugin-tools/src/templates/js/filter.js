@@ -1,7 +1,7 @@
 // {{name}}: a filter. Messages without a message id are rejected; the
 // second message with an id seen in the last minute is a duplicate.
 
-import { setIfAbsent } from "switchyard:plugin/kv@0.1.0";
+import { setIfAbsent } from "switchyard:plugin/kv@0.1.1";
 
 const WINDOW_MS = 60000n;
 

@@ -1,7 +1,7 @@
 // same-body: a message whose body was seen in the last ten minutes is a
 // duplicate, whatever its id; an empty body is rejected. See ../README.md.
 
-import { setIfAbsent } from "switchyard:plugin/kv@0.1.0";
+import { setIfAbsent } from "switchyard:plugin/kv@0.1.1";
 
 const WINDOW_MS = 600000n;
 const MAX_READ = 65536;
