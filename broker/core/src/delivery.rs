@@ -65,41 +65,83 @@ impl Broker {
                 }
             }
             Settle::Requeue => {
-                for &offset in offsets {
+                let dying = self.reaching_limit(queue, offsets)?;
+                for &offset in offsets.iter().filter(|o| !dying.contains(o)) {
                     self.store.nack(queue.id, offset, true)?;
                 }
+                self.die(vhost, queue, &dying, DeathReason::DeliveryLimit)?;
                 queue.ready.notify_waiters();
             }
-            Settle::Reject => {
-                if queue.settings.dead_letters() {
-                    let dead: Vec<Delivered> = offsets
-                        .iter()
-                        .filter_map(|&offset| match self.store.read(queue.id, offset) {
-                            Ok(message) => Some(Delivered {
-                                queue: queue.id,
-                                offset,
-                                redelivered: false,
-                                message,
-                            }),
-                            Err(e) => {
-                                tracing::warn!(queue = queue.name(), error = %e, "dead letter unreadable");
-                                None
-                            }
-                        })
-                        .collect();
-                    self.dead_letter_all(vhost, queue, &dead, DeathReason::Rejected);
-                }
-                for &offset in offsets {
-                    self.store.nack(queue.id, offset, false)?;
-                }
-            }
+            Settle::Reject => self.die(vhost, queue, offsets, DeathReason::Rejected)?,
         }
         Ok(())
     }
 
-    /// Returns unsettled deliveries of a departed consumer or channel.
+    /// The deliveries among `offsets` whose return now would reach the
+    /// queue's `delivery-limit`: they die instead of coming back.
+    fn reaching_limit(&self, queue: &Queue, offsets: &[u64]) -> Result<Vec<u64>, BrokerError> {
+        let Some(limit) = queue.settings.delivery_limit else {
+            return Ok(Vec::new());
+        };
+        let mut dying = Vec::new();
+        for &offset in offsets {
+            if u64::from(self.store.returns(queue.id, offset)?) + 1 >= limit {
+                dying.push(offset);
+            }
+        }
+        Ok(dying)
+    }
+
+    /// Dead-letters deliveries of `queue` (together: one policy call) and
+    /// settles them.
+    fn die(
+        &self,
+        vhost: &Vhost,
+        queue: &Queue,
+        offsets: &[u64],
+        reason: DeathReason,
+    ) -> Result<(), BrokerError> {
+        if queue.settings.dead_letters() {
+            let dead: Vec<Delivered> = offsets
+                .iter()
+                .filter_map(|&offset| match self.store.read(queue.id, offset) {
+                    Ok(message) => Some(Delivered {
+                        queue: queue.id,
+                        offset,
+                        redelivered: false,
+                        message,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(queue = queue.name(), error = %e, "dead letter unreadable");
+                        None
+                    }
+                })
+                .collect();
+            self.dead_letter_all(vhost, queue, &dead, reason);
+        }
+        for &offset in offsets {
+            self.store.nack(queue.id, offset, false)?;
+        }
+        Ok(())
+    }
+
+    /// Returns unsettled deliveries of a departed consumer or channel; those
+    /// reaching the queue's delivery limit die instead.
     pub fn release(&self, queue: &Queue, offsets: &[u64]) {
-        if let Err(e) = self.store.release(queue.id, offsets) {
+        let released = self.reaching_limit(queue, offsets).and_then(|dying| {
+            let back: Vec<u64> = offsets
+                .iter()
+                .copied()
+                .filter(|o| !dying.contains(o))
+                .collect();
+            self.store.release(queue.id, &back)?;
+            if !dying.is_empty() {
+                let vhost = self.vhost(&queue.record.vhost)?;
+                self.die(&vhost, queue, &dying, DeathReason::DeliveryLimit)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = released {
             tracing::warn!(queue = queue.name(), error = %e, "releasing deliveries");
         }
         queue.ready.notify_waiters();

@@ -43,6 +43,11 @@ pub struct Consumption {
     /// The number of the last event recorded for the consumption log.
     #[serde(default)]
     pub event_seq: u64,
+    /// How many times each unsettled offset came back (requeued, or its
+    /// consumer went away): a queue's delivery limit counts these, across
+    /// restarts. Only offsets that came back are here.
+    #[serde(default)]
+    pub returns: std::collections::BTreeMap<u64, u32>,
 }
 
 /// A delivery handed out by [`Consumption::next`].
@@ -119,6 +124,7 @@ impl Consumption {
 
     /// Marks `offset` done without a delivery (dead-lettered, expired, dropped).
     pub fn settle(&mut self, offset: u64) {
+        self.returns.remove(&offset);
         self.redeliver.remove(&offset);
         self.in_flight.remove(&offset);
         if offset < self.floor {
@@ -140,10 +146,23 @@ impl Consumption {
         }
         if requeue {
             self.redeliver.insert(offset);
+            self.count_return(offset);
         } else {
             self.settle(offset);
         }
         true
+    }
+
+    /// One more return of `offset`; the count so far.
+    pub fn count_return(&mut self, offset: u64) -> u32 {
+        let count = self.returns.entry(offset).or_default();
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    /// How many times `offset` came back.
+    pub fn returns_of(&self, offset: u64) -> u32 {
+        self.returns.get(&offset).copied().unwrap_or(0)
     }
 
     /// A consumer went away: its deliveries go back to the queue.
@@ -151,6 +170,7 @@ impl Consumption {
         for offset in offsets {
             if self.in_flight.remove(&offset) {
                 self.redeliver.insert(offset);
+                self.count_return(offset);
             }
         }
     }
@@ -202,6 +222,9 @@ impl Consumption {
                 self.in_flight.insert(offset);
             }
             Change::Leased { below } => self.lease = self.lease.max(below),
+            Change::Returned { offset } => {
+                self.count_return(offset);
+            }
         }
     }
 
@@ -212,6 +235,8 @@ impl Consumption {
         let floor = end.max(self.floor);
         // Requeued deliveries are ready: dropped like the rest.
         self.redeliver.clear();
+        let in_flight = &self.in_flight;
+        self.returns.retain(|offset, _| in_flight.contains(offset));
         self.acked.remove_below(floor);
         self.floor = floor;
         self.cursor = self.cursor.max(floor);

@@ -17,7 +17,7 @@
 //! purge replayed after a later requeue would drop the requeued message).
 //!
 //! Event layout (little endian), repeated: kind (1 byte: 1 settled,
-//! 2 purged, 3 leased, 4 kept) · queue id (4 bytes) · seq (8 bytes) ·
+//! 2 purged, 3 leased, 4 kept, 5 returned) · queue id (4 bytes) · seq (8 bytes) ·
 //! offset (8).
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -51,6 +51,9 @@ pub enum Change {
     Kept { offset: u64 },
     /// Offsets below `below` may be handed to consumers.
     Leased { below: u64 },
+    /// Came back to the queue (requeued, or its consumer went away): one
+    /// more towards the queue's delivery limit.
+    Returned { offset: u64 },
 }
 
 /// The consumption record carrying `events`.
@@ -62,6 +65,7 @@ pub fn to_record(events: &[ConsumptionEvent]) -> StoredMessage {
             Change::Purged { end } => (2, end),
             Change::Leased { below } => (3, below),
             Change::Kept { offset } => (4, offset),
+            Change::Returned { offset } => (5, offset),
         };
         body.put_u8(kind);
         body.put_u32_le(event.queue);
@@ -93,6 +97,7 @@ pub fn from_body(body: &Bytes) -> Result<Vec<ConsumptionEvent>, String> {
                 2 => Change::Purged { end: value },
                 3 => Change::Leased { below: value },
                 4 => Change::Kept { offset: value },
+                5 => Change::Returned { offset: value },
                 kind => return Err(format!("unknown consumption event kind {kind}")),
             };
             Ok(ConsumptionEvent { queue, seq, change })
@@ -112,6 +117,7 @@ mod tests {
             event(0, 9, Change::Purged { end: 17 }),
             event(0, 10, Change::Kept { offset: 3 }),
             event(u32::MAX, u64::MAX, Change::Leased { below: 4096 }),
+            event(1, 2, Change::Returned { offset: 7 }),
         ];
         let record = to_record(&events);
         assert_eq!(record.flags, FLAG_CONSUMPTION);

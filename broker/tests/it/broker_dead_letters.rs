@@ -121,3 +121,37 @@ fn a_dead_letter_its_exchange_refuses_is_parked_not_lost() {
     assert_eq!(body(&kept), "two");
     assert_eq!(stats(&broker, switchyard::broker::PARKING_QUEUE).ready, 0);
 }
+
+#[test]
+fn the_delivery_limit_counts_returns_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let broker = open(dir.path());
+        declare_queue(&broker, "dlq", &[]);
+        declare_fanout(&broker, "dlx", "dlq");
+        declare_queue(
+            &broker,
+            "work",
+            &[("delivery-limit", "3"), ("dead-letter-exchange", "dlx")],
+        );
+        publish(&broker, "work", "poison");
+        let d = deliver(&broker, "work").unwrap();
+        settle(&broker, "work", d.offset, Settle::Requeue);
+        // A consumer that goes away returns it too.
+        let d = deliver(&broker, "work").unwrap();
+        release(&broker, "work", &[d.offset]);
+        broker.checkpoint().unwrap();
+    }
+    let broker = open(dir.path());
+    let d = deliver(&broker, "work").expect("a third delivery is allowed");
+    settle(&broker, "work", d.offset, Settle::Requeue);
+    assert!(
+        deliver(&broker, "work").is_none(),
+        "the third return reached the limit"
+    );
+    let dead = deliver(&broker, "dlq").expect("dead-lettered");
+    assert_eq!(body(&dead), "poison");
+    let history = history(&dead);
+    assert_eq!(history[0]["reason"], "delivery_limit", "{history:?}");
+    assert_eq!(history[0]["queue"], "work");
+}

@@ -444,16 +444,34 @@ impl MessageStore {
     ) -> Result<bool, StorageError> {
         self.with_consumption(queue_id, |c| {
             let nacked = c.nack(offset, requeue);
-            if nacked && !requeue {
-                self.inner.record(c, queue_id, Change::Settled { offset });
+            let change = match requeue {
+                true => Change::Returned { offset },
+                false => Change::Settled { offset },
+            };
+            if nacked {
+                self.inner.record(c, queue_id, change);
             }
             nacked
         })
     }
 
-    /// Returns deliveries of a departed consumer to the queue.
+    /// Returns deliveries of a departed consumer to the queue (each counts
+    /// as a return towards a delivery limit).
     pub fn release(&self, queue: QueueId, offsets: &[u64]) -> Result<(), StorageError> {
-        self.with_consumption(queue, |c| c.release(offsets.iter().copied()))
+        self.with_consumption(queue, |c| {
+            for &offset in offsets {
+                if c.in_flight.contains(&offset) {
+                    c.release([offset]);
+                    self.inner.record(c, queue, Change::Returned { offset });
+                }
+            }
+        })
+    }
+
+    /// How many times `offset` of `queue` came back to it (durable with the
+    /// next flush, like an ack).
+    pub fn returns(&self, queue: QueueId, offset: u64) -> Result<u32, StorageError> {
+        self.with_consumption(queue, |c| c.returns_of(offset))
     }
 
     pub fn stats(&self, queue: QueueId) -> Result<QueueStats, StorageError> {
