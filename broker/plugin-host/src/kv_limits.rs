@@ -110,7 +110,7 @@ pub struct KvUsage {
     pub refused_writes: u64,
 }
 
-/// A kv write the host refused. The 0.1.0 `kv` interface has no error
+/// A kv write the host refused. The 0.1.x `kv` interface has no error
 /// result, so the refusal ends the plugin's call with this error, which the
 /// caller (a publisher, say) sees; it is not held against the plugin's
 /// health — the quota protects the broker, the plugin did nothing wrong.
