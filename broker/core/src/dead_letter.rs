@@ -70,15 +70,16 @@ impl Broker {
         };
         let mut dropped = Vec::new();
         while self.store.stats(queue.id).is_ok_and(|s| s.ready > max) {
+            // Taken (in flight, no longer ready), settled once buried.
             match self.store.deliver(queue.id) {
-                Ok(Some(delivered)) => {
-                    let _ = self.store.ack(queue.id, delivered.offset);
-                    dropped.push(delivered);
-                }
+                Ok(Some(delivered)) => dropped.push(delivered),
                 _ => break,
             }
         }
         self.dead_letter_all(vhost, queue, &dropped, DeathReason::MaxLength);
+        for delivered in dropped {
+            let _ = self.store.ack(queue.id, delivered.offset);
+        }
     }
 
     /// A message the store could not read (the store already settled it):

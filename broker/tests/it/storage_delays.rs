@@ -53,7 +53,9 @@ fn delayed_messages_appear_when_due_in_due_order() {
     // Published in one order, due in another.
     let dues = [T0 + 300, T0 + 100, T0 + 200, T0 + 100];
     for (n, due) in dues.iter().enumerate() {
-        let appended = store.append_delayed(&delayed(n as u64, *due), &[a, b]).unwrap();
+        let appended = store
+            .append_delayed(&delayed(n as u64, *due), &[a, b])
+            .unwrap();
         assert!(appended.needs_sync, "b is a sync queue");
     }
     store.append(&delayed(9, 0), &[a]).unwrap();
@@ -119,8 +121,11 @@ fn delays_survive_a_crash_and_promotions_happen_once() {
         );
         *seen.entry(id).or_default() += 1;
     }
-    for (id, _) in &first_run {
-        assert!(seen.contains_key(id), "message {id} delivered before the crash and unacked is lost");
+    for id in first_run.keys() {
+        assert!(
+            seen.contains_key(id),
+            "message {id} delivered before the crash and unacked is lost"
+        );
     }
     store.promote_due(T0 + 10_000, usize::MAX).unwrap();
     for (id, _) in drain(&store, q) {
