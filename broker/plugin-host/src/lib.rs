@@ -46,13 +46,13 @@ pub use bindings::{
 pub use builtin::{BUILTIN_PLUGINS, builtin_component};
 pub use cache::Targets;
 pub use capabilities::CallBodies;
+pub use dead_letter::{DeadLetterPolicy, DeathInput, DeathNotice, PolicyAction};
 pub use engine::{PluginEngine, sha256_hex};
 pub use error::PluginError;
 pub use exchange::{BindingTable, ExchangeRouter, RouteResult, Routed};
 pub use kv::{KvLimits, KvRefused, KvScope, KvStore, KvUsage, PluginKv};
 pub use language::{LANGUAGE_SECTION, detect_language};
 pub use plugin_limits::CallLimits;
-pub use dead_letter::{DeadLetterPolicy, DeathInput, DeathNotice, PolicyAction};
 pub use policies::{MessageFilter, SetRouter};
 pub use registry::{LoadOptions, PluginRegistry, PluginSlot, PluginSummary};
 pub use sandbox::SandboxLimits;
