@@ -23,16 +23,36 @@ use super::{
 /// Sled's page cache for the store's metadata and delay timers.
 const META_CACHE_BYTES: u64 = 16 << 20;
 
+/// Opens the metadata database. Sled's background threads may hold its
+/// file lock for a moment after the store that used it was dropped (a
+/// store reopened in the same process, as tests and restarts do): a lock
+/// held elsewhere is waited for, up to a few seconds, before it is an error.
+fn open_metadata(path: &std::path::Path) -> Result<sled::Db, StorageError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let opened = sled::Config::new()
+            .path(path)
+            .cache_capacity(META_CACHE_BYTES)
+            .open();
+        match opened {
+            // Sled reports a held lock as an `Other` error with this text.
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other.map_err(StorageError::metadata),
+        }
+    }
+}
+
 impl MessageStore {
     /// Opens the store in `config.dir`, recovering from the last checkpoint.
     pub fn open(mut config: StoreConfig) -> Result<(Self, RecoveryReport), StorageError> {
         // Sled's page cache is bounded: delay timers (one entry per pending
         // delayed message) stay on disk rather than in memory.
-        let db = sled::Config::new()
-            .path(config.dir.join("meta"))
-            .cache_capacity(META_CACHE_BYTES)
-            .open()
-            .map_err(StorageError::metadata)?;
+        let db = open_metadata(&config.dir.join("meta"))?;
         let meta = Metadata::open(db)?;
         settle_layout(&mut config, &meta)?;
         let log = CommitLog::open(&config.dir.join("log"), config.segment_size)?;
