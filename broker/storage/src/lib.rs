@@ -18,6 +18,7 @@ mod offset_set;
 mod record;
 mod segment;
 mod store;
+mod timer_wheel;
 
 pub use config::{FlushMode, StoreConfig};
 pub use consumption::{Consumption, Delivery};

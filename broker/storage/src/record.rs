@@ -44,9 +44,8 @@ pub struct StoredMessage {
     pub flags: u8,
     pub publish_ms: u64,
     pub expiry_ms: u64,
-    /// Not visible before this time (0: at once). A field of the record
-    /// format reserved for delayed delivery; the broker writes 0 until the
-    /// delay scheduler exists (docs/STORAGE.md).
+    /// Not visible before this time (0: at once): the due time of a
+    /// delayed record (store/delays.rs).
     pub deliver_after_ms: u64,
     pub routing_key: Bytes,
     pub attributes: Bytes,
@@ -56,6 +55,16 @@ pub struct StoredMessage {
 impl StoredMessage {
     pub fn is_persistent(&self) -> bool {
         self.flags & FLAG_PERSISTENT != 0
+    }
+
+    /// The time its index entry keeps: the expiry time, or for a delayed
+    /// record (indexed by the delay queue alone) its due time, from which
+    /// the timers are rebuilt.
+    pub fn index_time(&self) -> u64 {
+        match self.flags & FLAG_DELAYED {
+            0 => self.expiry_ms,
+            _ => self.deliver_after_ms,
+        }
     }
 }
 

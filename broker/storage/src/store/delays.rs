@@ -1,8 +1,9 @@
 //! Delayed delivery: a message that must not be seen before its due time
 //! is appended once to the commit log as a *delayed record* — indexed only
-//! by the store's hidden delay queue, naming the queues it goes to — and a
-//! timer for it is kept in sled, keyed by due time (so memory does not grow
-//! with the number of pending messages: sled pages them). When it is due,
+//! by the store's hidden delay queue (its index entry holds the due time),
+//! naming the queues it goes to — and a timer for it goes into the timer
+//! wheel (`timer_wheel.rs`: memory-mapped files, so memory does not grow
+//! with the number of pending messages). When it is due,
 //! [`MessageStore::promote_due`] appends a copy to its queues that carries
 //! the delay-queue offset it came from, and settles that offset.
 //!
@@ -10,35 +11,43 @@
 //! - A promoted copy and the end of its delay are one log record: replaying
 //!   a copy settles its delay offset (recovery.rs), so either the copy is
 //!   durable and the delay is over, or neither.
-//! - Every unsettled delay offset below the checkpoint's `delays_indexed`
-//!   has its timer on disk (timers are inserted under the same lock the
-//!   checkpoint reads the watermark under, and flushed with the checkpoint);
-//!   recovery re-creates timers from the delayed records above it.
-//! - A timer whose offset is settled is stale (its promotion was durable,
-//!   the timer's removal was not): it is dropped when met.
+//! - The delay queue is the truth; the wheel is rebuilt from it at every
+//!   open (every unsettled offset, due time from its index entry) and
+//!   whenever its timer log has grown far past what is pending. A timer
+//!   whose offset is settled is stale and skipped.
 //!
 //! The delay queue holds the log from its oldest pending message: a
 //! message delayed by 30 days keeps the segments written after it for 30
 //! days (docs/STORAGE.md).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use super::super::config::FlushMode;
 use super::super::consumption_log::Change;
 use super::super::error::StorageError;
-use super::super::metadata::Metadata;
+use super::super::log::CommitLog;
 use super::super::record::{Envelope, FLAG_DELAYED, QueueId, StoredMessage};
-use super::{Appended, Inner, MessageStore};
+use super::super::timer_wheel::{Timer, TimerWheel};
+use super::{Appended, Inner, MessageStore, Queue};
 
 /// The storage name of the delay queue; broker queue names are
 /// `vhost\u{1f}name`, so they cannot take it.
 pub(super) const DELAY_QUEUE: &str = "\u{0}delays";
-const TIMERS_TREE: &str = "store-delay-timers";
+/// The flush mode of the delay queue: a delayed message is as durable as
+/// the append says (`Appended::needs_sync` follows its destinations).
+pub(super) const DELAY_QUEUE_FLUSH: FlushMode = FlushMode::Async;
+/// A timer log this many entries past what is pending is rebuilt.
+const REBUILD_SLACK: u64 = 1 << 20;
 
 /// The delay queue's timers and what they hold per destination queue.
 pub(super) struct Delays {
     pub(super) queue: QueueId,
-    timers: sled::Tree,
+    wheel: TimerWheel,
+    /// The wheel's files alternate between two directories, so a rebuild
+    /// never truncates files the old wheel still maps.
+    dirs: [PathBuf; 2],
+    generation: usize,
     /// Pending delayed messages per destination queue.
     pending: HashMap<QueueId, u64>,
 }
@@ -54,85 +63,79 @@ pub struct Promotion {
     pub lost: Vec<String>,
 }
 
-fn timer_key(due_ms: u64, offset: u64) -> [u8; 16] {
-    let mut key = [0; 16];
-    key[..8].copy_from_slice(&due_ms.to_be_bytes());
-    key[8..].copy_from_slice(&offset.to_be_bytes());
-    key
+fn system_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn parse_key(key: &[u8]) -> Option<(u64, u64)> {
-    let due = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
-    let offset = u64::from_be_bytes(key.get(8..16)?.try_into().ok()?);
-    Some((due, offset))
-}
-
-fn encode_queues(queues: &[QueueId]) -> Vec<u8> {
-    queues.iter().flat_map(|q| q.to_le_bytes()).collect()
-}
-
-fn decode_queues(bytes: &[u8]) -> Vec<QueueId> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
+/// A wheel of every unsettled offset of the delay queue, and — when
+/// `log` is given — the destinations of each, counted.
+fn build_wheel(
+    dir: &Path,
+    queue: &Queue,
+    log: Option<&CommitLog>,
+) -> Result<(TimerWheel, HashMap<QueueId, u64>), StorageError> {
+    let mut wheel = TimerWheel::create(dir, system_now_ms())?;
+    let mut pending: HashMap<QueueId, u64> = HashMap::new();
+    let index = queue.index.lock().unwrap();
+    let consumption = queue.consumption.lock().unwrap();
+    for offset in consumption.low_water()..index.end() {
+        if offset < consumption.floor || consumption.acked.contains(offset) {
+            continue;
+        }
+        let entry = index.get(offset)?;
+        wheel.insert(Timer {
+            due_ms: entry.expiry_ms,
+            offset,
+        })?;
+        let Some(log) = log else {
+            continue;
+        };
+        match log.read(entry.position) {
+            Ok(record) => {
+                for destination in record.queues.iter().skip(1) {
+                    *pending.entry(*destination).or_default() += 1;
+                }
+            }
+            // Reported lost when it comes due.
+            Err(error) => tracing::warn!(offset, %error, "delayed message unreadable"),
+        }
+    }
+    Ok((wheel, pending))
 }
 
 impl Delays {
-    /// The timers of the delay queue `queue` (counted by [`Delays::recover`]).
-    pub(super) fn open(meta: &Metadata, queue: QueueId) -> Result<Delays, StorageError> {
-        let timers = meta
-            .db()
-            .open_tree(TIMERS_TREE)
-            .map_err(StorageError::metadata)?;
+    /// The timers of the delay queue, built from its index; `store_dir`
+    /// is the store's directory.
+    pub(super) fn open(
+        store_dir: &Path,
+        queue: &Queue,
+        log: &CommitLog,
+    ) -> Result<Delays, StorageError> {
+        let dirs = [store_dir.join("delays-a"), store_dir.join("delays-b")];
+        let (wheel, pending) = build_wheel(&dirs[0], queue, Some(log))?;
+        // The other generation's files are scratch from a previous run.
+        let _ = std::fs::remove_dir_all(&dirs[1]);
         Ok(Delays {
-            queue,
-            timers,
-            pending: HashMap::new(),
+            queue: queue.id,
+            wheel,
+            dirs,
+            generation: 0,
+            pending,
         })
     }
 
-    /// Re-creates the timers of the delayed records from `indexed_from` on
-    /// (possibly lost in a crash), drops stale ones, and counts what is
-    /// pending per queue.
-    pub(super) fn recover(&mut self, inner: &Inner, indexed_from: u64) -> Result<(), StorageError> {
-        let queue = self.queue;
-        let delays = self;
-        let delay_queue = inner.queue(queue)?;
-        let end = delay_queue.index.lock().unwrap().end();
-        let start = indexed_from.max(delay_queue.consumption.lock().unwrap().low_water());
-        for offset in start..end {
-            if inner.is_settled(queue, offset)? {
-                continue;
-            }
-            let entry = delay_queue.index.lock().unwrap().get(offset)?;
-            match inner.log.read(entry.position) {
-                Ok(record) => {
-                    let key = timer_key(record.message.deliver_after_ms, offset);
-                    let value = encode_queues(record.queues.get(1..).unwrap_or_default());
-                    delays
-                        .timers
-                        .insert(key, value)
-                        .map_err(StorageError::metadata)?;
-                }
-                // Left without a timer: promotion never meets it, and the
-                // message is reported lost here, once.
-                Err(error) => tracing::error!(offset, %error, "delayed message unreadable: lost"),
-            }
+    /// Rebuilds the wheel from the delay queue when its timer log holds
+    /// far more entries than are pending (they are never freed one by one).
+    fn compact(&mut self, queue: &Queue) -> Result<(), StorageError> {
+        if self.wheel.written() < 2 * self.wheel.pending() + REBUILD_SLACK {
+            return Ok(());
         }
-        for item in delays.timers.iter() {
-            let (key, value) = item.map_err(StorageError::metadata)?;
-            let Some((_, offset)) = parse_key(&key) else {
-                continue;
-            };
-            if inner.is_settled(queue, offset)? {
-                delays.timers.remove(key).map_err(StorageError::metadata)?;
-                continue;
-            }
-            for destination in decode_queues(&value) {
-                *delays.pending.entry(destination).or_default() += 1;
-            }
-        }
+        let next = 1 - self.generation;
+        let (wheel, _) = build_wheel(&self.dirs[next], queue, None)?;
+        self.wheel = wheel;
+        self.generation = next;
         Ok(())
     }
 
@@ -164,15 +167,6 @@ impl Inner {
         self.record(&mut consumption, queue.id, Change::Settled { offset });
         Ok(())
     }
-
-    /// The delay queue's index end, read under the lock timers are inserted
-    /// under: every delayed record below it has its timer in sled.
-    pub(super) fn delays_indexed(&self) -> u64 {
-        let delays = self.delays.lock().unwrap();
-        self.queue(delays.queue)
-            .map(|q| q.index.lock().unwrap().end())
-            .unwrap_or(0)
-    }
 }
 
 impl MessageStore {
@@ -192,23 +186,25 @@ impl MessageStore {
         queues.push(delays.queue);
         queues.extend_from_slice(queue_ids);
         let appended = inner.append_record(&record, Envelope::of(&queues), 1)?;
-        let offset = appended.offsets[0].1;
-        let key = timer_key(message.deliver_after_ms, offset);
-        if let Err(error) = delays.timers.insert(key, encode_queues(queue_ids)) {
-            // Without a timer it would never be delivered: it is undone,
-            // and the publisher told.
-            inner.settle(delays.queue, offset)?;
-            return Err(StorageError::metadata(error));
+        let timer = Timer {
+            due_ms: message.deliver_after_ms,
+            offset: appended.offsets[0].1,
+        };
+        if let Err(error) = delays.wheel.insert(timer) {
+            // Without a timer it would not be delivered before the next
+            // start: it is undone, and the publisher told.
+            inner.settle(delays.queue, timer.offset)?;
+            return Err(error);
         }
         delays.count(queue_ids, true);
         Ok(appended)
     }
 
-    /// The earliest due time of a pending delayed message.
+    /// The earliest time a pending delayed message may be due (exact within
+    /// the current second; otherwise the next second the timers are
+    /// looked at).
     pub fn next_due(&self) -> Option<u64> {
-        let delays = self.inner.delays.lock().unwrap();
-        let (key, _) = delays.timers.first().ok()??;
-        parse_key(&key).map(|(due, _)| due)
+        self.inner.delays.lock().unwrap().wheel.next_due()
     }
 
     /// Delayed messages waiting to be delivered to `queue`.
@@ -224,60 +220,67 @@ impl MessageStore {
         let mut delays = inner.delays.lock().unwrap();
         let delay_queue = delays.queue;
         let mut promotion = Promotion::default();
-        let due: Vec<_> = delays
-            .timers
-            .range(..timer_key(now_ms.saturating_add(1), 0))
-            .take(max)
-            .collect::<Result<_, _>>()
-            .map_err(StorageError::metadata)?;
-        for (key, value) in due {
-            let Some((_, offset)) = parse_key(&key) else {
+        let due = delays.wheel.pop_due(now_ms, max);
+        for (i, timer) in due.iter().enumerate() {
+            let offset = timer.offset;
+            if inner.is_settled(delay_queue, offset)? {
                 continue;
+            }
+            let record = match inner.queue(delay_queue)?.index.lock().unwrap().get(offset) {
+                Ok(entry) => inner.log.read(entry.position),
+                Err(error) => Err(error),
             };
-            let destinations = decode_queues(&value);
-            if !inner.is_settled(delay_queue, offset)? {
-                match self.read(delay_queue, offset) {
-                    Ok(message) => {
-                        let live: Vec<QueueId> = {
-                            let queues = inner.queues.read().unwrap();
-                            destinations
-                                .iter()
-                                .copied()
-                                .filter(|q| queues.contains_key(q))
-                                .collect()
+            let destinations = match record {
+                Ok(record) => {
+                    let destinations: Vec<QueueId> = record.queues[1..].to_vec();
+                    let live: Vec<QueueId> = {
+                        let queues = inner.queues.read().unwrap();
+                        destinations
+                            .iter()
+                            .copied()
+                            .filter(|q| queues.contains_key(q))
+                            .collect()
+                    };
+                    if !live.is_empty() {
+                        let mut copy = record.message;
+                        copy.flags &= !FLAG_DELAYED;
+                        let envelope = Envelope {
+                            queues: &live,
+                            moved_from: Some(offset),
                         };
-                        if !live.is_empty() {
-                            let mut copy = message;
-                            copy.flags &= !FLAG_DELAYED;
-                            let envelope = Envelope {
-                                queues: &live,
-                                moved_from: Some(offset),
-                            };
-                            // A full disk stops here: the rest stay due.
-                            inner.append_record(&copy, envelope, live.len())?;
-                            for queue in live {
-                                if !promotion.queues.contains(&queue) {
-                                    promotion.queues.push(queue);
-                                }
+                        if let Err(error) = inner.append_record(&copy, envelope, live.len()) {
+                            // A full disk stops here: this one and the rest
+                            // stay due, for the next try.
+                            for rest in &due[i..] {
+                                delays.wheel.insert(*rest)?;
+                            }
+                            return Err(error);
+                        }
+                        for queue in &live {
+                            if !promotion.queues.contains(queue) {
+                                promotion.queues.push(*queue);
                             }
                         }
                     }
-                    Err(error @ StorageError::Corrupt { .. }) => {
-                        promotion
-                            .lost
-                            .push(format!("delayed message {offset}: {error}"));
-                    }
-                    // A timer that outlived its record (the log lost its
-                    // tail, the timer did not): nothing was confirmed.
-                    Err(StorageError::OutOfRange { .. }) => {}
-                    Err(error) => return Err(error),
+                    destinations
                 }
-                inner.settle(delay_queue, offset)?;
-                promotion.promoted += 1;
-            }
-            delays.timers.remove(key).map_err(StorageError::metadata)?;
+                // A timer that outlived its record (the log lost its tail):
+                // nothing was confirmed.
+                Err(StorageError::OutOfRange { .. }) => Vec::new(),
+                Err(error @ StorageError::Corrupt { .. }) => {
+                    promotion
+                        .lost
+                        .push(format!("delayed message {offset}: {error}"));
+                    Vec::new()
+                }
+                Err(error) => return Err(error),
+            };
+            inner.settle(delay_queue, offset)?;
             delays.count(&destinations, false);
+            promotion.promoted += 1;
         }
+        let queue = inner.queue(delay_queue)?;
+        delays.compact(&queue)?;
         Ok(promotion)
     }
 
@@ -287,7 +290,3 @@ impl MessageStore {
         self.inner.delays.lock().unwrap().pending.remove(&queue);
     }
 }
-
-/// The flush mode of the delay queue: a delayed message is as durable as
-/// the append says (`Appended::needs_sync` follows its destinations).
-pub(super) const DELAY_QUEUE_FLUSH: FlushMode = FlushMode::Async;

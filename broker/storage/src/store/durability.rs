@@ -74,7 +74,7 @@ impl Inner {
         let entry = IndexEntry {
             position,
             len: len as u32,
-            expiry_ms: message.expiry_ms,
+            expiry_ms: message.index_time(),
         };
         let offsets = indexed
             .iter()
@@ -184,7 +184,6 @@ impl Inner {
                 .collect();
             (writer.position, ends)
         };
-        let delays_indexed = self.delays_indexed();
         self.flush_once(true)?;
         let mut low_waters = Vec::new();
         for queue in self.queues.read().unwrap().values() {
@@ -197,7 +196,6 @@ impl Inner {
             log_position: position,
             queue_ends,
             clean,
-            delays_indexed,
         };
         self.meta.put("store", "checkpoint", &checkpoint)?;
         self.meta.flush()?;

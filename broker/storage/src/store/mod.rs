@@ -56,10 +56,6 @@ struct Checkpoint {
     /// Written by an orderly shutdown: nothing happened after it.
     #[serde(default)]
     clean: bool,
-    /// Every delayed record below this delay-queue offset has its timer
-    /// on disk (store/delays.rs).
-    #[serde(default)]
-    delays_indexed: u64,
 }
 
 struct Writer {

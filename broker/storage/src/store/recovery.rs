@@ -20,7 +20,7 @@ use super::{
     RecoveryReport, StorageError, StoreConfig, Writer, new_queue, queue_dir,
 };
 
-/// Sled's page cache for the store's metadata and delay timers.
+/// Sled's page cache for the store's metadata.
 const META_CACHE_BYTES: u64 = 16 << 20;
 
 /// Opens the metadata database. Sled's background threads may hold its
@@ -50,8 +50,6 @@ fn open_metadata(path: &std::path::Path) -> Result<sled::Db, StorageError> {
 impl MessageStore {
     /// Opens the store in `config.dir`, recovering from the last checkpoint.
     pub fn open(mut config: StoreConfig) -> Result<(Self, RecoveryReport), StorageError> {
-        // Sled's page cache is bounded: delay timers (one entry per pending
-        // delayed message) stay on disk rather than in memory.
         let db = open_metadata(&config.dir.join("meta"))?;
         let meta = Metadata::open(db)?;
         settle_layout(&mut config, &meta)?;
@@ -194,7 +192,7 @@ impl MessageStore {
                 index.append(IndexEntry {
                     position,
                     len: record.len as u32,
-                    expiry_ms: record.message.expiry_ms,
+                    expiry_ms: record.message.index_time(),
                 });
             }
         });
@@ -256,7 +254,9 @@ impl MessageStore {
             bytes = disk_space.free_limit(),
             "messages are refused while less than this would stay free on the disk"
         );
-        let delays = Delays::open(&meta, delay_queue)?;
+        let delays = Delays::open(&config.dir, &queues[&delay_queue], &log)?;
+        // Timers were once kept in sled: that tree is no longer read.
+        let _ = meta.db().drop_tree("store-delay-timers");
         let inner = Arc::new(Inner {
             disk_space,
             config,
@@ -278,11 +278,6 @@ impl MessageStore {
             flushed_cv: Condvar::new(),
             flusher_cv: Condvar::new(),
         });
-        inner
-            .delays
-            .lock()
-            .unwrap()
-            .recover(&inner, checkpoint.delays_indexed)?;
         inner.checkpoint(false)?;
         let flusher_inner = inner.clone();
         let flusher = std::thread::Builder::new()
