@@ -42,7 +42,7 @@ pub(crate) fn reason_name(reason: DeathReason) -> &'static str {
 impl Broker {
     /// Handles the deaths a stored batch caused: messages a full
     /// `reject-publish-dlx` queue refused are dead-lettered from it, and
-    /// each overfull drop-head queue is brought back to its max-length.
+    /// each overfull drop-head queue is brought back within its limits.
     pub(super) fn bury(&self, vhost: &Vhost, aftermath: Aftermath) {
         let mut refused = aftermath.refused;
         while let Some((queue, _, _)) = refused.first() {
@@ -63,13 +63,14 @@ impl Broker {
         }
     }
 
-    /// Keeps a drop-head queue within its max-length.
+    /// Keeps a drop-head queue within its max-length and max-length-bytes.
     fn drop_head(&self, vhost: &Vhost, queue: &Arc<Queue>) {
-        let Some(max) = queue.settings.max_length else {
-            return;
-        };
         let mut dropped = Vec::new();
-        while self.store.stats(queue.id).is_ok_and(|s| s.ready > max) {
+        while self
+            .store
+            .stats(queue.id)
+            .is_ok_and(|s| queue.settings.is_over(&s))
+        {
             // Taken (in flight, no longer ready), settled once buried.
             match self.store.deliver(queue.id) {
                 Ok(Some(delivered)) => dropped.push(delivered),

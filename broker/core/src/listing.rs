@@ -79,6 +79,7 @@ impl Broker {
                     vec![
                         text("name", q.name()),
                         int("ready", stats.ready),
+                        int("ready_bytes", stats.ready_bytes),
                         int("unacked", stats.unacked),
                         int("delayed", self.store.delayed(q.id)),
                         int("consumers", q.consumer_count()),

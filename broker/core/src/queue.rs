@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 use super::error::BrokerError;
 use super::records::QueueRecord;
-use switchyard_storage::{FlushMode, QueueId};
+use switchyard_storage::{FlushMode, QueueId, QueueStats};
 
 /// What to do when a publish would take a queue past `max-length`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub struct QueueSettings {
     pub flush: FlushMode,
     pub message_ttl_ms: Option<u64>,
     pub max_length: Option<u64>,
+    /// The most bytes (as the log holds the messages) the queue keeps ready.
+    pub max_length_bytes: Option<u64>,
     pub overflow: Overflow,
     pub dead_letter_exchange: Option<String>,
     pub dead_letter_routing_key: Option<String>,
@@ -52,6 +54,7 @@ const KNOWN: &[&str] = &[
     "flush",
     "message-ttl",
     "max-length",
+    "max-length-bytes",
     "overflow",
     "dead-letter-exchange",
     "dead-letter-routing-key",
@@ -60,6 +63,24 @@ const KNOWN: &[&str] = &[
 ];
 
 impl QueueSettings {
+    /// Whether a publish would go past a limit: the queue is at its
+    /// max-length or max-length-bytes.
+    pub fn is_full(&self, stats: &QueueStats) -> bool {
+        self.max_length.is_some_and(|max| stats.ready >= max)
+            || self
+                .max_length_bytes
+                .is_some_and(|max| stats.ready_bytes >= max)
+    }
+
+    /// Whether the queue holds more than a limit allows (drop-head drops
+    /// its oldest until it does not).
+    pub fn is_over(&self, stats: &QueueStats) -> bool {
+        self.max_length.is_some_and(|max| stats.ready > max)
+            || self
+                .max_length_bytes
+                .is_some_and(|max| stats.ready_bytes > max)
+    }
+
     /// Whether this queue's dead messages go anywhere (a dead-letter
     /// exchange or policy): without either they are dropped unread.
     pub fn dead_letters(&self) -> bool {
@@ -72,6 +93,7 @@ impl QueueSettings {
             flush: FlushMode::Async,
             message_ttl_ms: None,
             max_length: None,
+            max_length_bytes: None,
             overflow: Overflow::DropHead,
             dead_letter_exchange: None,
             dead_letter_routing_key: None,
@@ -118,6 +140,7 @@ impl QueueSettings {
                 }
                 "message-ttl" => settings.message_ttl_ms = Some(number()?),
                 "max-length" => settings.max_length = Some(number()?),
+                "max-length-bytes" => settings.max_length_bytes = Some(number()?),
                 "overflow" => {
                     settings.overflow = match text()?.as_str() {
                         "drop-head" => Overflow::DropHead,

@@ -166,9 +166,11 @@ impl Broker {
         let mut ids: Vec<QueueId> = Vec::with_capacity(queues.len());
         let mut full = None;
         for queue in queues {
-            if let (Some(max), Overflow::RejectPublish | Overflow::RejectPublishDlx) =
-                (queue.settings.max_length, queue.settings.overflow)
-                && self.store.stats(queue.id).is_ok_and(|s| s.ready >= max)
+            if queue.settings.overflow != Overflow::DropHead
+                && self
+                    .store
+                    .stats(queue.id)
+                    .is_ok_and(|s| queue.settings.is_full(&s))
             {
                 full = Some(queue.name().to_string());
                 if queue.settings.overflow == Overflow::RejectPublishDlx {
@@ -188,7 +190,9 @@ impl Broker {
             return match full {
                 Some(name) => Outcome::Refused(BrokerError::new(
                     code::QUEUE_FULL,
-                    format!("queue '{name}' is full (max-length, overflow reject-publish)"),
+                    format!(
+                        "queue '{name}' is full (max-length / max-length-bytes, overflow reject-publish)"
+                    ),
                 )),
                 None => Outcome::Unroutable,
             };
@@ -214,9 +218,11 @@ impl Broker {
             .iter()
             .filter(|q| ids.contains(&q.id) && due.is_none())
         {
-            if let (Some(max), Overflow::DropHead) =
-                (queue.settings.max_length, queue.settings.overflow)
-                && self.store.stats(queue.id).is_ok_and(|s| s.ready > max)
+            if queue.settings.overflow == Overflow::DropHead
+                && self
+                    .store
+                    .stats(queue.id)
+                    .is_ok_and(|s| queue.settings.is_over(&s))
                 && !aftermath.overfull.iter().any(|q| q.id == queue.id)
             {
                 aftermath.overfull.push(queue.clone());
@@ -227,7 +233,7 @@ impl Broker {
             Some(name) => Outcome::Refused(BrokerError::new(
                 code::QUEUE_FULL,
                 format!(
-                    "queue '{name}' is full (max-length, overflow reject-publish); other queues got the message"
+                    "queue '{name}' is full (max-length / max-length-bytes, overflow reject-publish); other queues got the message"
                 ),
             )),
             None => Outcome::Stored {

@@ -190,3 +190,59 @@ fn purge_drops_ready_messages_and_leaves_deliveries_to_their_consumer() {
     settle(&broker, "p", again.offset, Settle::Ack);
     assert!(deliver(&broker, "p").is_none());
 }
+
+#[test]
+fn max_length_bytes_limits_the_ready_bytes_with_drop_head_and_reject_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    // Learn what one message of these takes in the log (queue names, the
+    // routing keys, all of one length).
+    declare_queue(&broker, "probe", &[]);
+    publish(&broker, "probe", "m0");
+    let one = stats(&broker, "probe").ready_bytes;
+    assert!(one > 2, "a message's bytes include its header");
+
+    declare_queue(
+        &broker,
+        "bytes",
+        &[("max-length-bytes", &(3 * one).to_string())],
+    );
+    for i in 0..5 {
+        publish(&broker, "bytes", &format!("m{i}"));
+    }
+    let s = stats(&broker, "bytes");
+    assert_eq!(
+        (s.ready, s.ready_bytes),
+        (3, 3 * one),
+        "drop-head kept the newest that fit"
+    );
+    // Messages in flight do not count against the limit.
+    let held = deliver(&broker, "bytes").unwrap();
+    publish(&broker, "bytes", "m5");
+    assert_eq!(stats(&broker, "bytes").ready, 3);
+    settle(&broker, "bytes", held.offset, Settle::Ack);
+    assert_eq!(drain(&broker, "bytes"), ["m3", "m4", "m5"]);
+
+    declare_queue(
+        &broker,
+        "fully",
+        &[
+            ("max-length-bytes", &(2 * one).to_string()),
+            ("overflow", "reject-publish"),
+        ],
+    );
+    for i in 0..2 {
+        assert!(matches!(
+            publish(&broker, "fully", &format!("m{i}")),
+            Outcome::Stored { .. }
+        ));
+    }
+    match publish(&broker, "fully", "m2") {
+        Outcome::Refused(e) => assert!(e.message.contains("max-length-bytes"), "{e}"),
+        other => panic!("a publish past max-length-bytes was not refused: {other:?}"),
+    }
+    // The count survives a restart (recounted from the index).
+    drop(broker);
+    let broker = open(dir.path());
+    assert_eq!(stats(&broker, "fully").ready_bytes, 2 * one);
+}

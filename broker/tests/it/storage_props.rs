@@ -71,6 +71,8 @@ struct Model {
     /// Per queue: offsets below it may have been delivered.
     lease: [u64; 3],
     in_flight: [BTreeSet<u64>; 3],
+    /// The log bytes of each message, by id.
+    record_len: std::collections::HashMap<u64, u64>,
 }
 
 /// The store's lease step (storage/consumption_log.rs).
@@ -121,7 +123,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .filter(|q| queues & (1 << q) != 0)
                     .map(|q| ids[q])
                     .collect();
-                store.append(&message(next_id, body_len), &targets).unwrap();
+                let appended = store.append(&message(next_id, body_len), &targets).unwrap();
+                model
+                    .record_len
+                    .insert(next_id, appended.end - appended.position);
                 for q in (0..3).filter(|q| queues & (1 << q) != 0) {
                     model.queues[q].push((next_id, body_len));
                 }
@@ -191,8 +196,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
     }
     // Exactly the unacknowledged messages that are not in flight remain to
-    // be delivered.
+    // be delivered, and the queue counts their bytes.
     for q in 0..3 {
+        let ready_bytes: u64 = (0..model.queues[q].len())
+            .filter(|&o| {
+                !model.acked[q].contains(&(o as u64)) && !model.in_flight[q].contains(&(o as u64))
+            })
+            .map(|o| model.record_len[&model.queues[q][o].0])
+            .sum();
+        prop_assert_eq!(
+            store.stats(ids[q]).unwrap().ready_bytes,
+            ready_bytes,
+            "queue {} ready bytes",
+            q
+        );
         let mut remaining = BTreeSet::new();
         while let Some(d) = store.deliver(ids[q]).unwrap() {
             prop_assert!(

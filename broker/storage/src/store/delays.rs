@@ -162,6 +162,7 @@ impl Inner {
     /// Settles `offset` of `queue` without a delivery, recording it.
     fn settle(&self, queue: QueueId, offset: u64) -> Result<(), StorageError> {
         let queue = self.queue(queue)?;
+        queue.settled(queue.entry_len(offset), false);
         let mut consumption = queue.consumption.lock().unwrap();
         consumption.settle(offset);
         self.record(&mut consumption, queue.id, Change::Settled { offset });

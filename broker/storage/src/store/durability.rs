@@ -79,7 +79,10 @@ impl Inner {
         let offsets = indexed
             .iter()
             .zip(indexes.iter_mut())
-            .map(|(q, index)| (q.id, index.append(entry)))
+            .map(|(q, index)| {
+                q.appended(len as u64);
+                (q.id, index.append(entry))
+            })
             .collect();
         drop(indexes);
         writer.position = position + len as u64;

@@ -6,13 +6,17 @@
 //!   settle, stats).
 //! - `recovery` — opening a store: verify indexes, replay the log and the
 //!   consumption events after the checkpoint.
+//! - `queue` — one queue: index, consumption state, byte counts.
 //! - `delays` — delayed messages: the delay queue, timers, promotion.
 //! - `durability` — the write path and the flusher: append, group commit,
 //!   consumption events, checkpoints and retention.
 
 mod delays;
 mod durability;
+mod queue;
 mod recovery;
+
+use queue::{Queue, QueueMeta, new_queue, queue_dir};
 
 pub use delays::Promotion;
 
@@ -27,25 +31,10 @@ use super::consumption::{Consumption, Delivery};
 use super::consumption_log::{Change, ConsumptionEvent, LEASE_STEP};
 use super::disk_space::DiskSpace;
 use super::error::StorageError;
-use super::index::{IndexEntry, QueueIndex};
+use super::index::IndexEntry;
 use super::log::CommitLog;
 use super::metadata::Metadata;
 use super::record::{QueueId, StoredMessage};
-
-struct Queue {
-    id: QueueId,
-    name: String,
-    flush: FlushMode,
-    index: Mutex<QueueIndex>,
-    consumption: Mutex<Consumption>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct QueueMeta {
-    id: QueueId,
-    name: String,
-    flush: FlushMode,
-}
 
 /// Recovery restarts from here: the log position and each queue's index end
 /// as of a moment when both were on disk.
@@ -132,6 +121,8 @@ pub struct QueueStats {
     pub ready: u64,
     pub unacked: u64,
     pub stored: u64,
+    /// Bytes of the ready messages, as the log holds them.
+    pub ready_bytes: u64,
 }
 
 /// The disk space a queue accounts for.
@@ -238,6 +229,8 @@ impl MessageStore {
             self.inner
                 .record(&mut consumption, queue.id, Change::Kept { offset });
         }
+        drop(consumption);
+        queue.recount_bytes();
         Ok(dropped)
     }
 
@@ -322,6 +315,7 @@ impl MessageStore {
             }
             (delivery, leased)
         };
+        queue.taken(offset);
         if leased {
             // Before anything past the old lease goes out, the new one is
             // durable: after a crash, all of it comes back flagged.
@@ -386,6 +380,7 @@ impl MessageStore {
                     // An unreadable head is settled (as `deliver` does) so
                     // that it is reported once, not at every sweep.
                     if queue.consumption.lock().unwrap().take_head(end, head) {
+                        queue.taken(head.offset);
                         self.ack(queue_id, head.offset)?;
                         return Err(error);
                     }
@@ -400,6 +395,7 @@ impl MessageStore {
             if !queue.consumption.lock().unwrap().take_head(end, head) {
                 continue;
             }
+            queue.taken(head.offset);
             let message = match message {
                 Some(message) => message,
                 None => self.read(queue_id, head.offset)?,
@@ -423,13 +419,19 @@ impl MessageStore {
 
     /// Acknowledges a delivery; durable with the next flush.
     pub fn ack(&self, queue_id: QueueId, offset: u64) -> Result<bool, StorageError> {
-        self.with_consumption(queue_id, |c| {
+        let queue = self.inner.queue(queue_id)?;
+        let len = queue.entry_len(offset);
+        let acked = self.with_consumption(queue_id, |c| {
             let acked = c.ack(offset);
             if acked {
                 self.inner.record(c, queue_id, Change::Settled { offset });
             }
             acked
-        })
+        })?;
+        if acked {
+            queue.settled(len, true);
+        }
+        Ok(acked)
     }
 
     pub fn nack(
@@ -438,7 +440,9 @@ impl MessageStore {
         offset: u64,
         requeue: bool,
     ) -> Result<bool, StorageError> {
-        self.with_consumption(queue_id, |c| {
+        let queue = self.inner.queue(queue_id)?;
+        let len = queue.entry_len(offset);
+        let nacked = self.with_consumption(queue_id, |c| {
             let nacked = c.nack(offset, requeue);
             let change = match requeue {
                 true => Change::Returned { offset },
@@ -448,20 +452,33 @@ impl MessageStore {
                 self.inner.record(c, queue_id, change);
             }
             nacked
-        })
+        })?;
+        match (nacked, requeue) {
+            (false, _) => {}
+            (true, true) => queue.returned(len),
+            (true, false) => queue.settled(len, true),
+        }
+        Ok(nacked)
     }
 
     /// Returns deliveries of a departed consumer to the queue (each counts
     /// as a return towards a delivery limit).
-    pub fn release(&self, queue: QueueId, offsets: &[u64]) -> Result<(), StorageError> {
-        self.with_consumption(queue, |c| {
-            for &offset in offsets {
+    pub fn release(&self, queue_id: QueueId, offsets: &[u64]) -> Result<(), StorageError> {
+        let queue = self.inner.queue(queue_id)?;
+        let lens: Vec<u64> = offsets.iter().map(|&o| queue.entry_len(o)).collect();
+        let returned = self.with_consumption(queue_id, |c| {
+            let mut returned = 0;
+            for (&offset, len) in offsets.iter().zip(&lens) {
                 if c.in_flight.contains(&offset) {
                     c.release([offset]);
-                    self.inner.record(c, queue, Change::Returned { offset });
+                    self.inner.record(c, queue_id, Change::Returned { offset });
+                    returned += len;
                 }
             }
-        })
+            returned
+        })?;
+        queue.returned(returned);
+        Ok(())
     }
 
     /// How many times `offset` of `queue` came back to it (durable with the
@@ -478,6 +495,7 @@ impl MessageStore {
             ready: consumption.ready(index.end()),
             unacked: consumption.in_flight.len() as u64,
             stored: index.end().saturating_sub(consumption.low_water()),
+            ready_bytes: queue.ready_bytes(),
         })
     }
 
@@ -543,35 +561,6 @@ impl Drop for MessageStore {
             tracing::error!(%error, "store did not close cleanly");
         }
     }
-}
-
-/// A new, empty queue, recorded in the metadata.
-fn new_queue(
-    config: &StoreConfig,
-    meta: &Metadata,
-    id: QueueId,
-    name: &str,
-    flush: FlushMode,
-) -> Result<Arc<Queue>, StorageError> {
-    let index = QueueIndex::open(&queue_dir(config, id), config.index_entries_per_file)?;
-    let record = QueueMeta {
-        id,
-        name: name.into(),
-        flush,
-    };
-    meta.put(QUEUES_TREE, &id.to_string(), &record)?;
-    meta.flush()?;
-    Ok(Arc::new(Queue {
-        id,
-        name: name.into(),
-        flush,
-        index: Mutex::new(index),
-        consumption: Mutex::new(Consumption::starting_at(0)),
-    }))
-}
-
-fn queue_dir(config: &StoreConfig, id: QueueId) -> std::path::PathBuf {
-    config.dir.join("queues").join(id.to_string())
 }
 
 impl Inner {

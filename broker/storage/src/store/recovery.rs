@@ -80,13 +80,7 @@ impl MessageStore {
                 consumption.unwrap_or_else(|| Consumption::starting_at(index.start()));
             queues.insert(
                 q.id,
-                Arc::new(Queue {
-                    id: q.id,
-                    name: q.name,
-                    flush: q.flush,
-                    index: Mutex::new(index),
-                    consumption: Mutex::new(consumption),
-                }),
+                Arc::new(Queue::new(q.id, q.name, q.flush, index, consumption)),
             );
         }
 
@@ -244,6 +238,9 @@ impl MessageStore {
                 consumption.crashed(index.end());
             }
             consumption.restart(index.end());
+        }
+        for queue in queues.values() {
+            queue.recount_bytes();
         }
         for line in &report.damage {
             tracing::warn!("recovery: {line}");
