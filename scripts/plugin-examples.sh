@@ -110,6 +110,16 @@ done
 for project in "$examples"/retry-backoff/*/; do
     sy plugin load "$project/dist/retry-backoff.wasm" --name "retry-backoff-$(basename "$project")"
 done
+# The policy decides deaths in the broker: retries after 500 ms, 1 s, 2 s,
+# then parks (each build), and a hot swap from the Rust build to the
+# Python one changes the decisions of later deaths only.
+backoff=$examples/retry-backoff
+export SWITCHYARD_CA=$work/data/tls/ca.pem
+cargo run --quiet --locked -p switchyard-examples --example retry_backoff -- \
+    "$backoff/python/dist/retry-backoff.wasm"
+cargo run --quiet --locked -p switchyard-examples --example retry_backoff -- \
+    "$backoff/rust/dist/retry-backoff.wasm" "$backoff/python/dist/retry-backoff.wasm"
+echo "retry-backoff in rust and python decides deaths in the broker, and swaps live"
 sy plugin list
 listed=$(sy plugin list --json)
 for lang in rust c python javascript assemblyscript; do

@@ -156,10 +156,16 @@ impl Broker {
             let messages: Vec<Message> = same.into_iter().map(|(_, m)| m).collect();
             let outcomes = self.publish_unchecked(vhost, &exchange, &messages, &mut aftermath);
             for (message, outcome) in messages.into_iter().zip(outcomes) {
-                if let Outcome::Refused(e) = outcome {
-                    let cause = format!("dead-letter exchange '{exchange}' refused it: {e}");
-                    self.park(vhost, queue, &cause, message);
-                }
+                let cause = match outcome {
+                    Outcome::Refused(e) => format!("dead-letter exchange '{exchange}' refused it: {e}"),
+                    // RabbitMQ drops these silently; here nothing is lost.
+                    Outcome::Unroutable => format!(
+                        "dead-letter exchange '{exchange}' routed it to no queue (routing key '{}')",
+                        message.routing_key
+                    ),
+                    Outcome::Stored { .. } | Outcome::Duplicate => continue,
+                };
+                self.park(vhost, queue, &cause, message);
             }
         }
         self.bury(vhost, aftermath);

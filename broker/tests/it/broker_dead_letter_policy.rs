@@ -1,7 +1,8 @@
 //! Dead-letter policies in the broker core, on the test clock: a queue's
 //! `dead-letter-policy` decides every death, a batch of deaths in one call;
 //! `retry` comes back after its delay (the delay scheduler); a policy that
-//! fails, and a decision that cannot be carried out, park the message in
+//! fails, and a decision that cannot be carried out (a missing exchange, a
+//! republish that routes nowhere), park the message in
 //! the queue's `dead-letter-fallback` or the vhost's parking queue; a hot
 //! swap changes later decisions only.
 
@@ -98,10 +99,17 @@ fn a_failing_policy_loses_nothing() {
     );
     // A republish to an exchange that does not exist (the built-in policy).
     declare_queue(&broker, "c", &[("dead-letter-exchange", "nowhere")]);
+    // A republish that routes to no queue (RabbitMQ would drop it).
+    declare_queue(
+        &broker,
+        "d",
+        &[("dead-letter-exchange", ""), ("dead-letter-routing-key", "no-such-queue")],
+    );
     reject_all(&broker, "a", 3);
     reject_all(&broker, "b", 2);
     reject_all(&broker, "c", 1);
-    assert_eq!(drain(&broker, PARKING_QUEUE), ["m0", "m1", "m2", "m0"]);
+    reject_all(&broker, "d", 1);
+    assert_eq!(drain(&broker, PARKING_QUEUE), ["m0", "m1", "m2", "m0", "m0"]);
     assert_eq!(
         drain(&broker, "mine"),
         ["m0", "m1"],

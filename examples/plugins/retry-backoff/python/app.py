@@ -36,7 +36,10 @@ class WitWorld(World):
     def describe(self) -> types.PluginInfo:
         return types.PluginInfo(
             name="retry-backoff",
-            version="2.0.0",
+            # The build metadata names the language: the Rust and Python
+            # builds are distinct versions of one plugin, each able to
+            # replace the other live.
+            version="2.0.0+python",
             kind=types.PluginKind.DEAD_LETTER,
             key_only_routing=False,
             description="retry three times with doubling delays, then park in <queue>.parked",

@@ -59,7 +59,10 @@ impl Guest for Plugin {
     fn describe() -> PluginInfo {
         PluginInfo {
             name: "retry-backoff".into(),
-            version: "2.0.0".into(),
+            // The build metadata names the language: the Rust and Python
+            // builds are distinct versions of one plugin, each able to
+            // replace the other live.
+            version: "2.0.0+rust".into(),
             kind: PluginKind::DeadLetter,
             key_only_routing: false,
             description: "retry three times with doubling delays, then park in <queue>.parked".into(),
