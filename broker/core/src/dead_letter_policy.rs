@@ -157,7 +157,9 @@ impl Broker {
             let outcomes = self.publish_unchecked(vhost, &exchange, &messages, &mut aftermath);
             for (message, outcome) in messages.into_iter().zip(outcomes) {
                 let cause = match outcome {
-                    Outcome::Refused(e) => format!("dead-letter exchange '{exchange}' refused it: {e}"),
+                    Outcome::Refused(e) => {
+                        format!("dead-letter exchange '{exchange}' refused it: {e}")
+                    }
                     // RabbitMQ drops these silently; here nothing is lost.
                     Outcome::Unroutable => format!(
                         "dead-letter exchange '{exchange}' routed it to no queue (routing key '{}')",

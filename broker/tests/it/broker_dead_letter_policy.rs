@@ -103,13 +103,19 @@ fn a_failing_policy_loses_nothing() {
     declare_queue(
         &broker,
         "d",
-        &[("dead-letter-exchange", ""), ("dead-letter-routing-key", "no-such-queue")],
+        &[
+            ("dead-letter-exchange", ""),
+            ("dead-letter-routing-key", "no-such-queue"),
+        ],
     );
     reject_all(&broker, "a", 3);
     reject_all(&broker, "b", 2);
     reject_all(&broker, "c", 1);
     reject_all(&broker, "d", 1);
-    assert_eq!(drain(&broker, PARKING_QUEUE), ["m0", "m1", "m2", "m0", "m0"]);
+    assert_eq!(
+        drain(&broker, PARKING_QUEUE),
+        ["m0", "m1", "m2", "m0", "m0"]
+    );
     assert_eq!(
         drain(&broker, "mine"),
         ["m0", "m1"],
