@@ -64,6 +64,13 @@ pub struct BenchConfig {
     pub auto_ack: bool,
     /// A live progress line on stderr.
     pub progress: bool,
+    /// Each message is delayed this long (`x-delay`; 0: not delayed).
+    pub delay_ms: u64,
+    /// Every message dies at once (queue TTL 0) and is dead-lettered to
+    /// `bench-dlq<i>` by this policy (`builtin`: the queue's dead-letter
+    /// exchange and the built-in policy; else a loaded policy's name);
+    /// consumers read the dead-letter queues.
+    pub dead_letter: Option<String>,
 }
 
 impl Default for BenchConfig {
@@ -85,6 +92,8 @@ impl Default for BenchConfig {
             prefetch: 1000,
             auto_ack: false,
             progress: false,
+            delay_ms: 0,
+            dead_letter: None,
         }
     }
 }
@@ -93,6 +102,11 @@ const EXCHANGE: &str = "bench-exchange";
 
 fn queue_name(i: usize) -> String {
     format!("bench-q{i}")
+}
+
+/// Where queue `i`'s dead letters go when the run dead-letters.
+fn dead_letter_queue(i: usize) -> String {
+    format!("bench-dlq{i}")
 }
 
 impl BenchConfig {
@@ -133,6 +147,15 @@ impl BenchConfig {
             ""
         } else {
             EXCHANGE
+        }
+    }
+
+    /// The queue consumer `c` reads: the bench queue, or its dead-letter
+    /// queue when the run dead-letters.
+    fn consumed_queue(&self, c: usize) -> String {
+        match self.dead_letter {
+            Some(_) => dead_letter_queue(c % self.queues),
+            None => queue_name(c % self.queues),
         }
     }
 
@@ -198,7 +221,7 @@ async fn measure(url: &str, trust: &Trust, config: &BenchConfig) -> Result<Repor
             .map_err(|e| format!("consumer {c}: {e}"))?;
         consumers.push(tokio::spawn(consume(
             connection,
-            queue_name(c % config.queues),
+            config.consumed_queue(c),
             config.clone(),
             shared.clone(),
         )));
@@ -322,6 +345,9 @@ async fn produce(
             route += 1;
             if config.persistent {
                 message = message.persistent();
+            }
+            if config.delay_ms > 0 {
+                message = message.delayed(Duration::from_millis(config.delay_ms));
             }
             messages.push(message);
         }

@@ -89,9 +89,26 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             c.size = 16 << 10;
         }),
     ];
+    list.extend([
+        scenario("delayed 1 ms (x-delay), batch 100", n(300_000), |c| {
+            c.mode = Mode::Batch;
+            c.batch = 100;
+            c.delay_ms = 1;
+        }),
+        scenario(
+            "dead-lettered (TTL 0, built-in policy), batch 100",
+            n(200_000),
+            |c| {
+                c.mode = Mode::Batch;
+                c.batch = 100;
+                c.dead_letter = Some("builtin".into());
+            },
+        ),
+    ]);
     list[2].target = Some((400_000.0, None));
     list[4].target = Some((150_000.0, None));
     list[5].target = Some((50_000.0, Some(20.0)));
+    list[13].target = Some((50_000.0, None));
     list
 }
 

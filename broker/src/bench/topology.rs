@@ -1,5 +1,6 @@
 //! What a run declares — the exchange (unless it uses the default one),
-//! `bench-q<i>` and their bindings — and its removal afterwards: the
+//! `bench-q<i>` and their bindings, and `bench-dlq<i>` when the run
+//! dead-letters — and its removal afterwards: the
 //! queues are durable (so `--persistent` measures the disk), so left
 //! behind they would survive restarts and keep any unconsumed messages.
 
@@ -7,7 +8,7 @@ use switchyard_client::{
     ConnectOptions, Connection, Error, ExchangeOptions, Field, QueueOptions, Trust, Value, code,
 };
 
-use super::{BenchConfig, EXCHANGE, queue_name};
+use super::{BenchConfig, EXCHANGE, dead_letter_queue, queue_name};
 
 /// Creates the exchange, queues and bindings; empties the queues.
 pub async fn set_up(url: &str, trust: &Trust, config: &BenchConfig) -> Result<(), Error> {
@@ -21,7 +22,26 @@ pub async fn set_up(url: &str, trust: &Trust, config: &BenchConfig) -> Result<()
     for i in 0..config.queues {
         let name = queue_name(i);
         let _ = ch.delete_queue(&name, false, false).await;
-        let arguments = vec![Field::new("flush", Value::Text(config.flush.clone()))];
+        let text = |name: &str, value: &str| Field::new(name, Value::Text(value.into()));
+        let mut arguments = vec![text("flush", &config.flush)];
+        if let Some(policy) = &config.dead_letter {
+            let dead_letters = dead_letter_queue(i);
+            let _ = ch.delete_queue(&dead_letters, false, false).await;
+            let options = QueueOptions {
+                durable: true,
+                arguments: arguments.clone(),
+                ..QueueOptions::default()
+            };
+            ch.declare_queue(&dead_letters, options).await?;
+            arguments.extend([
+                text("message-ttl", "0"),
+                text("dead-letter-exchange", ""),
+                text("dead-letter-routing-key", &dead_letters),
+            ]);
+            if policy != "builtin" {
+                arguments.push(text("dead-letter-policy", policy));
+            }
+        }
         ch.declare_queue(
             &name,
             QueueOptions {
@@ -68,6 +88,13 @@ pub async fn tear_down(url: &str, trust: &Trust, config: &BenchConfig) -> Result
                 .await
                 .map(drop),
         )?;
+        if config.dead_letter.is_some() {
+            absent_is_fine(
+                ch.delete_queue(&dead_letter_queue(i), false, false)
+                    .await
+                    .map(drop),
+            )?;
+        }
     }
     if config.exchange_type != "default" {
         absent_is_fine(ch.delete_exchange(EXCHANGE, false).await)?;

@@ -60,6 +60,14 @@ pub struct BenchArgs {
     /// Consumers auto-acknowledge.
     #[arg(long)]
     auto_ack: bool,
+    /// Delay every message this many milliseconds (x-delay).
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// Every message dies at once (queue TTL 0) and is dead-lettered by this
+    /// policy (`builtin`, or a loaded dead-letter plugin) to bench-dlq<i>,
+    /// which the consumers read: the rate is deaths per second.
+    #[arg(long)]
+    dead_letter_policy: Option<String>,
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -113,6 +121,8 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         prefetch: args.prefetch,
         auto_ack: args.auto_ack,
         progress: !args.json,
+        delay_ms: args.delay_ms,
+        dead_letter: args.dead_letter_policy,
     };
     block_on(async move {
         let spawned = if args.spawn {
