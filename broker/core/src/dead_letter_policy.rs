@@ -234,7 +234,8 @@ impl Broker {
 
     /// A dead letter nobody could take: kept in the queue's
     /// `dead-letter-fallback`, else in the vhost's parking queue
-    /// ([`PARKING_QUEUE`]), never lost. One line says where and why.
+    /// ([`PARKING_QUEUE`]), never lost. A line says where and why (one a
+    /// second per queue, counting the others).
     pub(super) fn park(&self, vhost: &Vhost, queue: &Queue, cause: &str, message: Message) {
         let fallback = queue
             .settings
@@ -242,12 +243,15 @@ impl Broker {
             .as_deref()
             .filter(|name| vhost.queue(name).is_ok())
             .unwrap_or(PARKING_QUEUE);
-        tracing::warn!(
-            queue = queue.name(),
-            cause,
-            kept_in = fallback,
-            "dead letter kept in the fallback queue"
-        );
+        if let Some(unlogged) = queue.note_parked() {
+            tracing::warn!(
+                queue = queue.name(),
+                cause,
+                kept_in = fallback,
+                earlier_unlogged = unlogged,
+                "dead letter kept in the fallback queue"
+            );
+        }
         if let Err(e) = self.keep_in(vhost, fallback, message) {
             tracing::error!(queue = queue.name(), kept_in = fallback, error = %e, "dead letter lost: its fallback queue refused it");
         }

@@ -82,6 +82,7 @@ impl Broker {
                         int("ready_bytes", stats.ready_bytes),
                         int("unacked", stats.unacked),
                         int("delayed", self.store.delayed(q.id)),
+                        int("dead_letters_parked", q.parked()),
                         int("consumers", q.consumer_count()),
                         flag("durable", q.record.durable),
                         flag("exclusive", q.record.exclusive),

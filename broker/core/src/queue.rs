@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use switchyard_base::ratelimit::LogLimiter;
 use switchyard_protocol::{Field, Value};
 use tokio::sync::Notify;
 
@@ -214,6 +215,10 @@ pub struct Queue {
     deleted: AtomicBool,
     /// Messages skipped because the store could not read them.
     corrupt: AtomicU64,
+    /// Dead letters kept in a fallback queue because their policy or
+    /// exchange failed; their log lines, one a second.
+    parked: AtomicU64,
+    park_log: Mutex<LogLimiter>,
     /// When it was last used (declared, consumed from, read by `get`, or
     /// left by its last consumer), by the broker's clock: what `expires`
     /// counts from.
@@ -240,6 +245,8 @@ impl Queue {
             consumers: Mutex::new(Consumers::default()),
             deleted: AtomicBool::new(false),
             corrupt: AtomicU64::new(0),
+            parked: AtomicU64::new(0),
+            park_log: Mutex::new(LogLimiter::new(std::time::Duration::from_secs(1))),
             last_used_ms: AtomicU64::new(last_used_ms),
             recorded_use_ms: AtomicU64::new(0),
         }
@@ -335,6 +342,23 @@ impl Queue {
 
     pub fn count_corrupt(&self) {
         self.corrupt.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A dead letter of this queue was kept in a fallback queue: `Some(n)`
+    /// when it should be logged (`n` more since the last line), `None` to
+    /// stay quiet (a failing policy does not flood the log).
+    pub(crate) fn note_parked(&self) -> Option<u64> {
+        self.parked.fetch_add(1, Ordering::Relaxed);
+        self.park_log
+            .lock()
+            .unwrap()
+            .admit(std::time::Instant::now())
+    }
+
+    /// How many dead letters were kept in a fallback queue since the
+    /// broker started.
+    pub fn parked(&self) -> u64 {
+        self.parked.load(Ordering::Relaxed)
     }
 
     /// How many unreadable messages were skipped since the broker started.

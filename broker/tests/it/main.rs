@@ -26,6 +26,7 @@ mod e2e_bench;
 mod e2e_broker_death;
 mod e2e_cli;
 mod e2e_crash_loop;
+mod e2e_dead_letter_failures;
 mod e2e_dead_letters;
 mod e2e_delays;
 mod e2e_delivery;

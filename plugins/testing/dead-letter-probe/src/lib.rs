@@ -3,8 +3,8 @@
 //!
 //! `mode` is one of `park:NAME` (park every death in queue NAME),
 //! `short-batch` (a batch answer with one action too few), `empty-park`
-//! (park in a queue with an empty name) or `trap` (panics); anything else
-//! drops. `decide` answers the same as a batch of one.
+//! (park in a queue with an empty name), `trap` (panics) or `spin` (never
+//! returns: the host's call deadline ends it); anything else drops. `decide` answers the same as a batch of one.
 #![no_std]
 
 extern crate alloc;
@@ -23,6 +23,9 @@ fn action(mode: &str) -> BatchAction {
     match mode {
         "empty-park" => BatchAction::Park("".into()),
         "trap" => panic!("dead-letter-probe asked to trap"),
+        "spin" => loop {
+            core::hint::spin_loop();
+        },
         _ => match mode.strip_prefix("park:") {
             Some(queue) => BatchAction::Park(queue.into()),
             None => BatchAction::Drop,
