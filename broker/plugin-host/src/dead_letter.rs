@@ -4,26 +4,17 @@
 //! drop-head burst or a `nack multiple`. A batch is one sandboxed call on
 //! one instance whether or not the plugin exports `dead-letter-batch`.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
-use super::bindings::{
-    Action, BatchAction, BatchDeath, DeathReason, DeathRecord, Field, Message, PluginKind,
-};
+use super::bindings::{Action, BatchAction, BatchDeath, DeathReason, DeathRecord, Field, Message};
 use super::error::PluginError;
 use super::failure::CallFailure;
-use super::kv::KvScope;
-use super::policies::{check_text, expect_kind};
-use super::registry::PluginSlot;
+use super::handle::{DeadLetterKind, PluginHandle};
+use super::policies::check_text;
 use super::version::{KindExports, PluginInstance, with_bodies};
 
 /// A dead-letter policy plugin.
-#[derive(Clone)]
-pub struct DeadLetterPolicy {
-    slot: Arc<PluginSlot>,
-    scope: KvScope,
-}
+pub type DeadLetterPolicy = PluginHandle<DeadLetterKind>;
 
 /// The circumstances of one death, as the policy sees them.
 pub struct DeathNotice<'a> {
@@ -109,26 +100,6 @@ impl PolicyAction {
 }
 
 impl DeadLetterPolicy {
-    pub fn new(slot: Arc<PluginSlot>) -> Result<Self, PluginError> {
-        expect_kind(&slot, PluginKind::DeadLetter)?;
-        Ok(DeadLetterPolicy {
-            slot,
-            scope: KvScope::host(),
-        })
-    }
-
-    /// The kv state the plugin sees through this handle (the `host` scope
-    /// unless set).
-    pub fn with_kv_scope(mut self, scope: KvScope) -> Self {
-        self.scope = scope;
-        self
-    }
-
-    /// The plugin's slot: its active version's `label()` names it in logs.
-    pub fn plugin(&self) -> &Arc<PluginSlot> {
-        &self.slot
-    }
-
     pub fn decide(
         &self,
         message: &Message,

@@ -2,31 +2,16 @@
 //! `dead_letter`). Each wrapper holds the plugin slot (so it follows hot
 //! swaps) and checks the plugin's answer before the broker acts on it.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
-use super::bindings::{Decision, Message, PluginKind, Verdict};
+use super::bindings::{Decision, Message, Verdict};
 use super::error::PluginError;
 use super::failure::CallFailure;
-use super::kv::KvScope;
-use super::registry::PluginSlot;
+use super::handle::{FilterKind, PluginHandle, SetRouterKind};
 use super::version::{KindExports, PluginInstance, with_bodies};
 
 /// Longest exchange, routing key, SET id or reason a plugin may return.
 const MAX_NAME_BYTES: usize = 4096;
-
-pub(crate) fn expect_kind(slot: &PluginSlot, expected: PluginKind) -> Result<(), PluginError> {
-    if slot.kind() == expected {
-        Ok(())
-    } else {
-        Err(PluginError::WrongKind {
-            name: slot.name().into(),
-            expected,
-            actual: slot.kind(),
-        })
-    }
-}
 
 pub(crate) fn check_text(what: &str, text: &str) -> Result<(), CallFailure> {
     if text.len() > MAX_NAME_BYTES {
@@ -39,32 +24,9 @@ pub(crate) fn check_text(what: &str, text: &str) -> Result<(), CallFailure> {
 }
 
 /// A filter plugin (idempotency, duplicate suppression).
-#[derive(Clone)]
-pub struct MessageFilter {
-    slot: Arc<PluginSlot>,
-    scope: KvScope,
-}
+pub type MessageFilter = PluginHandle<FilterKind>;
 
 impl MessageFilter {
-    pub fn new(slot: Arc<PluginSlot>) -> Result<Self, PluginError> {
-        expect_kind(&slot, PluginKind::Filter)?;
-        Ok(MessageFilter {
-            slot,
-            scope: KvScope::host(),
-        })
-    }
-
-    /// The kv state the plugin sees through this handle (the `host` scope
-    /// unless set).
-    pub fn with_kv_scope(mut self, scope: KvScope) -> Self {
-        self.scope = scope;
-        self
-    }
-
-    pub fn plugin(&self) -> &Arc<PluginSlot> {
-        &self.slot
-    }
-
     /// One verdict per message, from one plugin call.
     pub fn check_batch(
         &self,
@@ -110,28 +72,9 @@ impl MessageFilter {
 }
 
 /// A SET router plugin.
-#[derive(Clone)]
-pub struct SetRouter {
-    slot: Arc<PluginSlot>,
-    scope: KvScope,
-}
+pub type SetRouter = PluginHandle<SetRouterKind>;
 
 impl SetRouter {
-    pub fn new(slot: Arc<PluginSlot>) -> Result<Self, PluginError> {
-        expect_kind(&slot, PluginKind::SetRouter)?;
-        Ok(SetRouter {
-            slot,
-            scope: KvScope::host(),
-        })
-    }
-
-    /// The kv state the plugin sees through this handle (the `host` scope
-    /// unless set).
-    pub fn with_kv_scope(mut self, scope: KvScope) -> Self {
-        self.scope = scope;
-        self
-    }
-
     pub fn route(
         &self,
         message: &Message,
