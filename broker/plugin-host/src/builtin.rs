@@ -57,6 +57,9 @@ impl PluginRegistry {
         loop {
             match self.load(bytes, LoadOptions::default()) {
                 Ok(_) => return Ok(()),
+                // The data dir holds an earlier binary's build under the
+                // same version number.
+                Err(PluginError::Conflict { .. }) if self.replace_builtin(bytes)? => return Ok(()),
                 Err(PluginError::Timeout { .. }) if attempt < LOAD_ATTEMPTS => attempt += 1,
                 Err(error) => return Err(error),
             }

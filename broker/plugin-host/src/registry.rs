@@ -382,6 +382,37 @@ impl PluginRegistry {
         Ok(previous)
     }
 
+    /// Puts this binary's build of a built-in in place of a stored version
+    /// of the same number with other bytes (a data dir from an earlier
+    /// binary): built-ins belong to the binary, so its build wins, and the
+    /// slot's active version moves to it if that number was active.
+    /// Returns false (nothing changed) unless the stored version differs.
+    pub(crate) fn replace_builtin(&self, bytes: &[u8]) -> Result<bool, PluginError> {
+        let version = self.load_version(bytes, BTreeMap::new(), None)?;
+        let _changes = self.changes.lock().unwrap();
+        let Some(slot) = self.slots.read().unwrap().get(version.name()).cloned() else {
+            return Ok(false);
+        };
+        let mut state = slot.state.lock().unwrap();
+        let Some(stored) = state.versions.get(version.version()) else {
+            return Ok(false);
+        };
+        if stored.sha256() == version.sha256() || slot.kind != version.kind() {
+            return Ok(false);
+        }
+        self.persist_blob(bytes, &version)?;
+        state
+            .versions
+            .insert(version.version().to_string(), version.clone());
+        if slot.active().version() == version.version() {
+            slot.active.store(version.clone());
+        }
+        drop(state);
+        self.persist(&slot)?;
+        tracing::info!(plugin = %version.label(), "built-in plugin updated to this binary's build");
+        Ok(true)
+    }
+
     fn swap(slot: &PluginSlot, version: Arc<PluginVersion>) {
         let current = slot.active();
         if current.version() == version.version() {

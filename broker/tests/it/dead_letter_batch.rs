@@ -11,7 +11,7 @@ use bytes::Bytes;
 use switchyard::plugins::conformance::check_component;
 use switchyard::plugins::{
     DeadLetterPolicy, DeathInput, DeathReason, DeathRecord, Field, LoadOptions, Message,
-    PluginError, PluginRegistry, PluginVersion, PolicyAction, Value,
+    PluginEngine, PluginError, PluginRegistry, PluginVersion, PolicyAction, SandboxLimits, Value,
 };
 
 use crate::common;
@@ -210,4 +210,28 @@ fn a_trapping_policy_fails_the_whole_batch() {
         .unwrap_err();
     assert!(matches!(error, PluginError::Trap { .. }), "{error}");
     assert!(error.to_string().contains("probe-trap@0.0.0"), "{error}");
+}
+
+#[test]
+fn an_earlier_binarys_builtin_in_the_data_dir_is_replaced_by_this_binarys_build() {
+    // A data dir written by an earlier binary: its `dead-letter@0.1.0` has
+    // other bytes than this binary's build of the same version.
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let engine = PluginEngine::new(SandboxLimits::default(), None).unwrap();
+    let registry = PluginRegistry::open(engine, db).unwrap();
+    registry
+        .load(DEAD_LETTER_0_1_0, LoadOptions::default())
+        .unwrap();
+    let failures = registry.install_builtins();
+    assert!(
+        failures.iter().all(|(name, _)| name != "dead-letter"),
+        "{failures:?}"
+    );
+    let builtin = switchyard::plugins::builtin_component("dead-letter").unwrap();
+    let active = registry.get("dead-letter").unwrap().active();
+    assert_eq!(active.sha256(), switchyard::plugins::sha256_hex(builtin));
+    assert!(
+        active.decides_batches(),
+        "this binary's build answers batches"
+    );
 }
