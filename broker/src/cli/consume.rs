@@ -207,6 +207,10 @@ pub struct GetArgs {
     /// Leave the message in the queue (it is requeued when the command exits).
     #[arg(long)]
     pub requeue: bool,
+    /// Wait up to this long (30s, 500ms; at most 5m) for a message to
+    /// arrive; returns as soon as one does (long polling).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub wait: Option<std::time::Duration>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -214,7 +218,11 @@ pub struct GetArgs {
 pub fn get(args: GetArgs) -> anyhow::Result<()> {
     block_on(async move {
         let (connection, channel) = args.client.connect().await?;
-        match channel.get(&args.queue, false).await? {
+        let got = match args.wait {
+            Some(wait) => channel.get_wait(&args.queue, false, wait).await?,
+            None => channel.get(&args.queue, false).await?,
+        };
+        match got {
             Some((delivery, remaining)) => {
                 println!("{}", line(&delivery, args.format));
                 if args.requeue {

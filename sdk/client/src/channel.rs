@@ -470,14 +470,39 @@ impl Channel {
     /// Fetches one message, if the queue has one ready; also returns how
     /// many are left.
     pub async fn get(&self, queue: &str, auto_ack: bool) -> Result<Option<(Delivery, u64)>, Error> {
-        match self
+        let reply = self
             .request(|req| Frame::Get {
                 req,
                 queue: queue.into(),
                 auto_ack,
             })
-            .await?
-        {
+            .await?;
+        self.got(reply)
+    }
+
+    /// Like [`Channel::get`], but waits up to `wait` (at most 5 minutes)
+    /// for a message to arrive: returns as soon as one is ready (long
+    /// polling). The channel answers nothing else meanwhile.
+    pub async fn get_wait(
+        &self,
+        queue: &str,
+        auto_ack: bool,
+        wait: std::time::Duration,
+    ) -> Result<Option<(Delivery, u64)>, Error> {
+        let reply = self
+            .request(|req| Frame::GetWait {
+                req,
+                queue: queue.into(),
+                auto_ack,
+                wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            })
+            .await?;
+        self.got(reply)
+    }
+
+    /// A `Get`'s answer: the message and how many are still ready.
+    fn got(&self, reply: Frame) -> Result<Option<(Delivery, u64)>, Error> {
+        match reply {
             Frame::GetOk {
                 delivery_tag,
                 redelivered,

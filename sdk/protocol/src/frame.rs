@@ -121,6 +121,10 @@ frames! {
     0x48 => Cancel { req: u32, tag: String },
     /// Broker → client: the consumer ended (its queue was deleted).
     0x49 => Cancelled { tag: String, reason: String },
+    /// A `Get` that waits up to `wait_ms` for a message (long polling):
+    /// answered `GetOk` as soon as one is ready, `GetEmpty` when the wait
+    /// is over.
+    0x4A => GetWait { req: u32, queue: String, auto_ack: bool, wait_ms: u64 },
 }
 
 /// What a `Query` frame lists.
@@ -203,6 +207,7 @@ impl Frame {
             | Frame::ConfirmSelect { req }
             | Frame::Consume { req, .. }
             | Frame::Get { req, .. }
+            | Frame::GetWait { req, .. }
             | Frame::GetOk { req, .. }
             | Frame::GetEmpty { req }
             | Frame::Cancel { req, .. } => *req,

@@ -2,6 +2,7 @@
 //! `get`, and settling deliveries (ack, nack, reject).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use switchyard_protocol::{Frame, code};
 use tokio::sync::{Semaphore, watch};
@@ -9,6 +10,9 @@ use tokio::sync::{Semaphore, watch};
 use super::{ChannelSession, Close, ConsumerHandle, Failure, unexpected};
 use crate::consumer::{ConsumerTask, Unacked};
 use switchyard_core::{AckMode, BrokerError, Got, Settle};
+
+/// The longest a `GetWait` waits (5 minutes).
+const MAX_GET_WAIT_MS: u64 = 300_000;
 
 impl ChannelSession {
     /// Starts a consumer; the reply goes out before its first delivery.
@@ -121,6 +125,39 @@ impl ChannelSession {
         })
     }
 
+    /// A `get` that waits up to `wait_ms` for a message: it tries again
+    /// each time the queue signals a new ready message (armed before each
+    /// try, so a publish in between is not missed).
+    async fn get_waiting(
+        &mut self,
+        req: u32,
+        queue: &str,
+        auto_ack: bool,
+        wait_ms: u64,
+    ) -> Result<Frame, BrokerError> {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(wait_ms.min(MAX_GET_WAIT_MS));
+        loop {
+            // The core checks the permission and takes the message; only
+            // then is the queue's signal armed, and the queue looked at again.
+            let reply = self.get(req, queue, auto_ack)?;
+            if !matches!(reply, Frame::GetEmpty { .. }) {
+                return Ok(reply);
+            }
+            let signal = self.vhost.queue(queue)?;
+            let ready = signal.ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            let reply = self.get(req, queue, auto_ack)?;
+            if !matches!(reply, Frame::GetEmpty { .. }) {
+                return Ok(reply);
+            }
+            if tokio::time::timeout_at(deadline, ready).await.is_err() {
+                return Ok(reply);
+            }
+        }
+    }
+
     pub(super) fn settle(
         &mut self,
         delivery_tag: u64,
@@ -178,6 +215,15 @@ impl ChannelSession {
                 auto_ack,
             } => {
                 let reply = self.get(req, &queue, auto_ack)?;
+                self.reply(reply).await;
+            }
+            Frame::GetWait {
+                req,
+                queue,
+                auto_ack,
+                wait_ms,
+            } => {
+                let reply = self.get_waiting(req, &queue, auto_ack, wait_ms).await?;
                 self.reply(reply).await;
             }
             Frame::Ack {

@@ -258,6 +258,7 @@ impl ChannelSession {
             Frame::Consume { .. }
             | Frame::Cancel { .. }
             | Frame::Get { .. }
+            | Frame::GetWait { .. }
             | Frame::Ack { .. }
             | Frame::Nack { .. }
             | Frame::Reject { .. } => self.consuming(frame).await,
