@@ -84,6 +84,7 @@ impl Broker {
                         int("delayed", self.store.delayed(q.id)),
                         int("dead_letters_parked", q.parked()),
                         int("consumers", q.consumer_count()),
+                        text("active_consumer", q.active_consumer().unwrap_or_default()),
                         flag("durable", q.record.durable),
                         flag("exclusive", q.record.exclusive),
                         flag("auto_delete", q.record.auto_delete),

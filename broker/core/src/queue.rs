@@ -47,6 +47,9 @@ pub struct QueueSettings {
     pub dead_letter_policy: Option<String>,
     /// Dead-lettered (reason `delivery-limit`) when returned this many times.
     pub delivery_limit: Option<u64>,
+    /// One consumer at a time receives (the first registered still there);
+    /// the next takes over when it goes, its unacked messages first.
+    pub single_active_consumer: bool,
 }
 
 const KNOWN: &[&str] = &[
@@ -61,6 +64,7 @@ const KNOWN: &[&str] = &[
     "dead-letter-routing-key",
     "dead-letter-policy",
     "delivery-limit",
+    "single-active-consumer",
 ];
 
 impl QueueSettings {
@@ -102,6 +106,7 @@ impl QueueSettings {
             dead_letter_fallback: None,
             dead_letter_policy: None,
             delivery_limit: None,
+            single_active_consumer: false,
         };
         let mut unknown = Vec::new();
         for field in arguments {
@@ -159,6 +164,18 @@ impl QueueSettings {
                 "dead-letter-routing-key" => settings.dead_letter_routing_key = Some(text()?),
                 "dead-letter-fallback" => settings.dead_letter_fallback = Some(text()?),
                 "dead-letter-policy" => settings.dead_letter_policy = Some(text()?),
+                "single-active-consumer" => {
+                    settings.single_active_consumer = match &field.value {
+                        Value::Bool(on) => *on,
+                        Value::Text(t) if t == "true" => true,
+                        Value::Text(t) if t == "false" => false,
+                        other => {
+                            return Err(BrokerError::invalid_argument(format!(
+                                "queue argument 'single-active-consumer' must be true or false, not {other:?}"
+                            )));
+                        }
+                    }
+                }
                 "delivery-limit" => match number()? {
                     0 => {
                         return Err(BrokerError::invalid_argument(
@@ -199,6 +216,9 @@ impl QueueSettings {
 struct Consumers {
     /// tag → connection id.
     tags: HashMap<String, u64>,
+    /// Tags in the order they registered: the first is the single active
+    /// consumer of a `single-active-consumer` queue.
+    order: Vec<String>,
     exclusive: bool,
     ever_consumed: bool,
 }
@@ -211,6 +231,8 @@ pub struct Queue {
     pub owner: Option<u64>,
     /// Signalled when messages become ready (publish, requeue, release).
     pub ready: Notify,
+    /// Signalled when the single active consumer goes (the next takes over).
+    pub active_changed: Notify,
     consumers: Mutex<Consumers>,
     deleted: AtomicBool,
     /// Messages skipped because the store could not read them.
@@ -242,6 +264,7 @@ impl Queue {
             settings,
             owner,
             ready: Notify::new(),
+            active_changed: Notify::new(),
             consumers: Mutex::new(Consumers::default()),
             deleted: AtomicBool::new(false),
             corrupt: AtomicU64::new(0),
@@ -319,6 +342,7 @@ impl Queue {
         }
         consumers.exclusive = exclusive;
         consumers.ever_consumed = true;
+        consumers.order.push(tag.to_string());
         Ok(())
     }
 
@@ -328,7 +352,33 @@ impl Queue {
         if consumers.tags.remove(tag).is_some() {
             consumers.exclusive = false;
         }
+        let was_active = consumers.order.first().is_some_and(|t| t == tag);
+        consumers.order.retain(|t| t != tag);
+        if was_active {
+            self.active_changed.notify_waiters();
+        }
         self.record.auto_delete && consumers.ever_consumed && consumers.tags.is_empty()
+    }
+
+    /// Whether consumer `tag` may receive now: always, unless the queue has
+    /// a single active consumer and it is another one.
+    pub fn is_active_consumer(&self, tag: &str) -> bool {
+        !self.settings.single_active_consumer
+            || self
+                .consumers
+                .lock()
+                .unwrap()
+                .order
+                .first()
+                .is_some_and(|t| t == tag)
+    }
+
+    /// The single active consumer's tag, for listings.
+    pub fn active_consumer(&self) -> Option<String> {
+        if !self.settings.single_active_consumer {
+            return None;
+        }
+        self.consumers.lock().unwrap().order.first().cloned()
     }
 
     pub fn consumer_count(&self) -> u32 {

@@ -68,6 +68,9 @@ pub struct ConsumerTask {
 impl ConsumerTask {
     pub async fn run(mut self) {
         loop {
+            if !self.wait_until_active().await {
+                return;
+            }
             if let Some(credit) = &self.credit {
                 tokio::select! {
                     permit = credit.acquire() => match permit {
@@ -109,6 +112,24 @@ impl ConsumerTask {
                     _ = self.stop.changed() => return,
                 },
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+    }
+
+    /// On a single-active-consumer queue, waits until this consumer is the
+    /// active one (the signal is armed before the check, so a takeover in
+    /// between is not missed); false if told to stop meanwhile.
+    async fn wait_until_active(&mut self) -> bool {
+        loop {
+            let changed = self.queue.active_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.queue.is_active_consumer(&self.tag) {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut changed => {}
+                _ = self.stop.changed() => return false,
             }
         }
     }

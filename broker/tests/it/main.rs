@@ -43,6 +43,7 @@ mod e2e_memory_return;
 mod e2e_plugins;
 mod e2e_routing;
 mod e2e_security;
+mod e2e_single_active;
 mod e2e_topology;
 mod hostile_plugins;
 mod key_only_claim;

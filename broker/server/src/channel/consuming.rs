@@ -82,9 +82,8 @@ impl ChannelSession {
         Ok(())
     }
 
-    pub(super) async fn stop_consumer(&self, tag: &str, handle: ConsumerHandle) {
-        let _ = handle.stop.send(true);
-        let _ = handle.task.await;
+    pub(super) async fn stop_consumer(&self, tag: &str, mut handle: ConsumerHandle) {
+        handle.halt().await;
         self.broker.end_consumer(&self.vhost, &handle.queue, tag);
     }
 

@@ -32,6 +32,14 @@ struct ConsumerHandle {
     task: JoinHandle<()>,
 }
 
+impl ConsumerHandle {
+    /// Stops the consumer's task: it takes no more messages.
+    async fn halt(&mut self) {
+        let _ = self.stop.send(true);
+        let _ = (&mut self.task).await;
+    }
+}
+
 pub struct ChannelSession {
     pub broker: Arc<Broker>,
     pub principal: Arc<Principal>,
@@ -280,8 +288,12 @@ impl ChannelSession {
     /// lets pending confirms go out, then says why the channel closed.
     async fn shutdown(mut self, close: Option<Close>) {
         std::mem::take(&mut self.refusals).finish();
-        for (tag, handle) in std::mem::take(&mut self.consumers) {
-            self.stop_consumer(&tag, handle).await;
+        // Consumers stop taking messages, their unacked deliveries go back,
+        // and only then do they leave their queues: the single active
+        // consumer taking over finds those first, in order.
+        let mut consumers = std::mem::take(&mut self.consumers);
+        for handle in consumers.values_mut() {
+            handle.halt().await;
         }
         let unacked = std::mem::take(&mut self.deliveries.lock().unwrap().unacked);
         let mut by_queue: HashMap<u32, (Arc<switchyard_core::Queue>, Vec<u64>)> = HashMap::new();
@@ -294,6 +306,9 @@ impl ChannelSession {
         }
         for (queue, offsets) in by_queue.into_values() {
             self.broker.release(&queue, &offsets);
+        }
+        for (tag, handle) in consumers {
+            self.broker.end_consumer(&self.vhost, &handle.queue, &tag);
         }
         if let Some((confirms, task)) = self.confirms.take() {
             drop(confirms);
