@@ -10,6 +10,7 @@ use super::convert::{describe_arguments, fields_to_plugin};
 use super::error::BrokerError;
 use super::exchange::Exchange;
 use super::exchange_arguments::{bare_name, check_exchange_arguments};
+use super::ordered::ORDERED;
 use super::queue::{Queue, QueueSettings};
 use super::records::{
     BINDINGS, BindingRecord, EXCHANGES, EncodedFields, ExchangeRecord, QUEUES, QueueRecord, VHOSTS,
@@ -251,6 +252,9 @@ impl Broker {
         let vhost = self.vhost(&principal.vhost)?;
         if spec.passive {
             return vhost.exchange(spec.name).map(drop);
+        }
+        if spec.kind == ORDERED {
+            return self.declare_ordered(principal, spec);
         }
         check_name("exchange", spec.name)?;
         if spec.name.is_empty() || spec.name.starts_with("amq.") {

@@ -67,6 +67,10 @@ pub struct PublishArgs {
     /// x-deliver-at).
     #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
     pub deliver_at: Option<std::time::SystemTime>,
+    /// The ordering key (header x-ordering-key): an `ordered` exchange
+    /// keeps each key's messages on one partition, in order.
+    #[arg(long)]
+    pub ordering_key: Option<String>,
     /// Priority, 0–255: carried to consumers and plugins (queues still
     /// deliver in order).
     #[arg(long)]
@@ -146,6 +150,9 @@ fn build_message(
         if let Some(id) = &args.message_id {
             message.properties.message_id = Some(format!("{id}-{seq}"));
         }
+    }
+    if let Some(key) = &args.ordering_key {
+        message = message.ordering_key(key.clone());
     }
     if let Some(delay) = args.delay {
         message = message.delayed(delay);

@@ -40,6 +40,7 @@ mod e2e_isolation;
 mod e2e_limits;
 mod e2e_long_poll;
 mod e2e_memory_return;
+mod e2e_ordered;
 mod e2e_plugins;
 mod e2e_routing;
 mod e2e_security;

@@ -19,7 +19,8 @@ pub use codec::{Codec, LENGTH_PREFIX};
 pub use error::{DecodeError, code};
 pub use frame::{Frame, Query};
 pub use types::{
-    DELAY_HEADER, DELIVER_AT_HEADER, Field, MANDATORY, Message, PERSISTENT, Properties, Value, find,
+    DELAY_HEADER, DELIVER_AT_HEADER, Field, MANDATORY, Message, ORDERING_KEY_HEADER, PERSISTENT,
+    Properties, Value, find,
 };
 
 /// The QUIC application protocol name.

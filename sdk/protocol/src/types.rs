@@ -243,6 +243,9 @@ pub struct Message {
 pub const DELAY_HEADER: &str = "x-delay";
 /// Header: deliver at this time (milliseconds since the Unix epoch).
 pub const DELIVER_AT_HEADER: &str = "x-deliver-at";
+/// Header: the ordering key — an `ordered` exchange keeps every key's
+/// messages on one partition, in publish order.
+pub const ORDERING_KEY_HEADER: &str = "x-ordering-key";
 
 impl Message {
     pub fn new(routing_key: impl Into<String>, body: impl Into<Bytes>) -> Self {
@@ -274,6 +277,12 @@ impl Message {
     pub fn delayed(self, delay: std::time::Duration) -> Self {
         let ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         self.with_header(DELAY_HEADER, Value::Int(ms))
+    }
+
+    /// The ordering key (header [`ORDERING_KEY_HEADER`]): an `ordered`
+    /// exchange keeps every key's messages on one partition, in order.
+    pub fn ordering_key(self, key: impl Into<String>) -> Self {
+        self.with_header(ORDERING_KEY_HEADER, Value::Text(key.into()))
     }
 
     /// Delivered at `at` (header [`DELIVER_AT_HEADER`], milliseconds since
