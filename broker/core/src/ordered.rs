@@ -6,7 +6,8 @@
 //! order; its single active consumer processes them in that order, also
 //! across failover (its unacked messages go to the next consumer first).
 //! What is declared is ordinary: listings show the exchange, queues and
-//! bindings as what they are.
+//! bindings as what they are. Declaring it again with another partition
+//! count is refused: keys would move, and lose their order.
 
 use switchyard_protocol::{Field, Value};
 
@@ -66,6 +67,17 @@ impl Broker {
         spec: ExchangeSpec<'_>,
     ) -> Result<(), BrokerError> {
         let partitions = partitions(&spec.arguments)?;
+        // Keys would move to other partitions (and lose their order) if
+        // the count changed under them.
+        if let Ok(existing) = self.vhost(&principal.vhost)?.exchange(spec.name) {
+            let bound = existing.bindings().len() as u64;
+            if bound != partitions {
+                return Err(BrokerError::precondition(format!(
+                    "exchange '{}' already exists with {bound} partitions, not {partitions}",
+                    spec.name
+                )));
+            }
+        }
         // No part is exclusive to a connection: none is named.
         let connection = 0;
         let name = spec.name;

@@ -27,16 +27,20 @@ pub enum DeclareCommand {
     /// headers, consistent-hash, or one loaded at run time).
     Exchange {
         name: String,
-        /// The exchange type: a plugin name.
+        /// The exchange type: a plugin name, or `ordered` with
+        /// `--arg partitions=N` (a consistent-hash exchange over the
+        /// ordering key and N single-active-consumer queues NAME.0 …).
         #[arg(long = "type")]
         kind: String,
         #[command(flatten)]
         common: DeclareCommon,
     },
     /// Declare a queue. Arguments: flush=async|sync, message-ttl=MS,
-    /// max-length=N, overflow=drop-head|reject-publish|reject-publish-dlx,
+    /// max-length=N, max-length-bytes=N,
+    /// overflow=drop-head|reject-publish|reject-publish-dlx,
     /// dead-letter-exchange=X, dead-letter-routing-key=K,
-    /// dead-letter-fallback=Q, expires=MS.
+    /// dead-letter-policy=PLUGIN, dead-letter-fallback=Q, delivery-limit=N,
+    /// single-active-consumer=true, expires=MS.
     Queue {
         name: String,
         /// Only the declaring connection may use the queue, and the queue

@@ -54,6 +54,33 @@ async fn per_key_order_survives_consumers_dying_at_random() {
         "partitions=8",
         "--durable",
     ]);
+    // Declaring it again is a no-op; with another count, refused.
+    broker.cli_ok(&[
+        "declare",
+        "exchange",
+        "orders",
+        "--type",
+        "ordered",
+        "--arg",
+        "partitions=8",
+        "--durable",
+    ]);
+    let other = broker.cli(&[
+        "declare",
+        "exchange",
+        "orders",
+        "--type",
+        "ordered",
+        "--arg",
+        "partitions=4",
+        "--durable",
+    ]);
+    assert!(!other.status.success());
+    assert!(
+        support::stderr(&other).contains("8 partitions"),
+        "{}",
+        support::stderr(&other)
+    );
     for p in 0..PARTITIONS {
         let row = queue_row(&broker, &format!("orders.{p}")).expect("a partition queue");
         assert!(
