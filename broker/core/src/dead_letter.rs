@@ -57,7 +57,7 @@ impl Broker {
             self.dead_letter_batch(vhost, &queue, DeathReason::MaxLength, corpses);
         }
         for queue in aftermath.overfull {
-            if queue.settings.overflow == Overflow::DropHead {
+            if queue.settings.overflow == Overflow::DropHead && queue.settings.has_limits() {
                 self.drop_head(vhost, &queue);
             }
         }

@@ -68,6 +68,12 @@ const KNOWN: &[&str] = &[
 ];
 
 impl QueueSettings {
+    /// Whether the queue has a length limit at all (without one, nothing
+    /// need be counted on the publish path).
+    pub fn has_limits(&self) -> bool {
+        self.max_length.is_some() || self.max_length_bytes.is_some()
+    }
+
     /// Whether a publish would go past a limit: the queue is at its
     /// max-length or max-length-bytes.
     pub fn is_full(&self, stats: &QueueStats) -> bool {

@@ -166,7 +166,8 @@ impl Broker {
         let mut ids: Vec<QueueId> = Vec::with_capacity(queues.len());
         let mut full = None;
         for queue in queues {
-            if queue.settings.overflow != Overflow::DropHead
+            if queue.settings.has_limits()
+                && queue.settings.overflow != Overflow::DropHead
                 && self
                     .store
                     .stats(queue.id)
@@ -218,7 +219,8 @@ impl Broker {
             .iter()
             .filter(|q| ids.contains(&q.id) && due.is_none())
         {
-            if queue.settings.overflow == Overflow::DropHead
+            if queue.settings.has_limits()
+                && queue.settings.overflow == Overflow::DropHead
                 && self
                     .store
                     .stats(queue.id)
