@@ -183,6 +183,16 @@ async fn per_key_order_survives_consumers_dying_at_random() {
         );
     }
     assert_eq!(acked.len() as u64, KEYS);
+    // The counters say the same: nothing ready, nothing unacknowledged.
+    for p in 0..PARTITIONS {
+        let queue = format!("orders.{p}");
+        let empty = support::eventually(Duration::from_secs(30), || {
+            let row = queue_row(&broker, &queue).unwrap();
+            (row["ready"].as_i64(), row["unacked"].as_i64()) == (Some(0), Some(0))
+        })
+        .await;
+        assert!(empty, "{queue}: {}", queue_row(&broker, &queue).unwrap());
+    }
     for worker in workers {
         worker.abort();
     }
