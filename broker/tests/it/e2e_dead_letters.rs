@@ -9,7 +9,7 @@ use crate::support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::{Broker, eventually};
+use support::Broker;
 use switchyard_client::{Channel, ExchangeOptions, Field, Message, QueueOptions, Value};
 
 async fn declare(ch: &Channel, name: &str, arguments: &[(&str, &str)]) {
@@ -84,14 +84,16 @@ async fn each_death_reaches_the_dead_letter_queue_with_its_history() {
     let (limited, _) = ch.get("q-limit", false).await.unwrap().unwrap();
     limited.nack(true).await.unwrap();
 
-    let mut dead: HashMap<String, Message> = HashMap::new();
-    let got = eventually(Duration::from_secs(60), || {
-        while let Some((d, _)) = futures::executor::block_on(ch.get("dead", true)).unwrap() {
-            dead.insert(String::from_utf8_lossy(&d.message.body).into(), d.message);
+    let dead: std::sync::Mutex<HashMap<String, Message>> = Default::default();
+    let got = support::eventually_async(Duration::from_secs(60), || async {
+        while let Some((d, _)) = ch.get("dead", true).await.unwrap() {
+            let body = String::from_utf8_lossy(&d.message.body).into_owned();
+            dead.lock().unwrap().insert(body, d.message);
         }
-        dead.len() >= 6
+        dead.lock().unwrap().len() >= 6
     })
     .await;
+    let dead = dead.into_inner().unwrap();
     assert!(
         got,
         "dead letters so far: {:?}",

@@ -32,15 +32,24 @@ async fn failover_keeps_publish_order_with_no_gaps() {
     let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
     // Three consumers, registered in order; the first two die after
     // acknowledging 3,000 messages each, holding unacked ones.
-    let mut members = Vec::new();
-    for (member, dies_after) in [(0, Some(3_000)), (1, Some(6_000)), (2, None)] {
+    let mut registered = Vec::new();
+    for member in 0..3 {
         let (connection, member_ch) = broker.channel().await;
         let options = ConsumeOptions {
             prefetch: 50,
             tag: format!("member-{member}"),
             ..ConsumeOptions::default()
         };
-        let mut consumer = member_ch.consume("ordered", options).await.unwrap();
+        let consumer = member_ch.consume("ordered", options).await.unwrap();
+        registered.push((connection, member_ch, consumer));
+    }
+    // Only the first registered receives.
+    let row = queue_row(&broker, "ordered").unwrap();
+    assert_eq!(row["active_consumer"], "member-0", "{row}");
+    let mut members = Vec::new();
+    for ((connection, member_ch, mut consumer), dies_after) in
+        registered.into_iter().zip([Some(3_000), Some(6_000), None])
+    {
         let acked = acked.clone();
         members.push(tokio::spawn(async move {
             loop {
@@ -75,11 +84,6 @@ async fn failover_keeps_publish_order_with_no_gaps() {
                 }
             }
         }));
-        // Only the first registered receives.
-        if member == 0 {
-            let row = queue_row(&broker, "ordered").unwrap();
-            assert_eq!(row["active_consumer"], "member-0", "{row}");
-        }
     }
     let all = eventually(Duration::from_secs(120), || {
         acked.lock().unwrap().len() as u64 == COUNT

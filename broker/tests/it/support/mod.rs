@@ -201,6 +201,25 @@ pub fn stderr(out: &Output) -> String {
 
 pub const SHORT: Duration = Duration::from_millis(300);
 
+/// Like [`eventually`], for a condition that has to await (a request to
+/// the broker): polled every 100 ms until it holds or `limit` passes.
+pub async fn eventually_async<F, Fut>(limit: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Polls `condition` (every 100 ms) until it holds or `limit` passes;
 /// whether it held.
 pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
