@@ -5,7 +5,7 @@
 //! against when the policy said it would (500 ms, 1 s, 2 s, then parked in
 //! `<queue>.parked`). With a second build it then shows a hot swap: two
 //! deaths under the first version, the second version (loaded with
-//! `first-delay-ms=100`) activated, and the later deaths decided by it
+//! `first-delay-ms=10`) activated, and the later deaths decided by it
 //! while the retry already scheduled keeps the first version's delay.
 //!
 //! ```sh
@@ -181,8 +181,11 @@ async fn main() -> Result<(), Error> {
         // while that retry waits, and does not change it.
         let at = Instant::now();
         delivery.reject(false).await?;
-        let swapped = load(&admin, second, &[("first-delay-ms", "100")]).await?;
-        println!("hot-swapped to {swapped} (first-delay-ms=100)");
+        // The rejection is decided once the broker answers a request sent
+        // after it on the same channel: only then is the policy swapped.
+        channel.query(switchyard_client::Query::Vhosts).await?;
+        let swapped = load(&admin, second, &[("first-delay-ms", "10")]).await?;
+        println!("hot-swapped to {swapped} (first-delay-ms=10)");
         let back = consumer
             .next()
             .await
@@ -193,10 +196,11 @@ async fn main() -> Result<(), Error> {
             )));
         }
         println!(
-            "{queue} death 2 (first version): retried after {} ms (policy: 1000 ms)",
+            "{queue} death 2 (first version): retried, read {} ms later, after the swap (policy: 1000 ms)",
             at.elapsed().as_millis()
         );
-        // Death 3, under the new version: 100 ms × 4 instead of 2 s.
+        // Death 3, under the new version: 10 ms × 4 instead of 2 s (the
+        // first version's), far enough apart to tell on a busy machine.
         let at = Instant::now();
         back.reject(false).await?;
         let back = consumer
@@ -204,13 +208,13 @@ async fn main() -> Result<(), Error> {
             .await
             .ok_or_else(|| fail("consumer ended".into()))?;
         let waited = at.elapsed();
-        if waited < Duration::from_millis(400) || waited >= Duration::from_millis(2000) {
+        if waited < Duration::from_millis(40) || waited >= Duration::from_millis(2000) {
             return Err(fail(format!(
-                "{queue}: death 3 retried after {waited:?}: not the new version's 400 ms"
+                "{queue}: death 3 retried after {waited:?}: not the new version's 40 ms"
             )));
         }
         println!(
-            "{queue} death 3 (new version): retried after {} ms (policy: 400 ms)",
+            "{queue} death 3 (new version): retried after {} ms (policy: 40 ms)",
             waited.as_millis()
         );
         reject_and_expect_parked(&channel, &queue, back).await?;
