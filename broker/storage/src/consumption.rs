@@ -184,6 +184,9 @@ impl Consumption {
         self.floor = self.floor.min(end);
         self.acked.remove_from(end);
         self.redeliver.retain(|&o| o < end);
+        // Counts of offsets the log no longer holds (its tail was cut):
+        // nothing can come back under those offsets.
+        self.returns.retain(|&o, _| o < end);
     }
 
     /// After a crash: every message up to `end` (what the log holds) that
