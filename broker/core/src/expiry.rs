@@ -124,6 +124,7 @@ impl Broker {
                     };
                     broker.expire_due();
                     broker.expire_unused_queues();
+                    broker.apply_retention();
                 }
             })
             .map(|_| ())

@@ -10,6 +10,8 @@
 //! - `delivery` — next message for a consumer, ack / nack, dead letters.
 //! - `delays` — delayed delivery: due times, the scheduler thread.
 //! - `expiry` — TTL: expired heads dead-lettered proactively (sweeper thread).
+//! - `stream`, `groups` — stream queues (offsets, retention) and their
+//!   consumer groups (clustering, broadcasting), read through views.
 //! - `listing` — the rows of `switchyard list …`.
 
 mod auth;
@@ -25,6 +27,7 @@ mod error;
 mod exchange;
 mod exchange_arguments;
 mod expiry;
+mod groups;
 mod handout;
 mod limits;
 mod listing;
@@ -37,6 +40,7 @@ mod queue;
 mod queue_expiry;
 mod records;
 mod routing;
+mod stream;
 mod topology;
 mod uploads;
 mod user_admin;
@@ -47,13 +51,14 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, Users};
-pub use consumers::Got;
+pub use consumers::{ConsumerSpec, Got};
 pub use dead_letter::PARKING_QUEUE;
 pub use delays::{DELAY_HEADER, DELIVER_AT_HEADER, MAX_DELAY_MS};
 pub use delivery::Settle;
 pub use error::BrokerError;
 pub use exchange::Exchange;
 pub use expiry::EXPIRY_SWEEP_INTERVAL;
+pub use groups::{GroupRecord, Subscription};
 pub use handout::{AckMode, Delivery};
 pub use limits::Limits;
 pub use ordered::{ORDERED, ORDERING_KEY_HEADER, partition_queue};
@@ -61,6 +66,7 @@ pub use plugins::{MAX_PLUGIN_BYTES, PluginUpload};
 pub use publish::{DurableAt, Outcome, Published};
 pub use queue::{Overflow, Queue, QueueSettings};
 pub use records::{BindingRecord, EncodedFields, ExchangeRecord, QueueRecord, VhostRecord};
+pub use stream::{StreamSettings, ViewOf};
 pub use topology::{BindingSpec, ExchangeSpec, QueueSpec};
 pub use uploads::UploadReservation;
 
@@ -125,6 +131,14 @@ impl Vhost {
             .ok_or_else(|| BrokerError::not_found("queue", name, &self.name))
     }
 
+    /// Its stream queues.
+    pub(crate) fn streams(&self) -> Vec<Arc<Queue>> {
+        (self.queues.read().unwrap().values())
+            .filter(|q| q.is_stream())
+            .cloned()
+            .collect()
+    }
+
     pub fn exchange(&self, name: &str) -> Result<Arc<Exchange>, BrokerError> {
         self.exchanges
             .read()
@@ -154,6 +168,8 @@ pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<Vhost>>>,
     connections: Mutex<BTreeMap<u64, Arc<ConnectionInfo>>>,
     next_connection: AtomicU64,
+    /// Numbers the views of consumers without a group.
+    next_view: AtomicU64,
     limits: Limits,
     logins: login::LoginThrottle,
     uploads: uploads::UploadBudget,
@@ -207,6 +223,7 @@ impl Broker {
             vhosts: RwLock::new(HashMap::new()),
             connections: Mutex::new(BTreeMap::new()),
             next_connection: AtomicU64::new(1),
+            next_view: AtomicU64::new(1),
             logins: login::LoginThrottle::new(&options.limits),
             uploads: uploads::UploadBudget::new(options.limits.max_upload_bytes),
             limits: options.limits,
@@ -215,6 +232,7 @@ impl Broker {
             data_dir: options.data_dir,
         };
         broker.restore_topology()?;
+        broker.restore_groups()?;
         Ok(broker)
     }
 

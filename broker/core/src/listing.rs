@@ -101,6 +101,7 @@ impl Broker {
                     ]
                 })
                 .collect(),
+            Query::Groups => self.group_rows(&vhost),
             Query::Bindings => vhost
                 .exchanges
                 .read()

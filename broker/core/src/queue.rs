@@ -2,8 +2,8 @@
 //! arguments), its storage id, its consumers and the signal that wakes them.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use switchyard_base::ratelimit::LogLimiter;
 use switchyard_protocol::{Field, Value};
@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 use super::error::BrokerError;
 use super::records::QueueRecord;
+use super::stream::{StreamArguments, StreamSettings, ViewOf};
 use switchyard_storage::{FlushMode, QueueId, QueueStats};
 
 /// What to do when a publish would take a queue past `max-length`.
@@ -50,6 +51,10 @@ pub struct QueueSettings {
     /// One consumer at a time receives (the first registered still there);
     /// the next takes over when it goes, its unacked messages first.
     pub single_active_consumer: bool,
+    /// `queue-type = stream`: messages stay after they are consumed, for
+    /// as long as the retention allows; consumers read at offsets, in
+    /// consumer groups (stream.rs, groups.rs).
+    pub stream: Option<StreamSettings>,
 }
 
 const KNOWN: &[&str] = &[
@@ -65,6 +70,8 @@ const KNOWN: &[&str] = &[
     "dead-letter-policy",
     "delivery-limit",
     "single-active-consumer",
+    "queue-type",
+    "max-age",
 ];
 
 impl QueueSettings {
@@ -113,8 +120,10 @@ impl QueueSettings {
             dead_letter_policy: None,
             delivery_limit: None,
             single_active_consumer: false,
+            stream: None,
         };
         let mut unknown = Vec::new();
+        let mut stream = StreamArguments::default();
         for field in arguments {
             let name = field.name.strip_prefix("x-").unwrap_or(&field.name);
             let text = || {
@@ -166,6 +175,8 @@ impl QueueSettings {
                         }
                     }
                 }
+                "queue-type" => stream.queue_type = Some(text()?),
+                "max-age" => stream.max_age = Some(field.value.clone()),
                 "dead-letter-exchange" => settings.dead_letter_exchange = Some(text()?),
                 "dead-letter-routing-key" => settings.dead_letter_routing_key = Some(text()?),
                 "dead-letter-fallback" => settings.dead_letter_fallback = Some(text()?),
@@ -201,6 +212,7 @@ impl QueueSettings {
                 _ => unknown.push(field.name.as_str()),
             }
         }
+        stream.apply(&mut settings, arguments)?;
         // A dead-letter policy reads the queue's arguments: what the broker
         // does not know is the policy's (`x-retry-max`…). Without one, an
         // unknown argument is a typo, refused.
@@ -235,11 +247,16 @@ pub struct Queue {
     pub settings: QueueSettings,
     /// The connection owning an exclusive queue.
     pub owner: Option<u64>,
-    /// Signalled when messages become ready (publish, requeue, release).
-    pub ready: Notify,
+    /// Signalled when messages become ready (publish, requeue, release);
+    /// a stream shares it with its views.
+    pub ready: Arc<Notify>,
     /// Signalled when the single active consumer goes (the next takes over).
     pub active_changed: Notify,
     consumers: Mutex<Consumers>,
+    /// For a view: whose position in its stream it is.
+    pub view_of: Option<ViewOf>,
+    /// For a stream: its views in use or known, by store name.
+    pub(crate) views: Mutex<HashMap<String, Arc<Queue>>>,
     deleted: AtomicBool,
     /// Messages skipped because the store could not read them.
     corrupt: AtomicU64,
@@ -269,9 +286,11 @@ impl Queue {
             id,
             settings,
             owner,
-            ready: Notify::new(),
+            ready: Arc::new(Notify::new()),
             active_changed: Notify::new(),
             consumers: Mutex::new(Consumers::default()),
+            view_of: None,
+            views: Mutex::new(HashMap::new()),
             deleted: AtomicBool::new(false),
             corrupt: AtomicU64::new(0),
             parked: AtomicU64::new(0),
@@ -279,6 +298,21 @@ impl Queue {
             last_used_ms: AtomicU64::new(last_used_ms),
             recorded_use_ms: AtomicU64::new(0),
         }
+    }
+
+    /// A view of this stream: store queue `id`, read by consumers as if it
+    /// were this queue (same name, settings and ready signal).
+    pub(crate) fn view(&self, id: QueueId, view_of: ViewOf) -> Queue {
+        let mut view = Queue::new(
+            self.record.clone(),
+            id,
+            self.settings.clone(),
+            self.owner,
+            self.last_used_ms(),
+        );
+        view.ready = self.ready.clone();
+        view.view_of = Some(view_of);
+        view
     }
 
     /// The queue was used at `now_ms`: its `expires` lease starts again.
@@ -352,7 +386,8 @@ impl Queue {
         Ok(())
     }
 
-    /// Removes a consumer; true when an auto-delete queue just lost its last one.
+    /// Removes a consumer; true when an auto-delete queue (not a view)
+    /// just lost its last one.
     pub fn remove_consumer(&self, tag: &str) -> bool {
         let mut consumers = self.consumers.lock().unwrap();
         if consumers.tags.remove(tag).is_some() {
@@ -363,7 +398,10 @@ impl Queue {
         if was_active {
             self.active_changed.notify_waiters();
         }
-        self.record.auto_delete && consumers.ever_consumed && consumers.tags.is_empty()
+        self.view_of.is_none()
+            && self.record.auto_delete
+            && consumers.ever_consumed
+            && consumers.tags.is_empty()
     }
 
     /// Whether consumer `tag` may receive now: always, unless the queue has
@@ -387,12 +425,21 @@ impl Queue {
         self.consumers.lock().unwrap().order.first().cloned()
     }
 
+    /// Its consumers (a stream's: those of all its views).
     pub fn consumer_count(&self) -> u32 {
-        self.consumers.lock().unwrap().tags.len() as u32
+        let own = self.consumers.lock().unwrap().tags.len() as u32;
+        let views: u32 = (self.views.lock().unwrap().values())
+            .map(|view| view.consumer_count())
+            .sum();
+        own + views
     }
 
+    /// Marks it (and a stream's views) deleted: its consumers end.
     pub fn mark_deleted(&self) {
         self.deleted.store(true, Ordering::Release);
+        for view in self.views.lock().unwrap().values() {
+            view.mark_deleted();
+        }
         self.ready.notify_waiters();
     }
 

@@ -48,7 +48,7 @@ pub struct QueueSpec<'a> {
     pub arguments: Vec<Field>,
 }
 
-fn check_name(kind: &str, name: &str) -> Result<(), BrokerError> {
+pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), BrokerError> {
     if name.len() > 255 || name.chars().any(|c| c.is_control()) {
         return Err(BrokerError::invalid_argument(format!(
             "{kind} name '{}' is invalid: at most 255 bytes, no control characters",
@@ -63,7 +63,7 @@ fn store_queue_name(vhost: &str, queue: &str) -> String {
 }
 
 impl Broker {
-    fn persist<T: serde::Serialize>(
+    pub(crate) fn persist<T: serde::Serialize>(
         &self,
         tree: &str,
         k: &str,
@@ -460,6 +460,9 @@ impl Broker {
         }
         self.unpersist(QUEUES, &key(&[&vhost.name, name]))?;
         self.forget_use(&vhost.name, name);
+        if queue.is_stream() {
+            self.forget_groups(&vhost.name, name)?;
+        }
         queue.mark_deleted();
         self.store.delete_queue(queue.id)?;
         Ok(())
@@ -477,6 +480,7 @@ impl Broker {
         principal.check(Access::Read, "queue", name)?;
         let queue = vhost.queue(name)?;
         queue.check_owner(connection)?;
+        queue.refuse_if_stream("purging")?;
         Ok(self.store.purge_queue(queue.id)?)
     }
 

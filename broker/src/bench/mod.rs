@@ -5,11 +5,13 @@
 //!
 //! - `stats` — latency samples, percentiles, the report.
 //! - `spawn` — `--spawn`: a broker on a temporary data dir.
+//! - `stream_lag` — broker memory while consumer groups lag far behind.
 //! - `suite` — the standard scenarios and the table in docs/BENCHMARKS.md.
 //! - `topology` — the exchange and queues a run declares, and removes after.
 
 mod spawn;
 mod stats;
+pub mod stream_lag;
 pub mod suite;
 mod topology;
 
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use switchyard_client::{
-    Confirmation, ConnectOptions, Connection, ConsumeOptions, Error, Message, Trust,
+    Confirmation, ConnectOptions, Connection, ConsumeOptions, Error, Message, StreamOffset, Trust,
 };
 
 pub use spawn::SpawnedBroker;
@@ -71,6 +73,14 @@ pub struct BenchConfig {
     /// exchange and the built-in policy; else a loaded policy's name);
     /// consumers read the dead-letter queues.
     pub dead_letter: Option<String>,
+    /// The queues are streams (`queue-type = stream`); consumer `c` joins
+    /// consumer group `bench-g<c % groups>` at the first offset, so every
+    /// message is consumed once per group.
+    pub stream: bool,
+    pub groups: usize,
+    /// Consumers attach only after the producers finished: they read a
+    /// backlog (for a stream, a replay from the first offset).
+    pub replay: bool,
 }
 
 impl Default for BenchConfig {
@@ -94,6 +104,9 @@ impl Default for BenchConfig {
             progress: false,
             delay_ms: 0,
             dead_letter: None,
+            stream: false,
+            groups: 1,
+            replay: false,
         }
     }
 }
@@ -125,7 +138,10 @@ impl BenchConfig {
                 "--size must be at least 8 bytes (the send time travels in the body)".into(),
             );
         }
-        if self.consumers > 0 && self.consumers < self.queues {
+        if self.stream && (self.groups == 0 || self.dead_letter.is_some() || self.delay_ms > 0) {
+            return Err("--stream needs --groups ≥ 1, and no dead-lettering or delays".into());
+        }
+        if self.consumers > 0 && self.consumers < self.queues * self.consumer_groups() {
             return Err(format!(
                 "{} consumers cannot drain {} queues: use at least one consumer per queue",
                 self.consumers, self.queues
@@ -159,13 +175,26 @@ impl BenchConfig {
         }
     }
 
-    /// Queues each message reaches.
+    /// Consumer groups each message goes to (1 for classic queues).
+    fn consumer_groups(&self) -> usize {
+        if self.stream { self.groups } else { 1 }
+    }
+
+    /// The consumer group consumer `c` joins (streams only).
+    fn group_of(&self, c: usize) -> Option<String> {
+        self.stream
+            .then(|| format!("bench-g{}", (c / self.queues) % self.groups))
+    }
+
+    /// Deliveries each message makes: to each queue it reaches, once per
+    /// consumer group.
     fn fan_out(&self) -> u64 {
-        if self.exchange_type == "fanout" {
+        let queues = if self.exchange_type == "fanout" {
             self.queues as u64
         } else {
             1
-        }
+        };
+        queues * self.consumer_groups() as u64
     }
 }
 
@@ -215,16 +244,8 @@ async fn measure(url: &str, trust: &Trust, config: &BenchConfig) -> Result<Repor
     });
 
     let mut consumers = Vec::new();
-    for c in 0..config.consumers {
-        let connection = Connection::connect(url, ConnectOptions::new(trust.clone()))
-            .await
-            .map_err(|e| format!("consumer {c}: {e}"))?;
-        consumers.push(tokio::spawn(consume(
-            connection,
-            config.consumed_queue(c),
-            config.clone(),
-            shared.clone(),
-        )));
+    if !config.replay {
+        consumers = start_consumers(url, trust, config, &shared).await?;
     }
     let mut producers = Vec::new();
     for p in 0..config.producers {
@@ -254,6 +275,9 @@ async fn measure(url: &str, trust: &Trust, config: &BenchConfig) -> Result<Repor
         confirm_latency.merge(samples);
     }
     shared.producers_done.store(true, Ordering::Release);
+    if config.replay {
+        consumers = start_consumers(url, trust, config, &shared).await?;
+    }
     let mut deliver_latency = Samples::default();
     for consumer in consumers {
         let samples = consumer
@@ -301,6 +325,37 @@ async fn measure(url: &str, trust: &Trust, config: &BenchConfig) -> Result<Repor
         publish_to_confirm: confirm_latency.percentiles(),
         publish_to_deliver: deliver_latency.percentiles(),
     })
+}
+
+type ConsumerTask = tokio::task::JoinHandle<Result<Samples, Error>>;
+
+async fn start_consumers(
+    url: &str,
+    trust: &Trust,
+    config: &BenchConfig,
+    shared: &Arc<Shared>,
+) -> Result<Vec<ConsumerTask>, String> {
+    let mut consumers = Vec::new();
+    for c in 0..config.consumers {
+        let connection = Connection::connect(url, ConnectOptions::new(trust.clone()))
+            .await
+            .map_err(|e| format!("consumer {c}: {e}"))?;
+        let options = ConsumeOptions {
+            prefetch: config.prefetch,
+            auto_ack: config.auto_ack,
+            group: config.group_of(c),
+            offset: config.stream.then_some(StreamOffset::First),
+            ..ConsumeOptions::default()
+        };
+        consumers.push(tokio::spawn(consume(
+            connection,
+            config.consumed_queue(c),
+            options,
+            config.clone(),
+            shared.clone(),
+        )));
+    }
+    Ok(consumers)
 }
 
 fn body(size: usize, shared: &Shared) -> Bytes {
@@ -399,15 +454,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 async fn consume(
     connection: Connection,
     queue: String,
+    options: ConsumeOptions,
     config: BenchConfig,
     shared: Arc<Shared>,
 ) -> Result<Samples, Error> {
     let ch = connection.channel().await?;
-    let options = ConsumeOptions {
-        prefetch: config.prefetch,
-        auto_ack: config.auto_ack,
-        ..ConsumeOptions::default()
-    };
     let mut consumer = ch.consume(&queue, options).await?;
     let mut latency = Samples::default();
     let ack_every = (config.prefetch as u64 / 2).max(1);

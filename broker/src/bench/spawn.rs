@@ -45,6 +45,19 @@ impl SpawnedBroker {
     }
 }
 
+impl SpawnedBroker {
+    /// The broker's resident memory (VmRSS), KiB.
+    pub fn rss_kib(&self) -> Result<u64, String> {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("{path}: no VmRSS line"))
+    }
+}
+
 impl Drop for SpawnedBroker {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -105,6 +105,25 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             },
         ),
     ]);
+    list.extend([
+        scenario("stream, 1 group member, batch 100", n(300_000), |c| {
+            c.mode = Mode::Batch;
+            c.batch = 100;
+            c.stream = true;
+        }),
+        scenario("stream, 3 group members, batch 100", n(300_000), |c| {
+            c.mode = Mode::Batch;
+            c.batch = 100;
+            c.stream = true;
+            c.consumers = 3;
+        }),
+        scenario("stream replay from first, batch 1000", n(1_000_000), |c| {
+            c.mode = Mode::Batch;
+            c.batch = 1000;
+            c.stream = true;
+            c.replay = true;
+        }),
+    ]);
     list[2].target = Some((400_000.0, None));
     list[4].target = Some((150_000.0, None));
     list[5].target = Some((50_000.0, Some(20.0)));

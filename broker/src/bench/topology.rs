@@ -24,6 +24,9 @@ pub async fn set_up(url: &str, trust: &Trust, config: &BenchConfig) -> Result<()
         let _ = ch.delete_queue(&name, false, false).await;
         let text = |name: &str, value: &str| Field::new(name, Value::Text(value.into()));
         let mut arguments = vec![text("flush", &config.flush)];
+        if config.stream {
+            arguments.push(text("queue-type", "stream"));
+        }
         if let Some(policy) = &config.dead_letter {
             let dead_letters = dead_letter_queue(i);
             let _ = ch.delete_queue(&dead_letters, false, false).await;

@@ -7,7 +7,7 @@ use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 
 use super::client::{ClientArgs, block_on};
-use crate::bench::{BenchConfig, Mode, SpawnedBroker, run, suite};
+use crate::bench::{BenchConfig, Mode, SpawnedBroker, run, stream_lag, suite};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum SendMode {
@@ -68,6 +68,22 @@ pub struct BenchArgs {
     /// which the consumers read: the rate is deaths per second.
     #[arg(long)]
     dead_letter_policy: Option<String>,
+    /// The queues are streams; consumers join consumer groups at the first
+    /// offset (see --groups).
+    #[arg(long)]
+    stream: bool,
+    /// With --stream: consumer groups (consumers are spread over them; each
+    /// group receives every message).
+    #[arg(long, default_value_t = 1)]
+    groups: usize,
+    /// Consumers attach after the producers finished (a replay of the
+    /// backlog; for a stream, from its first offset).
+    #[arg(long)]
+    replay: bool,
+    /// Measure the broker's memory while this many consumer groups lag
+    /// behind a stream of --count messages (with --spawn).
+    #[arg(long, default_value_t = 0, requires = "spawn")]
+    lagging_groups: usize,
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -94,6 +110,18 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow!(e))?;
             print!("{}", suite::table(&results));
+            if args
+                .only
+                .as_deref()
+                .is_none_or(|f| "stream lag".contains(f))
+            {
+                let messages = ((1_000_000.0 * args.scale) as u64).max(1000);
+                let broker = SpawnedBroker::start().map_err(|e| anyhow!(e))?;
+                let lag = stream_lag::measure(&broker, messages, 10)
+                    .await
+                    .map_err(|e| anyhow!(e))?;
+                print!("\n{lag}");
+            }
             Ok(())
         });
     }
@@ -123,7 +151,23 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         progress: !args.json,
         delay_ms: args.delay_ms,
         dead_letter: args.dead_letter_policy,
+        stream: args.stream,
+        groups: args.groups,
+        replay: args.replay,
     };
+    if args.lagging_groups > 0 {
+        return block_on(async move {
+            let broker = SpawnedBroker::start().map_err(|e| anyhow!(e))?;
+            let report = stream_lag::measure(&broker, args.count, args.lagging_groups)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            match args.json {
+                true => println!("{}", serde_json::to_string(&report)?),
+                false => print!("{report}"),
+            }
+            Ok(())
+        });
+    }
     block_on(async move {
         let spawned = if args.spawn {
             Some(SpawnedBroker::start().map_err(|e| anyhow!(e))?)

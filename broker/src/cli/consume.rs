@@ -3,9 +3,10 @@
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use switchyard_client::{Channel, ConsumeOptions, Delivery};
+use switchyard_client::{Channel, ConsumeOptions, Delivery, GroupMode};
 
 use super::client::{ClientArgs, block_on, value_json};
+use super::group::parse_offset;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AckMode {
@@ -42,6 +43,23 @@ pub struct ConsumeArgs {
     /// Stop when no message arrived for this many seconds.
     #[arg(long)]
     pub idle_exit: Option<u64>,
+    /// Stream queues: join this consumer group (the broker keeps its
+    /// position; members share it, or with --broadcast each has its own).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// The group is a broadcasting one: every member receives every message.
+    #[arg(long, requires = "group")]
+    pub broadcast: bool,
+    /// A broadcasting group's member name (default: the consumer tag).
+    #[arg(long, requires = "broadcast")]
+    pub member: Option<String>,
+    /// Stream queues: where a new position starts — first, last, next
+    /// (default), an offset, an RFC 3339 time, @<ms>, or -<age> (-10m).
+    #[arg(long)]
+    pub offset: Option<String>,
+    /// Consumer tag (default: one the broker makes up).
+    #[arg(long)]
+    pub tag: Option<String>,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -132,6 +150,14 @@ pub fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
         let options = ConsumeOptions {
             prefetch,
             auto_ack: broker_acks,
+            tag: args.tag.clone().unwrap_or_default(),
+            group: args.group.clone(),
+            mode: match args.broadcast {
+                true => GroupMode::Broadcasting,
+                false => GroupMode::Clustering,
+            },
+            member: args.member.clone(),
+            offset: args.offset.as_deref().map(parse_offset).transpose()?,
             ..ConsumeOptions::default()
         };
         let mut plan = (!broker_acks).then_some(AckPlan {

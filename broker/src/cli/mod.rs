@@ -6,6 +6,7 @@ mod admin;
 mod bench;
 mod client;
 mod consume;
+mod group;
 mod plugin;
 mod publish;
 mod serve;
@@ -44,12 +45,16 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Fetch one message from a queue.
     Get(consume::GetArgs),
-    /// List exchanges, queues, bindings, plugins, connections, users or vhosts.
+    /// List exchanges, queues, bindings, plugins, connections, users, vhosts
+    /// or consumer groups.
     List(topology::ListArgs),
     /// Drop a queue's ready messages.
     Purge(topology::PurgeArgs),
     /// Delete a queue or an exchange.
     Delete(topology::DeleteArgs),
+    /// Manage stream consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
     /// Manage users and their permissions.
     #[command(subcommand)]
     User(admin::UserCommand),
@@ -100,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::List(args) => topology::list(args),
         Command::Purge(args) => topology::purge(args),
         Command::Delete(args) => topology::delete(args),
+        Command::Group(command) => group::run(command),
         Command::User(command) => admin::user(command),
         Command::Vhost(command) => admin::vhost(command),
         Command::Bench(args) => bench::run_bench(args),

@@ -209,6 +209,8 @@ pub enum Listable {
     Connections,
     Users,
     Vhosts,
+    /// Consumer groups of stream queues: members, position, lag.
+    Groups,
 }
 
 #[derive(Args)]
@@ -230,6 +232,7 @@ pub fn list(args: ListArgs) -> anyhow::Result<()> {
         Listable::Connections => Query::Connections,
         Listable::Users => Query::Users,
         Listable::Vhosts => Query::Vhosts,
+        Listable::Groups => Query::Groups,
     };
     list_query(&args.client, query, args.json)
 }

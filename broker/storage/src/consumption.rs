@@ -228,22 +228,54 @@ impl Consumption {
             Change::Returned { offset } => {
                 self.count_return(offset);
             }
+            Change::Reset { to } => {
+                // Nothing was in flight when it was reset; deliveries the
+                // checkpoint holds as in flight were settled before.
+                self.in_flight.clear();
+                self.reset(to);
+            }
         }
     }
 
     /// Drops every ready message below `end` (purge); deliveries in flight
     /// stay outstanding. Returns how many were dropped.
     pub fn purge(&mut self, end: u64) -> u64 {
-        let dropped = self.ready(end);
         let floor = end.max(self.floor);
-        // Requeued deliveries are ready: dropped like the rest.
-        self.redeliver.clear();
-        let in_flight = &self.in_flight;
-        self.returns.retain(|offset, _| in_flight.contains(offset));
+        // Ready in [floor, end), and requeued below the floor (after an
+        // earlier purge).
+        let requeued_below = self.redeliver.range(..end.min(self.floor)).count() as u64;
+        let dropped = self.ready_from(self.floor, end) + requeued_below;
+        // Requeued deliveries below `end` are ready: dropped like the rest
+        // (a stream trimmed below `end` keeps those above it).
+        self.redeliver.retain(|&o| o >= end);
+        let (in_flight, redeliver) = (&self.in_flight, &self.redeliver);
+        self.returns
+            .retain(|offset, _| in_flight.contains(offset) || redeliver.contains(offset));
         self.acked.remove_below(floor);
         self.floor = floor;
         self.cursor = self.cursor.max(floor);
         dropped
+    }
+
+    /// Starts over at `to` (nothing may be in flight): everything below is
+    /// settled, everything from it on is to be delivered.
+    pub fn reset(&mut self, to: u64) {
+        debug_assert!(self.in_flight.is_empty());
+        self.floor = to;
+        self.cursor = to;
+        self.acked = OffsetSet::default();
+        self.redeliver.clear();
+        self.returns.clear();
+    }
+
+    /// Of the messages ready below `end`, those at or above `from`.
+    fn ready_from(&self, from: u64, end: u64) -> u64 {
+        if from >= end {
+            return 0;
+        }
+        let unsettled = (end - from).saturating_sub(self.acked.count_in(from..end));
+        let in_flight = self.in_flight.range(from..end).count() as u64;
+        unsettled.saturating_sub(in_flight)
     }
 
     /// Messages waiting to be delivered (neither settled nor in flight),

@@ -17,7 +17,7 @@
 //! purge replayed after a later requeue would drop the requeued message).
 //!
 //! Event layout (little endian), repeated: kind (1 byte: 1 settled,
-//! 2 purged, 3 leased, 4 kept, 5 returned) · queue id (4 bytes) · seq (8 bytes) ·
+//! 2 purged, 3 leased, 4 kept, 5 returned, 6 reset) · queue id (4 bytes) · seq (8 bytes) ·
 //! offset (8).
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -54,6 +54,10 @@ pub enum Change {
     /// Came back to the queue (requeued, or its consumer went away): one
     /// more towards the queue's delivery limit.
     Returned { offset: u64 },
+    /// Consumption starts over at `to`: nothing below it is outstanding,
+    /// everything from it on is (a consumer group's position reset by an
+    /// administrator; nothing was in flight).
+    Reset { to: u64 },
 }
 
 /// The consumption record carrying `events`.
@@ -66,6 +70,7 @@ pub fn to_record(events: &[ConsumptionEvent]) -> StoredMessage {
             Change::Leased { below } => (3, below),
             Change::Kept { offset } => (4, offset),
             Change::Returned { offset } => (5, offset),
+            Change::Reset { to } => (6, to),
         };
         body.put_u8(kind);
         body.put_u32_le(event.queue);
@@ -98,6 +103,7 @@ pub fn from_body(body: &Bytes) -> Result<Vec<ConsumptionEvent>, String> {
                 3 => Change::Leased { below: value },
                 4 => Change::Kept { offset: value },
                 5 => Change::Returned { offset: value },
+                6 => Change::Reset { to: value },
                 kind => return Err(format!("unknown consumption event kind {kind}")),
             };
             Ok(ConsumptionEvent { queue, seq, change })
@@ -118,6 +124,7 @@ mod tests {
             event(0, 10, Change::Kept { offset: 3 }),
             event(u32::MAX, u64::MAX, Change::Leased { below: 4096 }),
             event(1, 2, Change::Returned { offset: 7 }),
+            event(4, 3, Change::Reset { to: 11 }),
         ];
         let record = to_record(&events);
         assert_eq!(record.flags, FLAG_CONSUMPTION);

@@ -27,6 +27,11 @@ pub enum StorageError {
     #[error("metadata store: {0}")]
     Metadata(String),
 
+    /// Refused for now: something is in use (a view with deliveries in
+    /// flight cannot be reset).
+    #[error("busy: {0}")]
+    Busy(String),
+
     #[error("the store is closed")]
     Closed,
 }

@@ -29,4 +29,5 @@ pub use metadata::Metadata;
 pub use record::{FLAG_PERSISTENT, QueueId, StoredMessage};
 pub use store::{
     Appended, Delivered, MessageStore, Promotion, QueueSpace, QueueStats, RecoveryReport,
+    StreamBounds,
 };

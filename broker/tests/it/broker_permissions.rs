@@ -6,7 +6,8 @@ use crate::core;
 
 use core::*;
 use switchyard::broker::{
-    AckMode, BindingSpec, Broker, BrokerError, ExchangeSpec, Permission, Principal, QueueSpec,
+    AckMode, BindingSpec, Broker, BrokerError, ConsumerSpec, ExchangeSpec, Permission, Principal,
+    QueueSpec,
 };
 use switchyard_protocol::{Message, code};
 
@@ -146,7 +147,7 @@ fn each_operation_needs_its_permission() {
         "theirs",
     );
     refused(
-        broker.start_consumer(&nina, 1, "theirs", "c", false, 0),
+        broker.start_consumer(&nina, 1, ConsumerSpec::new("theirs", "c"), 0),
         code::ACCESS_REFUSED,
         "theirs",
     );
@@ -161,7 +162,7 @@ fn each_operation_needs_its_permission() {
         Some(b"x".to_vec())
     );
     broker
-        .start_consumer(&nina, 1, "nina.q", "c", false, 0)
+        .start_consumer(&nina, 1, ConsumerSpec::new("nina.q", "c"), 0)
         .unwrap();
 
     // administration: users, permissions, vhosts, plugins.
@@ -218,7 +219,7 @@ fn another_connections_exclusive_queue_is_locked_for_every_operation() {
         "exclusive",
     );
     refused(
-        broker.start_consumer(&admin, other, "mine", "c", false, 0),
+        broker.start_consumer(&admin, other, ConsumerSpec::new("mine", "c"), 0),
         locked,
         "exclusive",
     );
@@ -251,7 +252,7 @@ fn another_connections_exclusive_queue_is_locked_for_every_operation() {
         Some(b"secret".to_vec())
     );
     broker
-        .start_consumer(&admin, owner, "mine", "c", false, 0)
+        .start_consumer(&admin, owner, ConsumerSpec::new("mine", "c"), 0)
         .unwrap();
     broker.purge_queue(&admin, owner, "mine").unwrap();
     broker
@@ -269,15 +270,23 @@ fn consumer_limits_and_exclusive_consumers_are_enforced_by_the_core() {
         .unwrap();
     let limit = broker.limits().max_consumers_per_channel as usize;
     refused(
-        broker.start_consumer(&admin, 1, "work", "c", false, limit),
+        broker.start_consumer(&admin, 1, ConsumerSpec::new("work", "c"), limit),
         code::NOT_ALLOWED,
         "limits.max_consumers_per_channel",
     );
     broker
-        .start_consumer(&admin, 1, "work", "solo", true, 0)
+        .start_consumer(
+            &admin,
+            1,
+            ConsumerSpec {
+                exclusive: true,
+                ..ConsumerSpec::new("work", "solo")
+            },
+            0,
+        )
         .unwrap();
     refused(
-        broker.start_consumer(&admin, 2, "work", "second", false, 0),
+        broker.start_consumer(&admin, 2, ConsumerSpec::new("work", "second"), 0),
         code::ACCESS_REFUSED,
         "exclusive consumer",
     );

@@ -5,7 +5,7 @@
 use crate::core;
 
 use core::*;
-use switchyard::broker::AckMode;
+use switchyard::broker::{AckMode, ConsumerSpec};
 
 fn exists(broker: &switchyard::broker::Broker, queue: &str) -> bool {
     vhost(broker).queue(queue).is_ok()
@@ -39,7 +39,7 @@ fn a_consumer_holds_the_queue_and_its_departure_starts_the_lease() {
     let broker = open(dir.path());
     declare_queue(&broker, "held", &[("expires", "500")]);
     let queue = broker
-        .start_consumer(&guest(&broker), 0, "held", "c1", false, 0)
+        .start_consumer(&guest(&broker), 0, ConsumerSpec::new("held", "c1"), 0)
         .unwrap();
     let clock = clock(&broker);
     clock.advance(10_000);

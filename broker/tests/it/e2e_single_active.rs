@@ -71,11 +71,7 @@ async fn failover_keeps_publish_order_with_no_gaps() {
                 if done {
                     // Its acks are processed (a round trip after them on
                     // the same channel), then it vanishes holding the rest.
-                    member_ch
-                        .query(switchyard_client::Query::Vhosts)
-                        .await
-                        .unwrap();
-                    drop((consumer, member_ch, connection));
+                    support::vanish(connection, member_ch, consumer).await;
                     return;
                 }
                 delivery.ack().await.unwrap();

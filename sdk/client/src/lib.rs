@@ -98,6 +98,8 @@ pub use connection::{ConnectOptions, Connection};
 pub use consumer::{Consumer, Delivery};
 pub use error::Error;
 pub use plugins::PluginLoadOptions;
-pub use switchyard_protocol::{Field, Frame, Message, Properties, Query, Value, code};
+pub use switchyard_protocol::{
+    Field, Frame, GroupMode, Message, Properties, Query, StreamOffset, Value, code,
+};
 pub use tls::Trust;
 pub use topology::{ExchangeOptions, QueueInfo, QueueOptions};

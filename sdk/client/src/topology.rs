@@ -1,7 +1,7 @@
 //! Topology and administration requests on a channel: declaring,
 //! deleting, binding and purging, listing, and the administrative frames.
 
-use switchyard_protocol::{Field, Frame, Query};
+use switchyard_protocol::{Field, Frame, Query, StreamOffset};
 
 use crate::channel::Channel;
 use crate::error::Error;
@@ -108,6 +108,27 @@ impl Channel {
         self.request_ok(|req| Frame::PurgeQueue {
             req,
             name: name.into(),
+        })
+        .await
+        .map(|info| info.messages)
+    }
+
+    /// Moves consumer group `group` of stream queue `queue` to `offset`
+    /// (with `member`, one broadcasting member's position); its members
+    /// must have stopped. Returns the new position.
+    pub async fn reset_group(
+        &self,
+        queue: &str,
+        group: &str,
+        member: Option<&str>,
+        offset: StreamOffset,
+    ) -> Result<u64, Error> {
+        self.request_ok(|req| Frame::ResetGroup {
+            req,
+            queue: queue.into(),
+            group: group.into(),
+            member: member.unwrap_or_default().into(),
+            offset,
         })
         .await
         .map(|info| info.messages)

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use crate::error::DecodeError;
+use crate::stream::{GroupMode, StreamOffset};
 use crate::types::{Field, Message};
 use crate::wire::{Reader, Wire, Writer};
 
@@ -125,6 +126,15 @@ frames! {
     /// answered `GetOk` as soon as one is ready, `GetEmpty` when the wait
     /// is over.
     0x4A => GetWait { req: u32, queue: String, auto_ack: bool, wait_ms: u64 },
+    /// Consumes a stream queue: as a member of consumer `group` (shared
+    /// or, broadcasting, per-`member` durable positions; an empty `member`
+    /// is the tag), or without a group (empty: a position of its own,
+    /// forgotten when it ends). `offset` says where a new position starts.
+    0x4B => ConsumeStream { req: u32, queue: String, tag: String, prefetch: u32, auto_ack: bool, group: String, mode: GroupMode, member: String, offset: StreamOffset },
+    /// Moves a consumer group's position (a broadcasting group's member's
+    /// with `member`; all of its members' without); the group must have
+    /// no member consuming. Answered `Ok` with the position as `messages`.
+    0x26 => ResetGroup { req: u32, queue: String, group: String, member: String, offset: StreamOffset },
 }
 
 /// What a `Query` frame lists.
@@ -138,10 +148,12 @@ pub enum Query {
     Connections = 5,
     Users = 6,
     Vhosts = 7,
+    /// Consumer groups of stream queues: members, position, lag.
+    Groups = 8,
 }
 
 impl Query {
-    pub const ALL: [Query; 7] = [
+    pub const ALL: [Query; 8] = [
         Query::Exchanges,
         Query::Queues,
         Query::Bindings,
@@ -149,6 +161,7 @@ impl Query {
         Query::Connections,
         Query::Users,
         Query::Vhosts,
+        Query::Groups,
     ];
 
     pub fn from_code(code: u8) -> Option<Query> {
@@ -164,6 +177,7 @@ impl Query {
             Query::Connections => "connections",
             Query::Users => "users",
             Query::Vhosts => "vhosts",
+            Query::Groups => "groups",
         }
     }
 }
@@ -210,7 +224,9 @@ impl Frame {
             | Frame::GetWait { req, .. }
             | Frame::GetOk { req, .. }
             | Frame::GetEmpty { req }
-            | Frame::Cancel { req, .. } => *req,
+            | Frame::Cancel { req, .. }
+            | Frame::ConsumeStream { req, .. }
+            | Frame::ResetGroup { req, .. } => *req,
             _ => return None,
         })
     }

@@ -12,12 +12,14 @@
 mod codec;
 mod error;
 mod frame;
+mod stream;
 mod types;
 pub mod wire;
 
 pub use codec::{Codec, LENGTH_PREFIX};
 pub use error::{DecodeError, code};
 pub use frame::{Frame, Query};
+pub use stream::{GroupMode, StreamOffset};
 pub use types::{
     DELAY_HEADER, DELIVER_AT_HEADER, Field, MANDATORY, Message, ORDERING_KEY_HEADER, PERSISTENT,
     Properties, Value, find,

@@ -3,7 +3,9 @@
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
-use switchyard_protocol::{Codec, DecodeError, Field, Frame, Message, Properties, Value};
+use switchyard_protocol::{
+    Codec, DecodeError, Field, Frame, GroupMode, Message, Properties, StreamOffset, Value,
+};
 
 fn value() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -125,6 +127,40 @@ fn frame() -> impl Strategy<Value = Frame> {
             }),
         (any::<u32>(), ".{0,10}", ".{0,10}")
             .prop_map(|(req, name, version)| { Frame::PluginActivate { req, name, version } }),
+        (any::<u32>(), ".{0,10}", any::<bool>(), stream_offset()).prop_map(
+            |(req, group, broadcast, offset)| Frame::ConsumeStream {
+                req,
+                queue: "s".into(),
+                tag: String::new(),
+                prefetch: 10,
+                auto_ack: false,
+                group,
+                mode: if broadcast {
+                    GroupMode::Broadcasting
+                } else {
+                    GroupMode::Clustering
+                },
+                member: "m".into(),
+                offset,
+            }
+        ),
+        (any::<u32>(), stream_offset()).prop_map(|(req, offset)| Frame::ResetGroup {
+            req,
+            queue: "s".into(),
+            group: "g".into(),
+            member: String::new(),
+            offset,
+        }),
+    ]
+}
+
+fn stream_offset() -> impl Strategy<Value = StreamOffset> {
+    prop_oneof![
+        Just(StreamOffset::First),
+        Just(StreamOffset::Last),
+        Just(StreamOffset::Next),
+        any::<u64>().prop_map(StreamOffset::Offset),
+        any::<u64>().prop_map(StreamOffset::Timestamp),
     ]
 }
 

@@ -9,22 +9,34 @@ use tokio::sync::{Semaphore, watch};
 
 use super::{ChannelSession, Close, ConsumerHandle, Failure, unexpected};
 use crate::consumer::{ConsumerTask, Unacked};
-use switchyard_core::{AckMode, BrokerError, Got, Settle};
+use switchyard_core::{AckMode, BrokerError, ConsumerSpec, Got, Settle, Subscription};
 
 /// The longest a `GetWait` waits (5 minutes).
 const MAX_GET_WAIT_MS: u64 = 300_000;
 
+/// A `Consume` or `ConsumeStream` frame's request.
+struct ConsumeRequest {
+    req: u32,
+    queue: String,
+    tag: String,
+    prefetch: u32,
+    auto_ack: bool,
+    exclusive: bool,
+    subscription: Option<Subscription>,
+}
+
 impl ChannelSession {
     /// Starts a consumer; the reply goes out before its first delivery.
-    pub(super) async fn consume(
-        &mut self,
-        req: u32,
-        queue: String,
-        tag: String,
-        prefetch: u32,
-        auto_ack: bool,
-        exclusive: bool,
-    ) -> Result<(), BrokerError> {
+    async fn consume(&mut self, request: ConsumeRequest) -> Result<(), BrokerError> {
+        let ConsumeRequest {
+            req,
+            queue,
+            tag,
+            prefetch,
+            auto_ack,
+            exclusive,
+            subscription,
+        } = request;
         let tag = if tag.is_empty() {
             self.next_consumer += 1;
             format!("sy.ctag-{}-{}", self.connection.id, self.next_consumer)
@@ -37,12 +49,16 @@ impl ChannelSession {
                 format!("consumer tag '{tag}' is already in use on this channel"),
             ));
         }
+        let spec = ConsumerSpec {
+            queue: &queue,
+            tag: &tag,
+            exclusive,
+            subscription: subscription.as_ref(),
+        };
         let q = self.broker.start_consumer(
             &self.principal,
             self.connection.id,
-            &queue,
-            &tag,
-            exclusive,
+            spec,
             self.consumers.len(),
         )?;
         let (stop, stop_rx) = watch::channel(false);
@@ -201,8 +217,44 @@ impl ChannelSession {
                 auto_ack,
                 exclusive,
             } => {
-                self.consume(req, queue, tag, prefetch, auto_ack, exclusive)
-                    .await?;
+                self.consume(ConsumeRequest {
+                    req,
+                    queue,
+                    tag,
+                    prefetch,
+                    auto_ack,
+                    exclusive,
+                    subscription: None,
+                })
+                .await?;
+            }
+            Frame::ConsumeStream {
+                req,
+                queue,
+                tag,
+                prefetch,
+                auto_ack,
+                group,
+                mode,
+                member,
+                offset,
+            } => {
+                let subscription = Subscription {
+                    group: (!group.is_empty()).then_some(group),
+                    mode,
+                    member: (!member.is_empty()).then_some(member),
+                    offset,
+                };
+                self.consume(ConsumeRequest {
+                    req,
+                    queue,
+                    tag,
+                    prefetch,
+                    auto_ack,
+                    exclusive: false,
+                    subscription: Some(subscription),
+                })
+                .await?;
             }
             Frame::Cancel { req, tag } => {
                 self.cancel(&tag).await?;

@@ -251,7 +251,8 @@ impl ChannelSession {
             | Frame::PurgeQueue { .. }
             | Frame::Bind { .. }
             | Frame::Unbind { .. }
-            | Frame::Query { .. } => self.topology(frame).await,
+            | Frame::Query { .. }
+            | Frame::ResetGroup { .. } => self.topology(frame).await,
             Frame::UserAdd { .. }
             | Frame::UserPassword { .. }
             | Frame::UserDelete { .. }
@@ -264,6 +265,7 @@ impl ChannelSession {
             | Frame::PluginRollback { .. }
             | Frame::PluginUnload { .. } => self.plugin_administration(frame).await,
             Frame::Consume { .. }
+            | Frame::ConsumeStream { .. }
             | Frame::Cancel { .. }
             | Frame::Get { .. }
             | Frame::GetWait { .. }

@@ -76,6 +76,17 @@ impl ChannelSession {
                     broker.delete_queue(&p, self.connection.id, &name, if_unused, if_empty)?;
                 self.ok(req, name, messages, 0).await;
             }
+            Frame::ResetGroup {
+                req,
+                queue,
+                group,
+                member,
+                offset,
+            } => {
+                let member = (!member.is_empty()).then_some(member.as_str());
+                let position = broker.reset_group(&p, &queue, &group, member, offset)?;
+                self.ok(req, group, position, 0).await;
+            }
             Frame::PurgeQueue { req, name } => {
                 let messages = broker.purge_queue(&p, self.connection.id, &name)?;
                 self.ok(req, name, messages, 0).await;

@@ -42,7 +42,11 @@ impl Inner {
             let map = inner.queues.read().unwrap();
             queue_ids
                 .iter()
-                .map(|id| map.get(id).cloned().ok_or(StorageError::NoSuchQueue(*id)))
+                .map(|id| match map.get(id) {
+                    // A view reads its stream's index; it is never appended to.
+                    Some(queue) if !queue.is_view() => Ok(queue.clone()),
+                    _ => Err(StorageError::NoSuchQueue(*id)),
+                })
                 .collect::<Result<Vec<_>, _>>()?
         };
         let mut writer = inner.writer.lock().unwrap();
@@ -148,6 +152,9 @@ impl Inner {
             self.log.flush(flushed.min(position), position)?;
             if indexes {
                 for queue in self.queues.read().unwrap().values() {
+                    if queue.is_view() {
+                        continue;
+                    }
                     queue.index.lock().unwrap().flush()?;
                 }
             }
@@ -214,7 +221,16 @@ impl Inner {
     ) -> Result<usize, StorageError> {
         // Recovery replays from the checkpoint's position: keep all after it.
         let mut keep_from = position;
+        // A stream's index serves its views too: it keeps what any needs.
+        let mut by_index: std::collections::HashMap<QueueId, (Arc<Queue>, u64)> =
+            std::collections::HashMap::new();
         for (queue, low_water) in low_waters {
+            by_index
+                .entry(queue.source)
+                .and_modify(|(_, lowest)| *lowest = (*lowest).min(low_water))
+                .or_insert((queue, low_water));
+        }
+        for (queue, low_water) in by_index.into_values() {
             let mut index = queue.index.lock().unwrap();
             if low_water < index.end() {
                 keep_from = keep_from.min(index.get(low_water)?.position);

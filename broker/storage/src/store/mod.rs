@@ -7,6 +7,8 @@
 //! - `recovery` — opening a store: verify indexes, replay the log and the
 //!   consumption events after the checkpoint.
 //! - `queue` — one queue: index, consumption state, byte counts.
+//! - `views` — streams: views (a consumer group's own position over a
+//!   stream's index), positions by time, retention by age and bytes.
 //! - `delays` — delayed messages: the delay queue, timers, promotion.
 //! - `durability` — the write path and the flusher: append, group commit,
 //!   consumption events, checkpoints and retention.
@@ -15,10 +17,12 @@ mod delays;
 mod durability;
 mod queue;
 mod recovery;
+mod views;
 
 use queue::{Queue, QueueMeta, new_queue, queue_dir};
 
 pub use delays::Promotion;
+pub use views::StreamBounds;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
@@ -182,33 +186,41 @@ impl MessageStore {
             .map(|q| q.id)
     }
 
-    /// Every queue: id and name (not the store's own delay queue).
+    /// Every queue: id and name (not the store's own delay queue, nor views).
     pub fn queues(&self) -> Vec<(QueueId, String)> {
         let queues = self.inner.queues.read().unwrap();
         queues
             .values()
-            .filter(|q| q.name != delays::DELAY_QUEUE)
+            .filter(|q| q.name != delays::DELAY_QUEUE && !q.is_view())
             .map(|q| (q.id, q.name.clone()))
             .collect()
     }
 
-    /// Deletes a queue and its index; its log records are released by retention.
+    /// Deletes a queue and its index (a stream: its views too; a view: its
+    /// position only); its log records are released by retention.
     pub fn delete_queue(&self, id: QueueId) -> Result<(), StorageError> {
         let _writer = self.inner.writer.lock().unwrap();
-        let queue = self
-            .inner
-            .queues
-            .write()
-            .unwrap()
-            .remove(&id)
-            .ok_or(StorageError::NoSuchQueue(id))?;
-        self.inner.meta.remove(QUEUES_TREE, &id.to_string())?;
-        self.inner.meta.remove(CONSUMPTION_TREE, &id.to_string())?;
+        let queue = self.inner.queue(id)?;
+        let mut doomed = vec![queue.clone()];
+        doomed.extend(self.inner.views_of(id));
+        for queue in &doomed {
+            self.inner.queues.write().unwrap().remove(&queue.id);
+            self.inner.meta.remove(QUEUES_TREE, &queue.id.to_string())?;
+            self.inner
+                .meta
+                .remove(CONSUMPTION_TREE, &queue.id.to_string())?;
+        }
         self.inner.meta.flush()?;
+        if queue.is_view() {
+            return Ok(());
+        }
         self.forget_delayed(id);
-        let queue = Arc::try_unwrap(queue).ok();
-        if let Some(queue) = queue {
-            queue.index.into_inner().unwrap().destroy()?;
+        drop(doomed);
+        let index = Arc::try_unwrap(queue)
+            .ok()
+            .and_then(|queue| Arc::try_unwrap(queue.index).ok());
+        if let Some(index) = index {
+            index.into_inner().unwrap().destroy()?;
         } else {
             std::fs::remove_dir_all(queue_dir(&self.inner.config, id))
                 .map_err(|e| StorageError::io(&queue_dir(&self.inner.config, id), e))?;
@@ -220,18 +232,7 @@ impl MessageStore {
     pub fn purge_queue(&self, id: QueueId) -> Result<u64, StorageError> {
         let queue = self.inner.queue(id)?;
         let end = queue.index.lock().unwrap().end();
-        let mut consumption = queue.consumption.lock().unwrap();
-        let dropped = consumption.purge(end);
-        self.inner
-            .record(&mut consumption, queue.id, Change::Purged { end });
-        let kept: Vec<u64> = consumption.in_flight.iter().copied().collect();
-        for offset in kept {
-            self.inner
-                .record(&mut consumption, queue.id, Change::Kept { offset });
-        }
-        drop(consumption);
-        queue.recount_bytes();
-        Ok(dropped)
+        Ok(self.inner.drop_ready_below(&queue, end))
     }
 
     /// Appends one record (the body is stored once, whatever the number of
@@ -282,7 +283,7 @@ impl MessageStore {
         let queue = self.inner.queue(queue)?;
         let entry = queue.index.lock().unwrap().get(offset)?;
         let record = self.inner.log.read(entry.position)?;
-        if record.len != entry.len as usize || !record.queues.contains(&queue.id) {
+        if record.len != entry.len as usize || !record.queues.contains(&queue.source) {
             return Err(StorageError::Corrupt {
                 location: format!("queue {} entry {offset}", queue.name),
                 reason: "index entry does not match the log record".into(),

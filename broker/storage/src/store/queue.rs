@@ -8,8 +8,8 @@
 //! Lock order: a queue's index before its consumption state, never the
 //! other way round (byte lookups take the index alone).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +25,12 @@ pub(super) struct Queue {
     pub(super) id: QueueId,
     pub(super) name: String,
     pub(super) flush: FlushMode,
-    pub(super) index: Mutex<QueueIndex>,
+    /// The queue whose index this one reads: itself, or — for a view, a
+    /// consumer group's own position in a stream (store/views.rs) — the
+    /// stream. Records name only sources; a view is never appended to.
+    pub(super) source: QueueId,
+    /// Shared by a stream and its views.
+    pub(super) index: Arc<Mutex<QueueIndex>>,
     pub(super) consumption: Mutex<Consumption>,
     /// Bytes of the messages not yet settled.
     stored_bytes: AtomicU64,
@@ -38,6 +43,9 @@ pub(super) struct QueueMeta {
     pub(super) id: QueueId,
     pub(super) name: String,
     pub(super) flush: FlushMode,
+    /// Set for a view: the stream whose index it reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) view_of: Option<QueueId>,
 }
 
 fn add(counter: &AtomicU64, bytes: u64) {
@@ -55,14 +63,16 @@ impl Queue {
         id: QueueId,
         name: String,
         flush: FlushMode,
-        index: QueueIndex,
+        index: Arc<Mutex<QueueIndex>>,
         consumption: Consumption,
+        source: QueueId,
     ) -> Queue {
         Queue {
             id,
             name,
             flush,
-            index: Mutex::new(index),
+            source,
+            index,
             consumption: Mutex::new(consumption),
             stored_bytes: AtomicU64::new(0),
             in_flight_bytes: AtomicU64::new(0),
@@ -70,6 +80,11 @@ impl Queue {
     }
 
     /// The bytes of message `offset` (0 if its entry is unreadable).
+    /// Whether this is a view of another queue's index.
+    pub(super) fn is_view(&self) -> bool {
+        self.source != self.id
+    }
+
     pub(super) fn entry_len(&self, offset: u64) -> u64 {
         self.index
             .lock()
@@ -130,21 +145,23 @@ pub(super) fn new_queue(
     id: QueueId,
     name: &str,
     flush: FlushMode,
-) -> Result<std::sync::Arc<Queue>, StorageError> {
+) -> Result<Arc<Queue>, StorageError> {
     let index = QueueIndex::open(&queue_dir(config, id), config.index_entries_per_file)?;
     let record = QueueMeta {
         id,
         name: name.into(),
         flush,
+        view_of: None,
     };
     meta.put(QUEUES_TREE, &id.to_string(), &record)?;
     meta.flush()?;
-    Ok(std::sync::Arc::new(Queue::new(
+    Ok(Arc::new(Queue::new(
         id,
         name.into(),
         flush,
-        index,
+        Arc::new(Mutex::new(index)),
         Consumption::starting_at(0),
+        id,
     )))
 }
 

@@ -13,6 +13,7 @@ use super::super::index::{IndexEntry, QueueIndex};
 use super::super::layout::settle_layout;
 use super::super::log::{CommitLog, Scanned};
 use super::super::metadata::Metadata;
+use super::super::record::QueueId;
 use super::super::record::{FLAG_CONSUMPTION, FLAG_DELAYED};
 use super::delays::{DELAY_QUEUE, DELAY_QUEUE_FLUSH, Delays};
 use super::{
@@ -60,8 +61,13 @@ impl MessageStore {
         let mut queues = HashMap::new();
         let mut replay_from = HashMap::new();
         let mut next_queue_id = 0;
+        let mut views = Vec::new();
         for (_, q) in meta.scan::<QueueMeta>(QUEUES_TREE, "")? {
             next_queue_id = next_queue_id.max(q.id + 1);
+            if q.view_of.is_some() {
+                views.push(q);
+                continue;
+            }
             let mut index =
                 QueueIndex::open(&queue_dir(&config, q.id), config.index_entries_per_file)?;
             let consumption: Option<Consumption> = meta.get(CONSUMPTION_TREE, &q.id.to_string())?;
@@ -80,9 +86,17 @@ impl MessageStore {
                 consumption.unwrap_or_else(|| Consumption::starting_at(index.start()));
             queues.insert(
                 q.id,
-                Arc::new(Queue::new(q.id, q.name, q.flush, index, consumption)),
+                Arc::new(Queue::new(
+                    q.id,
+                    q.name,
+                    q.flush,
+                    Arc::new(Mutex::new(index)),
+                    consumption,
+                    q.id,
+                )),
             );
         }
+        attach_views(&meta, &mut queues, views)?;
 
         // Replay the log from the checkpoint (or from where a damaged index
         // needs it), re-deriving index entries for records after it.
@@ -289,6 +303,38 @@ impl MessageStore {
             report,
         ))
     }
+}
+
+/// Gives each view its stream's index; forgets views whose stream is gone
+/// (deleted while the view's removal had not reached the metadata).
+fn attach_views(
+    meta: &Metadata,
+    queues: &mut HashMap<QueueId, Arc<Queue>>,
+    views: Vec<QueueMeta>,
+) -> Result<(), StorageError> {
+    for view in views {
+        let source = view.view_of.unwrap_or(view.id);
+        let Some(stream) = queues.get(&source).filter(|q| !q.is_view()).cloned() else {
+            meta.remove(QUEUES_TREE, &view.id.to_string())?;
+            meta.remove(CONSUMPTION_TREE, &view.id.to_string())?;
+            continue;
+        };
+        let consumption: Consumption = meta
+            .get(CONSUMPTION_TREE, &view.id.to_string())?
+            .unwrap_or_else(|| Consumption::starting_at(stream.index.lock().unwrap().start()));
+        queues.insert(
+            view.id,
+            Arc::new(Queue::new(
+                view.id,
+                view.name,
+                view.flush,
+                stream.index.clone(),
+                consumption,
+                source,
+            )),
+        );
+    }
+    Ok(())
 }
 
 /// Checks a queue's index entries up to the checkpoint; returns the end of

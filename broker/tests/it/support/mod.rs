@@ -178,6 +178,17 @@ pub async fn drain(channel: &Channel, queue: &str) -> Vec<Delivery> {
     got
 }
 
+/// A consumer that dies holding its unacknowledged deliveries: the acks it
+/// sent are processed first (a round trip after them on its channel), then
+/// its connection goes away without a word.
+pub async fn vanish<T>(connection: Connection, channel: Channel, consumer: T) {
+    channel
+        .query(switchyard_client::Query::Vhosts)
+        .await
+        .unwrap();
+    drop((consumer, channel, connection));
+}
+
 /// `queue`'s row of `list queues --json`, if it exists.
 pub fn queue_row(broker: &Broker, queue: &str) -> Option<serde_json::Value> {
     broker
