@@ -46,15 +46,17 @@ impl SpawnedBroker {
 }
 
 impl SpawnedBroker {
-    /// The broker's resident memory (VmRSS), KiB.
-    pub fn rss_kib(&self) -> Result<u64, String> {
+    /// A memory figure of the broker from /proc/<pid>/status, KiB:
+    /// `VmRSS`, `RssAnon` (its own memory) or `RssFile` (mapped log and
+    /// index pages, which the kernel reclaims under pressure).
+    pub fn memory_kib(&self, field: &str) -> Result<u64, String> {
         let path = format!("/proc/{}/status", self.child.id());
         let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| format!("{path}: no VmRSS line"))
+            .ok_or_else(|| format!("{path}: no {field} line"))
     }
 }
 

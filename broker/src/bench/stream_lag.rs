@@ -18,24 +18,31 @@ const PREFETCH: u32 = 1000;
 pub struct LagReport {
     pub messages: u64,
     pub groups: usize,
-    /// Broker RSS once the stream holds every message.
-    pub rss_published_kib: u64,
-    /// Broker RSS with every group attached at the first offset, each
-    /// holding a full prefetch and lagging by the rest.
-    pub rss_lagging_kib: u64,
+    /// The broker's own memory (RssAnon) once the stream holds every
+    /// message…
+    pub anon_published_kib: u64,
+    /// …and with every group attached at the first offset, each holding a
+    /// full prefetch and lagging by the rest.
+    pub anon_lagging_kib: u64,
+    /// Mapped log and index pages resident then (RssFile: page cache the
+    /// kernel reclaims under pressure).
+    pub file_lagging_kib: u64,
 }
 
 impl std::fmt::Display for LagReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |kib: u64| kib as f64 / 1024.0;
         writeln!(
             f,
-            "stream of {} messages (1 KiB), {} groups lagging by {} each: broker RSS {:.1} MiB \
-             (after publishing: {:.1} MiB)",
+            "stream of {} messages (1 KiB), {} groups lagging by {} each: broker memory \
+             (RssAnon) {:.1} MiB, {:.1} MiB before the groups attached; mapped log pages \
+             resident (RssFile) {:.1} MiB",
             self.messages,
             self.groups,
             self.messages.saturating_sub(u64::from(PREFETCH)),
-            self.rss_lagging_kib as f64 / 1024.0,
-            self.rss_published_kib as f64 / 1024.0
+            mib(self.anon_lagging_kib),
+            mib(self.anon_published_kib),
+            mib(self.file_lagging_kib)
         )
     }
 }
@@ -81,7 +88,7 @@ pub async fn measure(
     for confirmation in pending {
         confirmation.await.map_err(|e| e.to_string())?;
     }
-    let rss_published_kib = broker.rss_kib()?;
+    let anon_published_kib = broker.memory_kib("RssAnon")?;
     let mut members = Vec::new();
     for g in 0..groups {
         let connection = connect().await.map_err(|e| e.to_string())?;
@@ -105,13 +112,15 @@ pub async fn measure(
         }
         members.push((connection, ch, consumer));
     }
-    let rss_lagging_kib = broker.rss_kib()?;
+    let anon_lagging_kib = broker.memory_kib("RssAnon")?;
+    let file_lagging_kib = broker.memory_kib("RssFile")?;
     drop(members);
     connection.close().await;
     Ok(LagReport {
         messages,
         groups,
-        rss_published_kib,
-        rss_lagging_kib,
+        anon_published_kib,
+        anon_lagging_kib,
+        file_lagging_kib,
     })
 }

@@ -34,8 +34,14 @@ pub const FLAG_CONSUMPTION: u8 = 2;
 /// A delayed message: the first queue id is the delay queue, which alone
 /// indexes it; the others are where it goes when due.
 pub const FLAG_DELAYED: u8 = 4;
-/// The length of the promoted-from extension.
+/// A half (transactional) message: the first queue id is the half queue,
+/// which alone indexes it; the others are where it goes when committed.
+pub const FLAG_HALF: u8 = 8;
+/// The length of the promoted-from extension: the offset in the delay
+/// queue…
 const MOVED_FROM_LEN: usize = 8;
+/// …or the offset and the hidden queue it was in (a committed half message).
+const MOVED_FROM_QUEUE_LEN: usize = 12;
 
 /// A message as the store keeps it. `attributes` are the encoded headers
 /// and properties; storage does not look inside.
@@ -66,6 +72,16 @@ impl StoredMessage {
             _ => self.deliver_after_ms,
         }
     }
+
+    /// Whether only its first queue indexes it (delayed and half messages:
+    /// the others are where it goes later).
+    pub fn indexed_by_first_only(&self) -> bool {
+        indexed_by_first_only(self.flags)
+    }
+}
+
+fn indexed_by_first_only(flags: u8) -> bool {
+    flags & (FLAG_DELAYED | FLAG_HALF) != 0
 }
 
 /// Queue ids are dense u32s assigned by the store.
@@ -119,6 +135,9 @@ impl std::fmt::Display for RecordError {
 pub struct Envelope<'a> {
     pub queues: &'a [QueueId],
     pub moved_from: Option<u64>,
+    /// The hidden queue `moved_from` is an offset of, when it is not the
+    /// delay queue.
+    pub moved_from_queue: Option<QueueId>,
 }
 
 impl<'a> Envelope<'a> {
@@ -126,14 +145,15 @@ impl<'a> Envelope<'a> {
         Envelope {
             queues,
             moved_from: None,
+            moved_from_queue: None,
         }
     }
 
     fn extension_len(&self) -> usize {
-        if self.moved_from.is_some() {
-            MOVED_FROM_LEN
-        } else {
-            0
+        match (self.moved_from, self.moved_from_queue) {
+            (None, _) => 0,
+            (Some(_), None) => MOVED_FROM_LEN,
+            (Some(_), Some(_)) => MOVED_FROM_QUEUE_LEN,
         }
     }
 }
@@ -172,6 +192,10 @@ pub fn encode_into(message: &StoredMessage, envelope: Envelope<'_>, out: &mut [u
     if let Some(offset) = envelope.moved_from {
         out[at..at + MOVED_FROM_LEN].copy_from_slice(&offset.to_le_bytes());
         at += MOVED_FROM_LEN;
+        if let Some(queue) = envelope.moved_from_queue {
+            out[at..at + 4].copy_from_slice(&queue.to_le_bytes());
+            at += 4;
+        }
     }
     for part in [&message.routing_key, &message.attributes, &message.body] {
         out[at..at + part.len()].copy_from_slice(part);
@@ -200,10 +224,11 @@ pub fn claimed_queues(bytes: &[u8], len: usize) -> Option<Vec<QueueId>> {
     if HEADER_LEN + 4 * count > len {
         return None;
     }
-    // A delayed record claims only the delay queue until it is due.
-    let count = match bytes[9] & FLAG_DELAYED {
-        0 => count,
-        _ => count.min(1),
+    // A delayed (half) record claims only the delay (half) queue until it
+    // is due (committed).
+    let count = match indexed_by_first_only(bytes[9]) {
+        false => count,
+        true => count.min(1),
     };
     Some(
         (0..count)
@@ -217,8 +242,10 @@ pub fn claimed_queues(bytes: &[u8], len: usize) -> Option<Vec<QueueId>> {
 pub struct DecodedRecord {
     pub message: StoredMessage,
     pub queues: Vec<QueueId>,
-    /// For a promoted delayed message: its offset in the delay queue.
+    /// For a promoted delayed message: its offset in the delay queue (or,
+    /// with `moved_from_queue`, in that queue: a committed half message).
     pub moved_from: Option<u64>,
+    pub moved_from_queue: Option<QueueId>,
     pub len: usize,
 }
 
@@ -266,7 +293,7 @@ pub fn decode(buf: &Bytes, max_len: usize) -> Result<DecodedRecord, RecordError>
     let attributes_len = u32_at(b, 40) as usize;
     let body_len = u32_at(b, 44) as usize;
     let extension_len = u16_at(b, 14);
-    if !matches!(extension_len, 0 | MOVED_FROM_LEN)
+    if !matches!(extension_len, 0 | MOVED_FROM_LEN | MOVED_FROM_QUEUE_LEN)
         || HEADER_LEN + 4 * queue_count + extension_len + key_len + attributes_len + body_len != len
     {
         return Err(RecordError::Inconsistent);
@@ -275,7 +302,9 @@ pub fn decode(buf: &Bytes, max_len: usize) -> Result<DecodedRecord, RecordError>
         .map(|i| u32_at(b, HEADER_LEN + 4 * i))
         .collect();
     let mut at = HEADER_LEN + 4 * queue_count;
-    let moved_from = (extension_len == MOVED_FROM_LEN).then(|| u64_at(b, at));
+    let moved_from = (extension_len >= MOVED_FROM_LEN).then(|| u64_at(b, at));
+    let moved_from_queue =
+        (extension_len == MOVED_FROM_QUEUE_LEN).then(|| u32_at(b, at + MOVED_FROM_LEN));
     at += extension_len;
     let mut take = |n: usize| {
         let part = buf.slice(at..at + n);
@@ -297,6 +326,7 @@ pub fn decode(buf: &Bytes, max_len: usize) -> Result<DecodedRecord, RecordError>
         },
         queues,
         moved_from,
+        moved_from_queue,
         len,
     })
 }
@@ -323,7 +353,11 @@ mod tests {
 
     fn encoded_moved(queues: &[QueueId], moved_from: Option<u64>) -> Bytes {
         let message = sample();
-        let envelope = Envelope { queues, moved_from };
+        let envelope = Envelope {
+            queues,
+            moved_from,
+            moved_from_queue: None,
+        };
         let mut buf = vec![0; encoded_len(&message, envelope)];
         encode_into(&message, envelope, &mut buf);
         Bytes::from(buf)
@@ -337,6 +371,20 @@ mod tests {
         assert_eq!(record.queues, vec![4]);
         assert_eq!(record.moved_from, Some(1 << 33));
         assert_eq!(decode(&encoded(&[4]), 1 << 20).unwrap().moved_from, None);
+        let message = sample();
+        let envelope = Envelope {
+            queues: &[4, 5],
+            moved_from: Some(7),
+            moved_from_queue: Some(9),
+        };
+        let mut buf = vec![0; encoded_len(&message, envelope)];
+        encode_into(&message, envelope, &mut buf);
+        let record = decode(&Bytes::from(buf), 1 << 20).unwrap();
+        assert_eq!(record.message, sample());
+        assert_eq!(
+            (record.queues, record.moved_from, record.moved_from_queue),
+            (vec![4, 5], Some(7), Some(9))
+        );
     }
 
     #[test]

@@ -58,5 +58,6 @@ mod storage;
 mod storage_churn;
 mod storage_crash;
 mod storage_delays;
+mod storage_halves;
 mod storage_props;
 mod storage_streams;

@@ -153,14 +153,14 @@ impl Delays {
 
 impl Inner {
     /// Whether `offset` of `queue` is settled (acked, expired, promoted).
-    fn is_settled(&self, queue: QueueId, offset: u64) -> Result<bool, StorageError> {
+    pub(super) fn is_settled(&self, queue: QueueId, offset: u64) -> Result<bool, StorageError> {
         let queue = self.queue(queue)?;
         let consumption = queue.consumption.lock().unwrap();
         Ok(offset < consumption.floor || consumption.acked.contains(offset))
     }
 
     /// Settles `offset` of `queue` without a delivery, recording it.
-    fn settle(&self, queue: QueueId, offset: u64) -> Result<(), StorageError> {
+    pub(super) fn settle(&self, queue: QueueId, offset: u64) -> Result<(), StorageError> {
         let queue = self.queue(queue)?;
         queue.settled(queue.entry_len(offset), false);
         let mut consumption = queue.consumption.lock().unwrap();
@@ -248,6 +248,7 @@ impl MessageStore {
                         let envelope = Envelope {
                             queues: &live,
                             moved_from: Some(offset),
+                            moved_from_queue: None,
                         };
                         if let Err(error) = inner.append_record(&copy, envelope, live.len()) {
                             // A full disk stops here: this one and the rest

@@ -9,12 +9,15 @@
 //! - `queue` — one queue: index, consumption state, byte counts.
 //! - `views` — streams: views (a consumer group's own position over a
 //!   stream's index), positions by time, retention by age and bytes.
+//! - `halves` — half (transactional) messages: stored, not visible, until
+//!   committed (one copy to their destinations) or rolled back.
 //! - `delays` — delayed messages: the delay queue, timers, promotion.
 //! - `durability` — the write path and the flusher: append, group commit,
 //!   consumption events, checkpoints and retention.
 
 mod delays;
 mod durability;
+mod halves;
 mod queue;
 mod recovery;
 mod views;
@@ -22,6 +25,7 @@ mod views;
 use queue::{Queue, QueueMeta, new_queue, queue_dir};
 
 pub use delays::Promotion;
+pub use halves::{Commit, HalfMessage};
 pub use views::StreamBounds;
 
 use std::collections::{BTreeMap, HashMap};
@@ -76,6 +80,11 @@ struct Inner {
     /// The delay queue's timers (held while a delayed message is appended
     /// and while one is promoted).
     delays: Mutex<delays::Delays>,
+    /// The hidden queue of half (transactional) messages.
+    half_queue: QueueId,
+    /// Held while a half message is committed or discarded, so that it
+    /// ends once.
+    half_ends: Mutex<()>,
     /// Consumption events not yet in the log, in each queue's order
     /// (pushed under that queue's consumption lock).
     events: Mutex<Vec<ConsumptionEvent>>,
@@ -186,12 +195,12 @@ impl MessageStore {
             .map(|q| q.id)
     }
 
-    /// Every queue: id and name (not the store's own delay queue, nor views).
+    /// Every queue: id and name (not the store's own hidden queues, nor views).
     pub fn queues(&self) -> Vec<(QueueId, String)> {
         let queues = self.inner.queues.read().unwrap();
         queues
             .values()
-            .filter(|q| q.name != delays::DELAY_QUEUE && !q.is_view())
+            .filter(|q| !q.is_hidden() && !q.is_view())
             .map(|q| (q.id, q.name.clone()))
             .collect()
     }

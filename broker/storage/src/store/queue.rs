@@ -80,6 +80,12 @@ impl Queue {
     }
 
     /// The bytes of message `offset` (0 if its entry is unreadable).
+    /// Whether this is one of the store's own queues (delays, half
+    /// messages): their names begin with NUL, which broker names cannot.
+    pub(super) fn is_hidden(&self) -> bool {
+        self.name.starts_with('\u{0}')
+    }
+
     /// Whether this is a view of another queue's index.
     pub(super) fn is_view(&self) -> bool {
         self.source != self.id

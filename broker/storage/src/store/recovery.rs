@@ -13,9 +13,10 @@ use super::super::index::{IndexEntry, QueueIndex};
 use super::super::layout::settle_layout;
 use super::super::log::{CommitLog, Scanned};
 use super::super::metadata::Metadata;
+use super::super::record::FLAG_CONSUMPTION;
 use super::super::record::QueueId;
-use super::super::record::{FLAG_CONSUMPTION, FLAG_DELAYED};
 use super::delays::{DELAY_QUEUE, DELAY_QUEUE_FLUSH, Delays};
+use super::halves::{HALF_QUEUE, HALF_QUEUE_FLUSH};
 use super::{
     CONSUMPTION_TREE, Checkpoint, Durability, Inner, MessageStore, QUEUES_TREE, Queue, QueueMeta,
     RecoveryReport, StorageError, StoreConfig, Writer, new_queue, queue_dir,
@@ -168,7 +169,7 @@ impl MessageStore {
             };
             report.records_replayed += 1;
             if let Some(offset) = record.moved_from {
-                promoted.push(offset);
+                promoted.push((record.moved_from_queue, offset));
             }
             if record.message.flags & FLAG_CONSUMPTION != 0 {
                 match consumption_log::from_body(&record.message.body) {
@@ -179,10 +180,10 @@ impl MessageStore {
                 }
                 return;
             }
-            // A delayed record is indexed by the delay queue alone.
-            let indexed = match record.message.flags & FLAG_DELAYED {
-                0 => &record.queues[..],
-                _ => &record.queues[..record.queues.len().min(1)],
+            // A delayed (half) record is indexed by the delay (half) queue alone.
+            let indexed = match record.message.indexed_by_first_only() {
+                false => &record.queues[..],
+                true => &record.queues[..record.queues.len().min(1)],
             };
             for queue_id in indexed {
                 let (Some(queue), Some(&from)) = (queues.get(queue_id), replay_from.get(queue_id))
@@ -228,21 +229,23 @@ impl MessageStore {
                 queue.consumption.lock().unwrap().replay(event);
             }
         }
-        let delay_queue = match queues.values().find(|q| q.name == DELAY_QUEUE) {
-            Some(queue) => queue.id,
-            None => {
-                let id = next_queue_id;
-                next_queue_id += 1;
-                let queue = new_queue(&config, &meta, id, DELAY_QUEUE, DELAY_QUEUE_FLUSH)?;
-                queues.insert(id, queue);
-                id
+        // The store's hidden queues, created on first open.
+        let mut hidden = |name: &str, flush| -> Result<QueueId, StorageError> {
+            if let Some(queue) = queues.values().find(|q| q.name == name) {
+                return Ok(queue.id);
             }
+            let id = next_queue_id;
+            next_queue_id += 1;
+            queues.insert(id, new_queue(&config, &meta, id, name, flush)?);
+            Ok(id)
         };
-        {
-            // A promotion in the log ends its delay, whatever the events say.
-            let mut consumption = queues[&delay_queue].consumption.lock().unwrap();
-            for offset in promoted {
-                consumption.settle(offset);
+        let delay_queue = hidden(DELAY_QUEUE, DELAY_QUEUE_FLUSH)?;
+        let half_queue = hidden(HALF_QUEUE, HALF_QUEUE_FLUSH)?;
+        // A promotion (a commit) in the log ends its delay (half message),
+        // whatever the events say.
+        for (from, offset) in promoted {
+            if let Some(queue) = queues.get(&from.unwrap_or(delay_queue)) {
+                queue.consumption.lock().unwrap().settle(offset);
             }
         }
         for queue in queues.values() {
@@ -279,6 +282,8 @@ impl MessageStore {
             }),
             queues: RwLock::new(queues),
             delays: Mutex::new(delays),
+            half_queue,
+            half_ends: Mutex::new(()),
             events: Mutex::new(Vec::new()),
             events_writer: Mutex::new(()),
             durability: Mutex::new(Durability {
