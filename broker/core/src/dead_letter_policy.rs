@@ -205,7 +205,12 @@ impl Broker {
 
     /// Stores `message` in queue `name` of the vhost (created, durable, if
     /// it does not exist).
-    fn keep_in(&self, vhost: &Vhost, name: &str, mut message: Message) -> Result<(), BrokerError> {
+    pub(crate) fn keep_in(
+        &self,
+        vhost: &Vhost,
+        name: &str,
+        mut message: Message,
+    ) -> Result<(), BrokerError> {
         if vhost.queue(name).is_err() {
             if name.is_empty() || name.len() > 255 {
                 return Err(BrokerError::invalid_argument(format!(

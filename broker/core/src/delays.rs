@@ -113,9 +113,10 @@ impl Broker {
         }
     }
 
-    /// Wakes the consumers of queues that received promoted messages and
+    /// Wakes the consumers of queues that received promoted (or committed)
+    /// messages and
     /// keeps drop-head queues at their max-length.
-    fn arrived(&self, ids: &[QueueId]) {
+    pub(crate) fn arrived(&self, ids: &[QueueId]) {
         if ids.is_empty() {
             return;
         }

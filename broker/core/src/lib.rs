@@ -12,6 +12,8 @@
 //! - `expiry` — TTL: expired heads dead-lettered proactively (sweeper thread).
 //! - `stream`, `groups` — stream queues (offsets, retention) and their
 //!   consumer groups (clustering, broadcasting), read through views.
+//! - `transactions`, `transaction_checks` — half messages: send, commit,
+//!   rollback; producer groups and the checker thread that asks them.
 //! - `listing` — the rows of `switchyard list …`.
 
 mod auth;
@@ -42,6 +44,8 @@ mod records;
 mod routing;
 mod stream;
 mod topology;
+mod transaction_checks;
+mod transactions;
 mod uploads;
 mod user_admin;
 
@@ -68,6 +72,8 @@ pub use queue::{Overflow, Queue, QueueSettings};
 pub use records::{BindingRecord, EncodedFields, ExchangeRecord, QueueRecord, VhostRecord};
 pub use stream::{StreamSettings, ViewOf};
 pub use topology::{BindingSpec, ExchangeSpec, QueueSpec};
+pub use transaction_checks::{GroupSettings, TransactionCheck};
+pub use transactions::{TRANSACTION_GROUP_HEADER, TRANSACTION_VHOST_HEADER, TxOutcome};
 pub use uploads::UploadReservation;
 
 use switchyard_base::clock::{Clock, SystemClock};
@@ -175,6 +181,7 @@ pub struct Broker {
     uploads: uploads::UploadBudget,
     clock: Arc<dyn Clock>,
     delay_wakeup: Arc<delays::DelayWakeup>,
+    transactions: transactions::Transactions,
     data_dir: PathBuf,
 }
 
@@ -229,10 +236,12 @@ impl Broker {
             limits: options.limits,
             clock: options.clock,
             delay_wakeup: Arc::default(),
+            transactions: Default::default(),
             data_dir: options.data_dir,
         };
         broker.restore_topology()?;
         broker.restore_groups()?;
+        broker.restore_transactions()?;
         Ok(broker)
     }
 

@@ -102,6 +102,7 @@ impl Broker {
                 })
                 .collect(),
             Query::Groups => self.group_rows(&vhost),
+            Query::Transactions => self.transaction_rows(&vhost.name),
             Query::Bindings => vhost
                 .exchanges
                 .read()

@@ -92,7 +92,7 @@ impl Broker {
 
     /// How many leading messages `principal` may publish, and why not the
     /// next one.
-    fn authorize_publish(
+    pub(crate) fn authorize_publish(
         &self,
         principal: &Principal,
         exchange: &str,

@@ -104,7 +104,7 @@ impl Broker {
     }
 
     /// The queues each message goes to.
-    fn route(
+    pub(crate) fn route(
         &self,
         vhost: &Vhost,
         exchange: &Exchange,

@@ -66,6 +66,9 @@ impl Server {
         broker
             .start_delay_scheduler()
             .map_err(|e| format!("starting the delay scheduler: {e}"))?;
+        broker
+            .start_transaction_checker()
+            .map_err(|e| format!("starting the transaction checker: {e}"))?;
         Ok(Server {
             endpoint,
             broker,

@@ -11,6 +11,7 @@ mod plugin;
 mod publish;
 mod serve;
 mod topology;
+mod transactional;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -76,6 +76,8 @@ pub struct PublishArgs {
     #[arg(long)]
     pub priority: Option<u8>,
     #[command(flatten)]
+    pub transaction: super::transactional::TransactionArgs,
+    #[command(flatten)]
     pub client: ClientArgs,
 }
 
@@ -173,6 +175,17 @@ pub fn run(args: PublishArgs) -> anyhow::Result<()> {
     let body = body(&args)?;
     let headers = parse_fields(&args.headers)?;
     let properties = properties(&args);
+    if args.transaction.transactional {
+        let messages = (0..args.count)
+            .map(|i| build_message(&args, &body, &headers, &properties, i))
+            .collect();
+        return super::transactional::run(
+            &args.client,
+            &args.transaction,
+            &args.exchange,
+            messages,
+        );
+    }
     block_on(async move {
         let (connection, channel) = args.client.connect().await?;
         let mut returns = channel.returns();

@@ -211,6 +211,8 @@ pub enum Listable {
     Vhosts,
     /// Consumer groups of stream queues: members, position, lag.
     Groups,
+    /// Producer groups: pending transactions, oldest age, checks sent.
+    Transactions,
 }
 
 #[derive(Args)]
@@ -233,6 +235,7 @@ pub fn list(args: ListArgs) -> anyhow::Result<()> {
         Listable::Users => Query::Users,
         Listable::Vhosts => Query::Vhosts,
         Listable::Groups => Query::Groups,
+        Listable::Transactions => Query::Transactions,
     };
     list_query(&args.client, query, args.json)
 }

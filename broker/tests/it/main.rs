@@ -47,6 +47,7 @@ mod e2e_security;
 mod e2e_single_active;
 mod e2e_streams;
 mod e2e_topology;
+mod e2e_transactions;
 mod hostile_plugins;
 mod key_only_claim;
 mod plugin_loading;

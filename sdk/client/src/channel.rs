@@ -10,13 +10,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use switchyard_protocol::{Frame, GroupMode, Message, StreamOffset};
+use switchyard_protocol::{Frame, Message};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::confirms::{ConfirmTracker, Confirmation, Settlement};
-use crate::consumer::{Consumer, Delivery};
+use crate::consumer::{ConsumeOptions, Consumer, Delivery};
 use crate::error::Error;
 use crate::topology::QueueInfo;
+use crate::transactions::CheckRequest;
 use switchyard_transport::{FrameReader, FrameWriter};
 
 /// Frames queued for the writer before `publish` waits (backpressure).
@@ -38,75 +39,6 @@ pub struct Returned {
     pub message: Message,
 }
 
-/// Options of `consume`.
-#[derive(Debug, Clone)]
-pub struct ConsumeOptions {
-    /// Empty: the broker generates one.
-    pub tag: String,
-    /// Unacknowledged deliveries allowed at once (0 = unlimited).
-    pub prefetch: u32,
-    /// Deliveries count as acknowledged when sent.
-    pub auto_ack: bool,
-    pub exclusive: bool,
-    /// Stream queues: the consumer group to join (its position is kept by
-    /// the broker); `None`: a position of this consumer's own.
-    pub group: Option<String>,
-    /// How the group's members share the stream.
-    pub mode: GroupMode,
-    /// A broadcasting group's member name (default: the consumer tag):
-    /// the same name resumes the same position.
-    pub member: Option<String>,
-    /// Stream queues: where a new position starts (default: the next
-    /// message published).
-    pub offset: Option<StreamOffset>,
-}
-
-impl Default for ConsumeOptions {
-    fn default() -> Self {
-        ConsumeOptions {
-            tag: String::new(),
-            prefetch: 100,
-            auto_ack: false,
-            exclusive: false,
-            group: None,
-            mode: GroupMode::Clustering,
-            member: None,
-            offset: None,
-        }
-    }
-}
-
-impl ConsumeOptions {
-    /// Whether this asks for a stream's group or offset.
-    fn is_stream(&self) -> bool {
-        self.group.is_some() || self.member.is_some() || self.offset.is_some()
-    }
-
-    fn frame(&self, req: u32, queue: &str) -> Frame {
-        if !self.is_stream() {
-            return Frame::Consume {
-                req,
-                queue: queue.into(),
-                tag: self.tag.clone(),
-                prefetch: self.prefetch,
-                auto_ack: self.auto_ack,
-                exclusive: self.exclusive,
-            };
-        }
-        Frame::ConsumeStream {
-            req,
-            queue: queue.into(),
-            tag: self.tag.clone(),
-            prefetch: self.prefetch,
-            auto_ack: self.auto_ack,
-            group: self.group.clone().unwrap_or_default(),
-            mode: self.mode,
-            member: self.member.clone().unwrap_or_default(),
-            offset: self.offset.unwrap_or_default(),
-        }
-    }
-}
-
 struct State {
     next_request: u32,
     requests: HashMap<u32, oneshot::Sender<Result<Frame, Error>>>,
@@ -114,6 +46,8 @@ struct State {
     confirm_mode: bool,
     confirms: ConfirmTracker,
     consumers: HashMap<String, mpsc::Sender<Delivery>>,
+    /// Where the broker's transaction checks go (a producer group joined).
+    checks: Option<mpsc::Sender<CheckRequest>>,
     /// Consumers waiting for the broker's reply (which names them), by
     /// request id: the reader registers them before any delivery is read.
     starting_consumers: HashMap<u32, mpsc::Sender<Delivery>>,
@@ -149,6 +83,16 @@ impl std::fmt::Debug for Channel {
 }
 
 impl Channel {
+    /// Where the broker's transaction checks go from now on.
+    pub(crate) fn route_checks(&self, to: mpsc::Sender<CheckRequest>) {
+        self.shared.state.lock().unwrap().checks = Some(to);
+    }
+
+    /// Where the broker's transaction checks go, if anywhere.
+    pub(crate) fn check_route(&self) -> Option<mpsc::Sender<CheckRequest>> {
+        self.shared.state.lock().unwrap().checks.clone()
+    }
+
     pub(crate) fn start(
         connection: &quinn::Connection,
         send: quinn::SendStream,
@@ -166,6 +110,7 @@ impl Channel {
                     confirms: ConfirmTracker::default(),
                     consumers: HashMap::new(),
                     starting_consumers: HashMap::new(),
+                    checks: None,
                     returns: None,
                     closed: None,
                 }),
@@ -267,6 +212,12 @@ impl Channel {
                     });
                 }
             }
+            Frame::TxCheck {
+                id,
+                group,
+                exchange,
+                message,
+            } => self.checked(id, group, exchange, message),
             Frame::Cancelled { tag, reason } => {
                 tracing::info!(%tag, %reason, "consumer cancelled by the broker");
                 self.shared.state.lock().unwrap().consumers.remove(&tag);

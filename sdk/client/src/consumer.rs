@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use switchyard_protocol::{Frame, Message};
+use switchyard_protocol::{Frame, GroupMode, Message, StreamOffset};
 use tokio::sync::mpsc;
 
 use crate::channel::Channel;
@@ -102,5 +102,74 @@ impl futures::Stream for Consumer {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
         self.deliveries.poll_recv(cx)
+    }
+}
+
+/// Options of `consume`.
+#[derive(Debug, Clone)]
+pub struct ConsumeOptions {
+    /// Empty: the broker generates one.
+    pub tag: String,
+    /// Unacknowledged deliveries allowed at once (0 = unlimited).
+    pub prefetch: u32,
+    /// Deliveries count as acknowledged when sent.
+    pub auto_ack: bool,
+    pub exclusive: bool,
+    /// Stream queues: the consumer group to join (its position is kept by
+    /// the broker); `None`: a position of this consumer's own.
+    pub group: Option<String>,
+    /// How the group's members share the stream.
+    pub mode: GroupMode,
+    /// A broadcasting group's member name (default: the consumer tag):
+    /// the same name resumes the same position.
+    pub member: Option<String>,
+    /// Stream queues: where a new position starts (default: the next
+    /// message published).
+    pub offset: Option<StreamOffset>,
+}
+
+impl Default for ConsumeOptions {
+    fn default() -> Self {
+        ConsumeOptions {
+            tag: String::new(),
+            prefetch: 100,
+            auto_ack: false,
+            exclusive: false,
+            group: None,
+            mode: GroupMode::Clustering,
+            member: None,
+            offset: None,
+        }
+    }
+}
+
+impl ConsumeOptions {
+    /// Whether this asks for a stream's group or offset.
+    fn is_stream(&self) -> bool {
+        self.group.is_some() || self.member.is_some() || self.offset.is_some()
+    }
+
+    pub(crate) fn frame(&self, req: u32, queue: &str) -> Frame {
+        if !self.is_stream() {
+            return Frame::Consume {
+                req,
+                queue: queue.into(),
+                tag: self.tag.clone(),
+                prefetch: self.prefetch,
+                auto_ack: self.auto_ack,
+                exclusive: self.exclusive,
+            };
+        }
+        Frame::ConsumeStream {
+            req,
+            queue: queue.into(),
+            tag: self.tag.clone(),
+            prefetch: self.prefetch,
+            auto_ack: self.auto_ack,
+            group: self.group.clone().unwrap_or_default(),
+            mode: self.mode,
+            member: self.member.clone().unwrap_or_default(),
+            offset: self.offset.unwrap_or_default(),
+        }
     }
 }

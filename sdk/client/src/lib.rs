@@ -90,12 +90,13 @@ mod error;
 mod plugins;
 mod tls;
 mod topology;
+mod transactions;
 
 pub use address::BrokerAddress;
-pub use channel::{Channel, ConsumeOptions, Returned};
+pub use channel::{Channel, Returned};
 pub use confirms::{Confirmation, Confirmed};
 pub use connection::{ConnectOptions, Connection};
-pub use consumer::{Consumer, Delivery};
+pub use consumer::{ConsumeOptions, Consumer, Delivery};
 pub use error::Error;
 pub use plugins::PluginLoadOptions;
 pub use switchyard_protocol::{
@@ -103,3 +104,4 @@ pub use switchyard_protocol::{
 };
 pub use tls::Trust;
 pub use topology::{ExchangeOptions, QueueInfo, QueueOptions};
+pub use transactions::{CheckRequest, ProducerGroupOptions, TxOutcome};

@@ -135,6 +135,24 @@ frames! {
     /// with `member`; all of its members' without); the group must have
     /// no member consuming. Answered `Ok` with the position as `messages`.
     0x26 => ResetGroup { req: u32, queue: String, group: String, member: String, offset: StreamOffset },
+
+    // Transactional (half) messages.
+    /// Joins producer group `group` on this channel: the broker may ask it
+    /// about the group's pending transactions (`TxCheck`). `arguments`:
+    /// `check-timeout` (ms), `check-interval` (ms), `max-checks`,
+    /// `give-up` (`discard` or a queue name to park them in).
+    0x50 => TxSelect { req: u32, group: String, arguments: Vec<Field> },
+    /// A half message: routed and stored, not visible. Answered `Ok` with
+    /// its transaction id as `messages` once stored (durably, for sync
+    /// queues).
+    0x51 => TxPublish { req: u32, exchange: String, message: Message },
+    /// Ends transaction `id`: `outcome` 1 commit, 2 rollback, 3 unknown
+    /// (an answer to a check: ask again later). Answered `Ok` (a commit
+    /// once its messages are durable as their queues want).
+    0x52 => TxEnd { req: u32, id: u64, outcome: u8 },
+    /// Broker → a member of the producer group: what became of
+    /// transaction `id`? Answered with `TxEnd`.
+    0x53 => TxCheck { id: u64, group: String, exchange: String, message: Message },
 }
 
 /// What a `Query` frame lists.
@@ -150,10 +168,12 @@ pub enum Query {
     Vhosts = 7,
     /// Consumer groups of stream queues: members, position, lag.
     Groups = 8,
+    /// Producer groups' pending transactions.
+    Transactions = 9,
 }
 
 impl Query {
-    pub const ALL: [Query; 8] = [
+    pub const ALL: [Query; 9] = [
         Query::Exchanges,
         Query::Queues,
         Query::Bindings,
@@ -162,6 +182,7 @@ impl Query {
         Query::Users,
         Query::Vhosts,
         Query::Groups,
+        Query::Transactions,
     ];
 
     pub fn from_code(code: u8) -> Option<Query> {
@@ -178,6 +199,7 @@ impl Query {
             Query::Users => "users",
             Query::Vhosts => "vhosts",
             Query::Groups => "groups",
+            Query::Transactions => "transactions",
         }
     }
 }
@@ -226,7 +248,10 @@ impl Frame {
             | Frame::GetEmpty { req }
             | Frame::Cancel { req, .. }
             | Frame::ConsumeStream { req, .. }
-            | Frame::ResetGroup { req, .. } => *req,
+            | Frame::ResetGroup { req, .. }
+            | Frame::TxSelect { req, .. }
+            | Frame::TxPublish { req, .. }
+            | Frame::TxEnd { req, .. } => *req,
             _ => return None,
         })
     }

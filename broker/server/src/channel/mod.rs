@@ -7,6 +7,7 @@
 mod administration;
 mod consuming;
 mod topology;
+mod transactions;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,8 @@ pub struct ChannelSession {
     next_consumer: u64,
     upload: PluginUploadBuffer,
     refusals: RefusalLog,
+    /// The producer group this channel joined (transactions).
+    producer: Option<transactions::Membership>,
 }
 
 /// Why a channel ends.
@@ -91,6 +94,7 @@ impl ChannelSession {
             next_consumer: 1,
             upload: PluginUploadBuffer::default(),
             refusals: RefusalLog::default(),
+            producer: None,
         }
     }
 
@@ -272,6 +276,9 @@ impl ChannelSession {
             | Frame::Ack { .. }
             | Frame::Nack { .. }
             | Frame::Reject { .. } => self.consuming(frame).await,
+            Frame::TxSelect { .. } | Frame::TxPublish { .. } | Frame::TxEnd { .. } => {
+                self.transactions(frame).await
+            }
             Frame::ConfirmSelect { req } => {
                 if self.confirms.is_none() {
                     let (tx, rx) = mpsc::channel(1024);
@@ -290,6 +297,7 @@ impl ChannelSession {
     /// lets pending confirms go out, then says why the channel closed.
     async fn shutdown(mut self, close: Option<Close>) {
         std::mem::take(&mut self.refusals).finish();
+        self.leave_producer_group();
         // Consumers stop taking messages, their unacked deliveries go back,
         // and only then do they leave their queues: the single active
         // consumer taking over finds those first, in order.
