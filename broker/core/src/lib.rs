@@ -73,7 +73,7 @@ pub use records::{BindingRecord, EncodedFields, ExchangeRecord, QueueRecord, Vho
 pub use stream::{StreamSettings, ViewOf};
 pub use topology::{BindingSpec, ExchangeSpec, QueueSpec};
 pub use transaction_checks::{GroupSettings, TransactionCheck};
-pub use transactions::{TRANSACTION_GROUP_HEADER, TRANSACTION_VHOST_HEADER, TxOutcome};
+pub use transactions::{TRANSACTION_GROUP_HEADER, TRANSACTION_VHOST_HEADER};
 pub use uploads::UploadReservation;
 
 use switchyard_base::clock::{Clock, SystemClock};

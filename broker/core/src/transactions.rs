@@ -24,7 +24,7 @@ use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use switchyard_protocol::{Message, Value, code};
+use switchyard_protocol::{Message, TxOutcome, Value, code};
 
 use super::auth::Principal;
 use super::convert::{from_stored, message_to_plugin, to_stored};
@@ -39,29 +39,6 @@ pub const TRANSACTION_VHOST_HEADER: &str = "x-transaction-vhost";
 const OUTCOMES: &str = "transaction-outcomes";
 /// How long an outcome is remembered.
 const OUTCOME_KEPT_MS: u64 = 24 * 3600 * 1000;
-
-/// How a producer ends a transaction (or answers a check).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TxOutcome {
-    Commit,
-    Rollback,
-    /// Not decided yet: the broker asks again later.
-    Unknown,
-}
-
-impl TxOutcome {
-    /// From the protocol's outcome byte.
-    pub fn from_code(outcome: u8) -> Result<Self, BrokerError> {
-        match outcome {
-            1 => Ok(TxOutcome::Commit),
-            2 => Ok(TxOutcome::Rollback),
-            3 => Ok(TxOutcome::Unknown),
-            other => Err(BrokerError::invalid_argument(format!(
-                "transaction outcome {other} is not 1 (commit), 2 (rollback) or 3 (unknown)"
-            ))),
-        }
-    }
-}
 
 /// A transaction waiting for its producer.
 #[derive(Debug, Clone)]

@@ -100,8 +100,8 @@ pub use consumer::{ConsumeOptions, Consumer, Delivery};
 pub use error::Error;
 pub use plugins::PluginLoadOptions;
 pub use switchyard_protocol::{
-    Field, Frame, GroupMode, Message, Properties, Query, StreamOffset, Value, code,
+    Field, Frame, GroupMode, Message, Properties, Query, StreamOffset, TxOutcome, Value, code,
 };
 pub use tls::Trust;
 pub use topology::{ExchangeOptions, QueueInfo, QueueOptions};
-pub use transactions::{CheckRequest, ProducerGroupOptions, TxOutcome};
+pub use transactions::{CheckRequest, ProducerGroupOptions};

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use switchyard_protocol::{Field, Frame, Message, Value};
+use switchyard_protocol::{Field, Frame, Message, TxOutcome, Value};
 use tokio::sync::mpsc;
 
 use crate::channel::Channel;
@@ -16,25 +16,6 @@ use crate::error::Error;
 
 /// Checks buffered on the client before the channel's reader waits.
 const CHECKS_BUFFERED: usize = 256;
-
-/// How a transaction ends (or what a check is answered).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TxOutcome {
-    Commit,
-    Rollback,
-    /// Not decided yet: the broker asks again later.
-    Unknown,
-}
-
-impl TxOutcome {
-    fn code(self) -> u8 {
-        match self {
-            TxOutcome::Commit => 1,
-            TxOutcome::Rollback => 2,
-            TxOutcome::Unknown => 3,
-        }
-    }
-}
 
 /// A producer group's check-back settings (the broker's defaults, as
 /// RocketMQ's, when `None`).
@@ -134,13 +115,9 @@ impl Channel {
     }
 
     async fn end_transaction(&self, id: u64, outcome: TxOutcome) -> Result<(), Error> {
-        self.request_ok(|req| Frame::TxEnd {
-            req,
-            id,
-            outcome: outcome.code(),
-        })
-        .await
-        .map(drop)
+        self.request_ok(|req| Frame::TxEnd { req, id, outcome })
+            .await
+            .map(drop)
     }
 
     /// A `TxCheck` from the broker: to the group's receiver, if anyone

@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use crate::error::DecodeError;
 use crate::stream::{GroupMode, StreamOffset};
+use crate::transaction::TxOutcome;
 use crate::types::{Field, Message};
 use crate::wire::{Reader, Wire, Writer};
 
@@ -146,10 +147,9 @@ frames! {
     /// its transaction id as `messages` once stored (durably, for sync
     /// queues).
     0x51 => TxPublish { req: u32, exchange: String, message: Message },
-    /// Ends transaction `id`: `outcome` 1 commit, 2 rollback, 3 unknown
-    /// (an answer to a check: ask again later). Answered `Ok` (a commit
+    /// Ends transaction `id` (or answers a check about it). Answered `Ok` (a commit
     /// once its messages are durable as their queues want).
-    0x52 => TxEnd { req: u32, id: u64, outcome: u8 },
+    0x52 => TxEnd { req: u32, id: u64, outcome: TxOutcome },
     /// Broker → a member of the producer group: what became of
     /// transaction `id`? Answered with `TxEnd`.
     0x53 => TxCheck { id: u64, group: String, exchange: String, message: Message },

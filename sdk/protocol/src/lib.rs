@@ -13,6 +13,7 @@ mod codec;
 mod error;
 mod frame;
 mod stream;
+mod transaction;
 mod types;
 pub mod wire;
 
@@ -20,6 +21,7 @@ pub use codec::{Codec, LENGTH_PREFIX};
 pub use error::{DecodeError, code};
 pub use frame::{Frame, Query};
 pub use stream::{GroupMode, StreamOffset};
+pub use transaction::TxOutcome;
 pub use types::{
     DELAY_HEADER, DELIVER_AT_HEADER, Field, MANDATORY, Message, ORDERING_KEY_HEADER, PERSISTENT,
     Properties, Value, find,

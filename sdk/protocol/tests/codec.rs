@@ -4,7 +4,8 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use switchyard_protocol::{
-    Codec, DecodeError, Field, Frame, GroupMode, Message, Properties, StreamOffset, Value,
+    Codec, DecodeError, Field, Frame, GroupMode, Message, Properties, StreamOffset, TxOutcome,
+    Value,
 };
 
 fn value() -> impl Strategy<Value = Value> {
@@ -144,6 +145,21 @@ fn frame() -> impl Strategy<Value = Frame> {
                 offset,
             }
         ),
+        (any::<u32>(), any::<u64>(), 1u8..4).prop_map(|(req, id, outcome)| Frame::TxEnd {
+            req,
+            id,
+            outcome: match outcome {
+                1 => TxOutcome::Commit,
+                2 => TxOutcome::Rollback,
+                _ => TxOutcome::Unknown,
+            },
+        }),
+        (any::<u64>(), ".{0,10}", message()).prop_map(|(id, group, message)| Frame::TxCheck {
+            id,
+            group,
+            exchange: "x".into(),
+            message,
+        }),
         (any::<u32>(), stream_offset()).prop_map(|(req, offset)| Frame::ResetGroup {
             req,
             queue: "s".into(),

@@ -7,7 +7,7 @@ use switchyard_protocol::Frame;
 use tokio::sync::mpsc;
 
 use super::{ChannelSession, Failure, unexpected};
-use switchyard_core::{BrokerError, DurableAt, GroupSettings, TxOutcome};
+use switchyard_core::{BrokerError, DurableAt, GroupSettings};
 use switchyard_protocol::code;
 
 /// Checks buffered for a member before it counts as not answering.
@@ -78,7 +78,6 @@ impl ChannelSession {
                 self.answer_when_durable(req, id, durable);
             }
             Frame::TxEnd { req, id, outcome } => {
-                let outcome = TxOutcome::from_code(outcome)?;
                 let durable = self.broker.end_transaction(&self.principal, id, outcome)?;
                 self.answer_when_durable(req, id, durable);
             }
