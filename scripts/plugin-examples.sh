@@ -120,6 +120,9 @@ cargo run --quiet --locked -p switchyard-examples --example retry_backoff -- \
 cargo run --quiet --locked -p switchyard-examples --example retry_backoff -- \
     "$backoff/rust/dist/retry-backoff.wasm" "$backoff/python/dist/retry-backoff.wasm"
 echo "retry-backoff in rust and python decides deaths in the broker, and swaps live"
+# A transactional message kept consistent with a local sled write, the
+# dying producer's transaction committed by the broker's check.
+cargo run --quiet --locked -p switchyard-examples --example transactional_outbox
 sy plugin list
 listed=$(sy plugin list --json)
 for lang in rust c python javascript assemblyscript; do
