@@ -182,6 +182,10 @@ impl Broker {
     /// it; an auto-delete stream whose last consumer this was is deleted.
     pub(crate) fn end_view_consumer(&self, vhost: &Vhost, view: &Arc<Queue>, tag: &str) {
         view.remove_consumer(tag);
+        // Deleted with its stream: nothing is left to forget.
+        if view.is_deleted() {
+            return;
+        }
         let Ok(stream) = vhost.queue(view.name()) else {
             return;
         };

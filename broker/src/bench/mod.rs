@@ -6,6 +6,7 @@
 //! - `stats` — latency samples, percentiles, the report.
 //! - `spawn` — `--spawn`: a broker on a temporary data dir.
 //! - `stream_lag` — broker memory while consumer groups lag far behind.
+//! - `transactional` — half message + commit round trips.
 //! - `suite` — the standard scenarios and the table in docs/BENCHMARKS.md.
 //! - `topology` — the exchange and queues a run declares, and removes after.
 
@@ -14,6 +15,7 @@ mod stats;
 pub mod stream_lag;
 pub mod suite;
 mod topology;
+mod transactional;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -37,6 +39,9 @@ pub enum Mode {
     Confirm,
     /// Rapid batches of `batch` messages in one frame.
     Batch,
+    /// Each message a half message committed at once: two round trips
+    /// per message, one after the other (transactional.rs).
+    Transactional,
 }
 
 #[derive(Debug, Clone)]
@@ -372,6 +377,9 @@ async fn produce(
     shared: Arc<Shared>,
 ) -> Result<Samples, Error> {
     let ch = connection.channel().await?;
+    if config.mode == Mode::Transactional {
+        return transactional::produce(connection, ch, id, count, config, shared).await;
+    }
     let confirm = config.mode == Mode::Confirm;
     if confirm {
         ch.confirm_select().await?;

@@ -124,6 +124,34 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
             c.replay = true;
         }),
     ]);
+    for (name, producers, flush) in [
+        (
+            "transactional half + commit, 1 producer, async flush",
+            1,
+            "async",
+        ),
+        (
+            "transactional half + commit, 16 producers, async flush",
+            16,
+            "async",
+        ),
+        (
+            "transactional half + commit, 1 producer, sync flush",
+            1,
+            "sync",
+        ),
+        (
+            "transactional half + commit, 16 producers, sync flush",
+            16,
+            "sync",
+        ),
+    ] {
+        list.push(scenario(name, n(20_000), |c| {
+            c.mode = Mode::Transactional;
+            c.producers = producers;
+            c.flush = flush.into();
+        }));
+    }
     list[2].target = Some((400_000.0, None));
     list[4].target = Some((150_000.0, None));
     list[5].target = Some((50_000.0, Some(20.0)));

@@ -14,6 +14,8 @@ pub enum SendMode {
     Rapid,
     Confirm,
     Batch,
+    /// Half message + commit per message (two round trips).
+    Transactional,
 }
 
 #[derive(Args)]
@@ -129,6 +131,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         SendMode::Rapid => Mode::Rapid,
         SendMode::Confirm => Mode::Confirm,
         SendMode::Batch => Mode::Batch,
+        SendMode::Transactional => Mode::Transactional,
     };
     let config = BenchConfig {
         producers: args.producers,
