@@ -132,6 +132,7 @@ impl Broker {
         if delivered.is_empty() || !queue.settings.dead_letters() {
             return;
         }
+        queue.counters.dead_lettered(delivered.len() as u64);
         let corpses = delivered
             .iter()
             .filter_map(|d| match from_stored(&d.message) {

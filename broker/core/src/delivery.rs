@@ -63,6 +63,7 @@ impl Broker {
                 for &offset in offsets {
                     self.store.ack(queue.id, offset)?;
                 }
+                queue.counters.acked(offsets.len() as u64);
             }
             Settle::Requeue => {
                 let dying = self.reaching_limit(queue, offsets)?;

@@ -60,7 +60,9 @@ impl Broker {
         while let Some(delivered) = self.next_delivery(vhost, queue)? {
             match from_stored(&delivered.message) {
                 Ok((exchange, message)) => {
+                    queue.counters.delivered(delivered.redelivered);
                     if ack == AckMode::Auto {
+                        queue.counters.acked(1);
                         self.store.ack(queue.id, delivered.offset)?;
                     }
                     return Ok(Some(Delivery {

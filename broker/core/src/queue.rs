@@ -9,6 +9,7 @@ use switchyard_base::ratelimit::LogLimiter;
 use switchyard_protocol::{Field, Value};
 use tokio::sync::Notify;
 
+use super::counters::QueueCounters;
 use super::error::BrokerError;
 use super::records::QueueRecord;
 use super::stream::{StreamArguments, StreamSettings, ViewOf};
@@ -255,6 +256,8 @@ pub struct Queue {
     consumers: Mutex<Consumers>,
     /// For a view: whose position in its stream it is.
     pub view_of: Option<ViewOf>,
+    /// Totals since the broker started (a view's count as its stream's).
+    pub counters: Arc<QueueCounters>,
     /// For a stream: its views in use or known, by store name.
     pub(crate) views: Mutex<HashMap<String, Arc<Queue>>>,
     deleted: AtomicBool,
@@ -291,6 +294,7 @@ impl Queue {
             consumers: Mutex::new(Consumers::default()),
             view_of: None,
             views: Mutex::new(HashMap::new()),
+            counters: Arc::default(),
             deleted: AtomicBool::new(false),
             corrupt: AtomicU64::new(0),
             parked: AtomicU64::new(0),
@@ -311,6 +315,7 @@ impl Queue {
             self.last_used_ms(),
         );
         view.ready = self.ready.clone();
+        view.counters = self.counters.clone();
         view.view_of = Some(view_of);
         view
     }

@@ -229,6 +229,7 @@ impl Broker {
             {
                 aftermath.overfull.push(queue.clone());
             }
+            queue.counters.published(1);
             queue.ready.notify_waiters();
         }
         match full {

@@ -287,8 +287,9 @@ fn a_truncated_segment_file_keeps_everything_before_the_cut() {
 fn a_damaged_index_is_rebuilt_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
     write_unchecked(dir.path(), 100);
-    // Queue 0 is the store's delay queue; "q" is the first one created.
-    let index = dir.path().join("queues/1/00000000000000000000.idx");
+    // Queues 0 and 1 are the store's delay and half queues; "q" is the
+    // first one created.
+    let index = dir.path().join("queues/2/00000000000000000000.idx");
     flip_byte(&index, 24 * 70 + 3);
     let (store, report) = MessageStore::open(StoreConfig::small(dir.path())).unwrap();
     assert!(

@@ -287,3 +287,20 @@ impl Inner {
         }
     }
 }
+
+/// The commit log's files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogFiles {
+    pub segments: u64,
+    pub bytes: u64,
+}
+
+impl super::MessageStore {
+    /// The commit log's segments and their size on disk.
+    pub fn log_files(&self) -> LogFiles {
+        LogFiles {
+            segments: self.inner.log.bases().len() as u64,
+            bytes: self.inner.log.disk_bytes(),
+        }
+    }
+}

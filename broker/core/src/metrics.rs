@@ -1,0 +1,84 @@
+//! What the broker reports to metrics (Prometheus, through the HTTP front
+//! door): one snapshot across every vhost, gathered from the queues, the
+//! store, the plugin registry and the connections. Labels stay bounded:
+//! per queue and per plugin, never per message or connection.
+
+use std::sync::atomic::Ordering;
+
+use switchyard_plugin_host::PluginSummary;
+
+use super::Broker;
+use super::auth::Principal;
+use super::counters::CounterValues;
+use super::error::BrokerError;
+
+#[derive(Debug, Clone)]
+pub struct QueueMetrics {
+    pub vhost: String,
+    pub queue: String,
+    pub ready: u64,
+    pub unacked: u64,
+    pub delayed: u64,
+    pub consumers: u64,
+    pub ready_bytes: u64,
+    /// Log bytes from its oldest needed record to the end of the log.
+    pub log_bytes_held: u64,
+    pub index_bytes: u64,
+    pub counters: CounterValues,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerMetrics {
+    pub queues: Vec<QueueMetrics>,
+    pub plugins: Vec<PluginSummary>,
+    pub connections: u64,
+    pub channels: u64,
+    /// The commit log's files on disk.
+    pub log_bytes: u64,
+    pub log_segments: u64,
+    /// Transactions waiting for their producers.
+    pub pending_transactions: u64,
+}
+
+impl Broker {
+    /// Every metric the broker keeps, across vhosts: for administrators.
+    pub fn metrics(&self, principal: &Principal) -> Result<BrokerMetrics, BrokerError> {
+        principal.require_administrator("reading the broker's metrics")?;
+        let mut queues = Vec::new();
+        let vhosts: Vec<_> = self.vhosts.read().unwrap().values().cloned().collect();
+        for vhost in vhosts {
+            let listed: Vec<_> = vhost.queues.read().unwrap().values().cloned().collect();
+            for q in listed {
+                let stats = self.store.stats(q.id).unwrap_or_default();
+                let space = self.store.space(q.id).unwrap_or_default();
+                queues.push(QueueMetrics {
+                    vhost: vhost.name.clone(),
+                    queue: q.name().to_string(),
+                    ready: stats.ready,
+                    unacked: stats.unacked,
+                    delayed: self.store.delayed(q.id),
+                    consumers: u64::from(q.consumer_count()),
+                    ready_bytes: stats.ready_bytes,
+                    log_bytes_held: space.log_bytes_held,
+                    index_bytes: space.index_bytes,
+                    counters: q.counters.values(),
+                });
+            }
+        }
+        let connections = self.connections.lock().unwrap();
+        let channels = connections
+            .values()
+            .map(|c| u64::from(c.channels.load(Ordering::Relaxed)))
+            .sum();
+        let log = self.store.log_files();
+        Ok(BrokerMetrics {
+            queues,
+            plugins: self.registry.list(),
+            connections: connections.len() as u64,
+            channels,
+            log_bytes: log.bytes,
+            log_segments: log.segments,
+            pending_transactions: self.transactions.pending.lock().unwrap().len() as u64,
+        })
+    }
+}
