@@ -2,7 +2,7 @@
 //! costs least), the connection and channel limits, and what is released
 //! when a connection ends.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
@@ -26,10 +26,50 @@ impl Broker {
         peer: SocketAddr,
         client_name: &str,
     ) -> Result<(Principal, Arc<ConnectionInfo>), BrokerError> {
-        let address = peer.ip();
+        let principal = self.authenticate(user, password, vhost, peer.ip(), true)?;
+        let info = Arc::new(ConnectionInfo {
+            id: self
+                .next_connection
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            user: user.into(),
+            vhost: vhost.into(),
+            peer: peer.to_string(),
+            client_name: client_name.into(),
+            since_ms: self.now_ms(),
+            channels: AtomicU32::new(0),
+        });
+        let mut connections = self.connections.lock().unwrap();
+        self.check_connection_room(Some((user, &connections)))?;
+        connections.insert(info.id, info.clone());
+        Ok((principal, info))
+    }
+
+    /// Who `user` is in `vhost` for a front door without connections (the
+    /// HTTP API): the same checks as [`Broker::connect`], in the same
+    /// order, without the connection limits.
+    pub fn login(
+        &self,
+        user: &str,
+        password: &str,
+        vhost: &str,
+        address: IpAddr,
+    ) -> Result<Principal, BrokerError> {
+        self.authenticate(user, password, vhost, address, false)
+    }
+
+    fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+        vhost: &str,
+        address: IpAddr,
+        connecting: bool,
+    ) -> Result<Principal, BrokerError> {
         self.users.check_origin(user, address.is_loopback())?;
         self.logins.admit(user, address, Instant::now())?;
-        self.check_connection_room(None)?;
+        if connecting {
+            self.check_connection_room(None)?;
+        }
         let mut throttled = false;
         let verified = self.users.verify(user, password, || {
             let admitted = self.logins.admit(user, address, Instant::now());
@@ -49,22 +89,7 @@ impl Broker {
             }
         };
         self.vhost(vhost)?;
-        let principal = self.users.principal(&record, vhost)?;
-        let info = Arc::new(ConnectionInfo {
-            id: self
-                .next_connection
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            user: user.into(),
-            vhost: vhost.into(),
-            peer: peer.to_string(),
-            client_name: client_name.into(),
-            since_ms: self.now_ms(),
-            channels: AtomicU32::new(0),
-        });
-        let mut connections = self.connections.lock().unwrap();
-        self.check_connection_room(Some((user, &connections)))?;
-        connections.insert(info.id, info.clone());
-        Ok((principal, info))
+        self.users.principal(&record, vhost)
     }
 
     /// Fails if the broker (and, given the registry, `user`) has no room

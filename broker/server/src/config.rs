@@ -47,6 +47,29 @@ pub struct ServerConfig {
     pub sandbox: SandboxLimits,
     /// Connections, channels, consumers, logins, uploads (docs/SECURITY.md).
     pub limits: Limits,
+    /// The HTTP listener (JSON API, Prometheus metrics).
+    pub http: HttpSettings,
+}
+
+/// The default HTTP port (RabbitMQ's management port + 1000).
+pub const DEFAULT_HTTP_PORT: u16 = 15673;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Off: no HTTP listener at all.
+    pub enabled: bool,
+    /// The TCP address (port 0 picks a free one).
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -102,6 +125,7 @@ impl Default for ServerConfig {
             tls: TlsSettings::default(),
             storage: StorageSettings::default(),
             limits: Limits::default(),
+            http: HttpSettings::default(),
         }
     }
 }

@@ -26,7 +26,7 @@ mod upload;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use config::{ServerConfig, StorageSettings, TlsSettings};
+pub use config::{HttpSettings, ServerConfig, StorageSettings, TlsSettings};
 pub use tls::DEV_CA;
 
 /// The first line `switchyard serve` prints on stdout, followed by the
@@ -36,6 +36,13 @@ pub const LISTENING_LINE: &str = "switchyard listening on ";
 /// The address in a [`LISTENING_LINE`], if `line` is one.
 pub fn listening_address(line: &str) -> Option<&str> {
     line.strip_prefix(LISTENING_LINE)?.split_whitespace().next()
+}
+
+/// The HTTP address a [`LISTENING_LINE`] names after `(http `, if any
+/// (`off` when the listener is off).
+pub fn http_address(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix(LISTENING_LINE)?.split_once("(http ")?.1;
+    rest.split([',', ')']).next()
 }
 
 use switchyard_core::Broker;

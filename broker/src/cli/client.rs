@@ -133,27 +133,13 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
-pub fn value_json(value: &Value) -> serde_json::Value {
-    match value {
-        Value::Void => serde_json::Value::Null,
-        Value::Bool(b) => (*b).into(),
-        Value::Int(i) => (*i).into(),
-        Value::Float(f) => (*f).into(),
-        Value::Timestamp(t) => (*t).into(),
-        Value::TextList(items) => items.clone().into(),
-        other => value_text(other).into(),
-    }
-}
+pub use crate::broker::{row_json, value_json};
 
 /// Prints rows as an aligned table (or JSON lines).
 pub fn print_rows(rows: &[Vec<Field>], json: bool) {
     if json {
         for row in rows {
-            let object: serde_json::Map<String, serde_json::Value> = row
-                .iter()
-                .map(|f| (f.name.clone(), value_json(&f.value)))
-                .collect();
-            println!("{}", serde_json::Value::Object(object));
+            println!("{}", row_json(row));
         }
         return;
     }

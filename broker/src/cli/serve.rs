@@ -23,6 +23,9 @@ pub struct ServeArgs {
     /// Close connections silent this long, in milliseconds.
     #[arg(long, env = "SWITCHYARD_IDLE_TIMEOUT_MS")]
     idle_timeout_ms: Option<u64>,
+    /// TCP address of the HTTP API and /metrics, or `off` [default: 127.0.0.1:15673].
+    #[arg(long, env = "SWITCHYARD_HTTP_LISTEN")]
+    http_listen: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -39,19 +42,51 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(ms) = args.idle_timeout_ms {
         config.idle_timeout_ms = ms;
     }
+    match args.http_listen.as_deref() {
+        None => {}
+        Some("off") => config.http.enabled = false,
+        Some(address) => {
+            config.http.enabled = true;
+            config.http.listen = address.parse().map_err(|e| {
+                anyhow!("--http-listen '{address}': {e} (an address like 127.0.0.1:15673, or off)")
+            })?;
+        }
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let server = Server::bind(&config).await.map_err(|e| anyhow!(e))?;
+        let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
+        let http = match config.http.enabled {
+            false => "off".to_string(),
+            true => {
+                let listener = tokio::net::TcpListener::bind(config.http.listen)
+                    .await
+                    .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
+                let address = listener.local_addr()?.to_string();
+                let mut stopped = http_stopped;
+                let shutdown = async move {
+                    let _ = stopped.changed().await;
+                };
+                let broker = server.broker().clone();
+                tokio::spawn(async move {
+                    if let Err(e) = switchyard_http::serve(broker, listener, shutdown).await {
+                        tracing::error!(error = %e, "the HTTP listener stopped");
+                    }
+                });
+                address
+            }
+        };
         let mut stdout = std::io::stdout();
         writeln!(
             stdout,
-            "{LISTENING_LINE}{} (data dir {}, CA {})",
+            "{LISTENING_LINE}{} (http {http}, data dir {}, CA {})",
             server.local_addr(),
             config.data_dir.display(),
             config.data_dir.join(DEV_CA).display()
         )?;
         stdout.flush()?;
         server.run(shutdown_signal()).await;
+        let _ = stop_http.send(true);
         Ok(())
     })
 }

@@ -28,6 +28,6 @@ pub use layout::MIN_SEGMENT_SIZE;
 pub use metadata::Metadata;
 pub use record::{FLAG_PERSISTENT, QueueId, StoredMessage};
 pub use store::{
-    Appended, Commit, Delivered, HalfMessage, MessageStore, Promotion, QueueSpace, QueueStats,
-    LogFiles, RecoveryReport, StreamBounds,
+    Appended, Commit, Delivered, HalfMessage, LogFiles, MessageStore, Promotion, QueueSpace,
+    QueueStats, RecoveryReport, StreamBounds,
 };

@@ -276,7 +276,14 @@ fn logs_written_to_a_file_have_no_colour_codes() {
     let log_path = dir.path().join("serve.log");
     let mut serve = ServeToFile(
         Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "off",
+                "--data-dir",
+            ])
             .arg(dir.path().join("data"))
             .env("SWITCHYARD_LOG", "info")
             .env_remove("NO_COLOR")

@@ -25,8 +25,8 @@ mod views;
 use queue::{Queue, QueueMeta, new_queue, queue_dir};
 
 pub use delays::Promotion;
-pub use halves::{Commit, HalfMessage};
 pub use durability::LogFiles;
+pub use halves::{Commit, HalfMessage};
 pub use views::StreamBounds;
 
 use std::collections::{BTreeMap, HashMap};

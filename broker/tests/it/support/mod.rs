@@ -20,6 +20,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 pub struct Broker {
     child: Child,
     pub addr: SocketAddr,
+    /// The HTTP listener's address (a free port), unless turned off.
+    pub http: Option<SocketAddr>,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
 }
@@ -51,6 +53,9 @@ impl Broker {
                 "127.0.0.1:0",
                 "--idle-timeout-ms",
                 "5000",
+                // Brokers of tests run side by side: no fixed HTTP port.
+                "--http-listen",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(data_dir)
@@ -68,9 +73,11 @@ impl Broker {
             .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
             .parse()
             .unwrap();
+        let http = switchyard::server::http_address(&line).and_then(|a| a.parse().ok());
         Broker {
             child,
             addr,
+            http,
             data_dir: data_dir.to_path_buf(),
             _temp: None,
         }
@@ -187,6 +194,41 @@ pub async fn vanish<T>(connection: Connection, channel: Channel, consumer: T) {
         .await
         .unwrap();
     drop((consumer, channel, connection));
+}
+
+/// An HTTP/1.1 request to the broker's HTTP listener (Basic credentials
+/// if given): status and body.
+pub fn http(
+    broker: &Broker,
+    method: &str,
+    path: &str,
+    credentials: Option<(&str, &str)>,
+) -> (u16, String) {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let address = broker.http.expect("the broker's HTTP listener is on");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some((user, password)) = credentials {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        request.push_str(&format!("Authorization: Basic {token}\r\n"));
+    }
+    request.push_str("Content-Length: 0\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    // axum answers small bodies with Content-Length, never chunked.
+    (status, body.to_string())
 }
 
 /// `queue`'s row of `list queues --json`, if it exists.

@@ -1,0 +1,291 @@
+//! `GET /metrics`: the broker's metrics in the Prometheus text format
+//! (prometheus-client), for administrators. A registry is filled from one
+//! snapshot of the core per scrape; labels are bounded (vhost + queue,
+//! plugin + version), never per message or connection.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+use switchyard_core::{Broker, BrokerMetrics};
+
+use super::auth::{Authenticated, Refused};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    vhost: String,
+    queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+    version: String,
+    kind: String,
+}
+
+fn gauge(value: u64) -> Gauge {
+    let gauge = Gauge::default();
+    gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+    gauge
+}
+
+/// Registers one family per (name, help, unit), filled by `values`.
+fn queue_gauges(
+    registry: &mut Registry,
+    metrics: &BrokerMetrics,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    value: fn(&switchyard_core::QueueMetrics) -> u64,
+) {
+    let family = Family::<QueueLabels, Gauge>::default();
+    for q in &metrics.queues {
+        let labels = QueueLabels {
+            vhost: q.vhost.clone(),
+            queue: q.queue.clone(),
+        };
+        family
+            .get_or_create(&labels)
+            .set(i64::try_from(value(q)).unwrap_or(i64::MAX));
+    }
+    match unit {
+        Some(unit) => registry.register_with_unit(name, help, unit, family),
+        None => registry.register(name, help, family),
+    }
+}
+
+fn queue_counters(
+    registry: &mut Registry,
+    metrics: &BrokerMetrics,
+    name: &str,
+    help: &str,
+    value: fn(&switchyard_core::QueueMetrics) -> u64,
+) {
+    let family = Family::<QueueLabels, Counter>::default();
+    for q in &metrics.queues {
+        let labels = QueueLabels {
+            vhost: q.vhost.clone(),
+            queue: q.queue.clone(),
+        };
+        family.get_or_create(&labels).inc_by(value(q));
+    }
+    registry.register(name, help, family);
+}
+
+/// The process's resident anonymous memory and open files, from /proc.
+fn process_figures() -> (Option<u64>, Option<u64>) {
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kib| kib * 1024)
+        });
+    let files = std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|d| d.count() as u64);
+    (rss, files)
+}
+
+/// The text exposition of `metrics`.
+pub fn render(metrics: &BrokerMetrics) -> String {
+    let mut registry = Registry::with_prefix("switchyard");
+    queue_gauges(
+        &mut registry,
+        metrics,
+        "queue_messages_ready",
+        "Messages ready for delivery",
+        None,
+        |q| q.ready,
+    );
+    queue_gauges(
+        &mut registry,
+        metrics,
+        "queue_messages_unacked",
+        "Deliveries not yet acknowledged",
+        None,
+        |q| q.unacked,
+    );
+    queue_gauges(
+        &mut registry,
+        metrics,
+        "queue_messages_delayed",
+        "Delayed messages not yet due",
+        None,
+        |q| q.delayed,
+    );
+    queue_gauges(
+        &mut registry,
+        metrics,
+        "queue_consumers",
+        "Consumers",
+        None,
+        |q| q.consumers,
+    );
+    queue_gauges(
+        &mut registry,
+        metrics,
+        "queue_ready",
+        "Bytes of the ready messages",
+        Some(Unit::Bytes),
+        |q| q.ready_bytes,
+    );
+    queue_gauges(
+        &mut registry,
+        metrics,
+        "queue_log_held",
+        "Commit-log bytes the queue keeps from release",
+        Some(Unit::Bytes),
+        |q| q.log_bytes_held,
+    );
+    queue_gauges(
+        &mut registry,
+        metrics,
+        "queue_index",
+        "Bytes of the queue's index files",
+        Some(Unit::Bytes),
+        |q| q.index_bytes,
+    );
+    queue_counters(
+        &mut registry,
+        metrics,
+        "queue_messages_published",
+        "Messages stored in the queue",
+        |q| q.counters.published,
+    );
+    queue_counters(
+        &mut registry,
+        metrics,
+        "queue_messages_delivered",
+        "Deliveries and gets",
+        |q| q.counters.delivered,
+    );
+    queue_counters(
+        &mut registry,
+        metrics,
+        "queue_messages_redelivered",
+        "Deliveries flagged redelivered",
+        |q| q.counters.redelivered,
+    );
+    queue_counters(
+        &mut registry,
+        metrics,
+        "queue_messages_acked",
+        "Acknowledged deliveries",
+        |q| q.counters.acked,
+    );
+    queue_counters(
+        &mut registry,
+        metrics,
+        "queue_messages_dead_lettered",
+        "Deaths handed to the dead-letter policy",
+        |q| q.counters.dead_lettered,
+    );
+
+    let calls = Family::<PluginLabels, Counter>::default();
+    let errors = Family::<PluginLabels, Counter>::default();
+    let quarantined = Family::<PluginLabels, Gauge>::default();
+    let p99 = Family::<PluginLabels, Gauge<f64, AtomicU64>>::default();
+    for p in &metrics.plugins {
+        let labels = PluginLabels {
+            plugin: p.name.clone(),
+            version: p.active.clone(),
+            kind: p.kind.clone(),
+        };
+        calls.get_or_create(&labels).inc_by(p.stats.calls);
+        errors.get_or_create(&labels).inc_by(p.stats.errors);
+        quarantined
+            .get_or_create(&labels)
+            .set(i64::from(p.quarantined));
+        p99.get_or_create(&labels)
+            .set(p.stats.p99_call_ns as f64 / 1e9);
+    }
+    registry.register(
+        "plugin_calls",
+        "Sandboxed calls of the active version",
+        calls,
+    );
+    registry.register(
+        "plugin_errors",
+        "Failed calls (traps, timeouts, memory, bad results)",
+        errors,
+    );
+    registry.register(
+        "plugin_quarantined",
+        "1 while the active version is quarantined",
+        quarantined,
+    );
+    registry.register_with_unit(
+        "plugin_call_p99",
+        "99th percentile call time (bucket bound)",
+        Unit::Other("microseconds".into()),
+        p99,
+    );
+
+    registry.register(
+        "connections",
+        "Client connections",
+        gauge(metrics.connections),
+    );
+    registry.register("channels", "Open channels", gauge(metrics.channels));
+    registry.register(
+        "transactions_pending",
+        "Half messages waiting for their producers",
+        gauge(metrics.pending_transactions),
+    );
+    registry.register_with_unit(
+        "log",
+        "Commit-log files on disk",
+        Unit::Bytes,
+        gauge(metrics.log_bytes),
+    );
+    registry.register(
+        "log_segments",
+        "Commit-log segments",
+        gauge(metrics.log_segments),
+    );
+    let (rss, files) = process_figures();
+    if let Some(rss) = rss {
+        registry.register_with_unit(
+            "process_resident_memory",
+            "Resident memory",
+            Unit::Bytes,
+            gauge(rss),
+        );
+    }
+    if let Some(files) = files {
+        registry.register("process_open_fds", "Open file descriptors", gauge(files));
+    }
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &registry);
+    out
+}
+
+pub async fn metrics(
+    State(broker): State<Arc<Broker>>,
+    Authenticated(principal): Authenticated,
+) -> Response {
+    match broker.metrics(&principal) {
+        Ok(metrics) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            render(&metrics),
+        )
+            .into_response(),
+        Err(e) => Refused(e).into_response(),
+    }
+}
