@@ -62,7 +62,7 @@ fi
 grep -q "exchanges only" "$work/err" || fail "unclear refusal: $(cat "$work/err")"
 
 say "through a running broker"
-"$switchyard" serve --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
+"$switchyard" serve --data-dir "$work/data" --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
 broker_pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 addr=$(sed -n 's/^switchyard listening on \([^ ]*\).*/\1/p' "$work/serve.out")

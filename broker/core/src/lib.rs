@@ -78,7 +78,7 @@ pub use queue::{Overflow, Queue, QueueSettings};
 pub use records::{BindingRecord, EncodedFields, ExchangeRecord, QueueRecord, VhostRecord};
 pub use stream::{StreamSettings, ViewOf};
 pub use topology::{BindingSpec, ExchangeSpec, QueueSpec};
-pub use transaction_checks::{GroupSettings, TransactionCheck};
+pub use transaction_checks::{GroupSettings, ProducerGroupMetrics, TransactionCheck};
 pub use transactions::{TRANSACTION_GROUP_HEADER, TRANSACTION_VHOST_HEADER};
 pub use uploads::UploadReservation;
 

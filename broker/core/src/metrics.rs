@@ -11,6 +11,7 @@ use super::Broker;
 use super::auth::Principal;
 use super::counters::CounterValues;
 use super::error::BrokerError;
+use super::transaction_checks::ProducerGroupMetrics;
 
 #[derive(Debug, Clone)]
 pub struct QueueMetrics {
@@ -36,8 +37,8 @@ pub struct BrokerMetrics {
     /// The commit log's files on disk.
     pub log_bytes: u64,
     pub log_segments: u64,
-    /// Transactions waiting for their producers.
-    pub pending_transactions: u64,
+    /// Producer groups: pending transactions, checks, outcomes.
+    pub producer_groups: Vec<ProducerGroupMetrics>,
 }
 
 impl Broker {
@@ -78,7 +79,7 @@ impl Broker {
             channels,
             log_bytes: log.bytes,
             log_segments: log.segments,
-            pending_transactions: self.transactions.pending.lock().unwrap().len() as u64,
+            producer_groups: self.producer_groups(None),
         })
     }
 }

@@ -8,6 +8,7 @@
 //! connection of the group, not only the sender's. Checks are counted in
 //! the store (durable), so they resume where they were after a restart.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -90,6 +91,23 @@ impl GroupSettings {
         }
         Ok(settings)
     }
+}
+
+/// A producer group's figures (listings and metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerGroupMetrics {
+    pub vhost: String,
+    pub group: String,
+    /// Channels in the group now.
+    pub members: u64,
+    pub pending: u64,
+    pub oldest_age_ms: u64,
+    /// Since the broker started.
+    pub checks_sent: u64,
+    pub committed: u64,
+    pub rolled_back: u64,
+    /// Discarded or parked after their checks.
+    pub given_up: u64,
 }
 
 /// A check request for a member of a producer group.
@@ -271,45 +289,64 @@ impl Broker {
         }
     }
 
-    /// `list transactions`: a row per producer group of the vhost.
-    pub(crate) fn transaction_rows(&self, vhost: &str) -> Vec<Vec<Field>> {
+    /// Every producer group of `vhost` (all vhosts with `None`), with its
+    /// pending transactions and outcome counters.
+    pub(crate) fn producer_groups(&self, vhost: Option<&str>) -> Vec<ProducerGroupMetrics> {
         let now = self.now_ms();
-        let mut by_group: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        let wanted = |v: &str| vhost.is_none_or(|wanted| wanted == v);
+        let mut by_group: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
         for p in self.transactions.pending.lock().unwrap().values() {
-            if p.vhost == vhost {
-                let entry = by_group.entry(p.group.clone()).or_insert((0, u64::MAX));
+            if wanted(&p.vhost) {
+                let entry = by_group
+                    .entry((p.vhost.clone(), p.group.clone()))
+                    .or_insert((0, u64::MAX));
                 entry.0 += 1;
                 entry.1 = entry.1.min(p.sent_ms);
             }
         }
         let groups = self.transactions.groups.lock().unwrap();
-        for (v, g) in groups.keys() {
-            if v == vhost {
-                by_group.entry(g.clone()).or_insert((0, u64::MAX));
-            }
+        for key in groups.keys().filter(|(v, _)| wanted(v)) {
+            by_group.entry(key.clone()).or_insert((0, u64::MAX));
         }
-        let int = |name: &str, n: u64| Field::new(name, Value::Int(n.min(i64::MAX as u64) as i64));
         by_group
             .into_iter()
-            .map(|(group, (pending, oldest))| {
-                let counters = groups.get(&(vhost.to_string(), group.clone()));
+            .map(|(key, (pending, oldest))| {
+                let counters = groups.get(&key);
                 let count = |f: fn(&ProducerGroup) -> u64| counters.map_or(0, f);
+                ProducerGroupMetrics {
+                    members: count(|g| g.members.len() as u64),
+                    pending,
+                    oldest_age_ms: if pending == 0 {
+                        0
+                    } else {
+                        now.saturating_sub(oldest)
+                    },
+                    checks_sent: count(|g| g.checks_sent),
+                    committed: count(|g| g.committed),
+                    rolled_back: count(|g| g.rolled_back),
+                    given_up: count(|g| g.given_up),
+                    vhost: key.0,
+                    group: key.1,
+                }
+            })
+            .collect()
+    }
+
+    /// `list transactions`: a row per producer group of the vhost.
+    pub(crate) fn transaction_rows(&self, vhost: &str) -> Vec<Vec<Field>> {
+        let int = |name: &str, n: u64| Field::new(name, Value::Int(n.min(i64::MAX as u64) as i64));
+        self.producer_groups(Some(vhost))
+            .into_iter()
+            .map(|g| {
                 vec![
-                    Field::new("group", Value::Text(group)),
-                    int("members", count(|g| g.members.len() as u64)),
-                    int("pending", pending),
-                    int(
-                        "oldest_age_ms",
-                        if pending == 0 {
-                            0
-                        } else {
-                            now.saturating_sub(oldest)
-                        },
-                    ),
-                    int("checks_sent", count(|g| g.checks_sent)),
-                    int("committed", count(|g| g.committed)),
-                    int("rolled_back", count(|g| g.rolled_back)),
-                    int("given_up", count(|g| g.given_up)),
+                    Field::new("group", Value::Text(g.group)),
+                    int("members", g.members),
+                    int("pending", g.pending),
+                    int("oldest_age_ms", g.oldest_age_ms),
+                    int("checks_sent", g.checks_sent),
+                    int("committed", g.committed),
+                    int("rolled_back", g.rolled_back),
+                    int("given_up", g.given_up),
                 ]
             })
             .collect()

@@ -81,6 +81,63 @@ fn queue_counters(
     registry.register(name, help, family);
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    vhost: String,
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    vhost: String,
+    group: String,
+    outcome: String,
+}
+
+/// Per producer group: pending transactions, checks sent, outcomes.
+fn producer_group_metrics(registry: &mut Registry, metrics: &BrokerMetrics) {
+    let pending = Family::<GroupLabels, Gauge>::default();
+    let checks = Family::<GroupLabels, Counter>::default();
+    let ended = Family::<OutcomeLabels, Counter>::default();
+    for g in &metrics.producer_groups {
+        let labels = GroupLabels {
+            vhost: g.vhost.clone(),
+            group: g.group.clone(),
+        };
+        pending
+            .get_or_create(&labels)
+            .set(i64::try_from(g.pending).unwrap_or(i64::MAX));
+        checks.get_or_create(&labels).inc_by(g.checks_sent);
+        for (outcome, n) in [
+            ("committed", g.committed),
+            ("rolled_back", g.rolled_back),
+            ("given_up", g.given_up),
+        ] {
+            let labels = OutcomeLabels {
+                vhost: g.vhost.clone(),
+                group: g.group.clone(),
+                outcome: outcome.into(),
+            };
+            ended.get_or_create(&labels).inc_by(n);
+        }
+    }
+    registry.register(
+        "transactions_pending",
+        "Half messages waiting for their producers",
+        pending,
+    );
+    registry.register(
+        "transaction_checks",
+        "Checks sent to producer groups",
+        checks,
+    );
+    registry.register(
+        "transactions_ended",
+        "Transactions ended, by outcome",
+        ended,
+    );
+}
+
 /// The process's resident anonymous memory and open files, from /proc.
 fn process_figures() -> (Option<u64>, Option<u64>) {
     let rss = std::fs::read_to_string("/proc/self/status")
@@ -238,11 +295,7 @@ pub fn render(metrics: &BrokerMetrics) -> String {
         gauge(metrics.connections),
     );
     registry.register("channels", "Open channels", gauge(metrics.channels));
-    registry.register(
-        "transactions_pending",
-        "Half messages waiting for their producers",
-        gauge(metrics.pending_transactions),
-    );
+    producer_group_metrics(&mut registry, metrics);
     registry.register_with_unit(
         "log",
         "Commit-log files on disk",
