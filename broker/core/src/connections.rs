@@ -37,6 +37,7 @@ impl Broker {
             client_name: client_name.into(),
             since_ms: self.now_ms(),
             channels: AtomicU32::new(0),
+            close_requested: tokio::sync::watch::Sender::new(None),
         });
         let mut connections = self.connections.lock().unwrap();
         self.check_connection_room(Some((user, &connections)))?;
@@ -157,6 +158,31 @@ impl Broker {
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
+    /// Asks the front door of connection `id` to close it, saying why: an
+    /// administrator may close any, a user its own.
+    pub fn close_connection(
+        &self,
+        principal: &Principal,
+        id: u64,
+        reason: &str,
+    ) -> Result<(), BrokerError> {
+        let connection = self.connections.lock().unwrap().get(&id).cloned();
+        let Some(connection) = connection.filter(|c| {
+            principal.administrator || (c.user == principal.user && c.vhost == principal.vhost)
+        }) else {
+            return Err(BrokerError::new(
+                switchyard_protocol::code::NOT_FOUND,
+                format!("no connection {id} that you may close"),
+            ));
+        };
+        let why = match reason.is_empty() {
+            true => format!("closed by {}", principal.user),
+            false => format!("closed by {}: {reason}", principal.user),
+        };
+        connection.close_requested.send_replace(Some(why));
+        Ok(())
+    }
+
     /// Forgets a connection and deletes the exclusive queues it owned.
     pub fn disconnect(&self, connection: u64) {
         let Some(info) = self.connections.lock().unwrap().remove(&connection) else {

@@ -171,6 +171,9 @@ pub struct ConnectionInfo {
     pub client_name: String,
     pub since_ms: u64,
     pub channels: AtomicU32,
+    /// Set (with why) when the broker wants the connection closed: its
+    /// front door closes it.
+    pub close_requested: tokio::sync::watch::Sender<Option<String>>,
 }
 
 pub struct Broker {

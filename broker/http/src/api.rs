@@ -32,6 +32,19 @@ pub async fn list(
     }
 }
 
+/// `DELETE /api/connections/{id}`: closes a client connection
+/// (administrators any, users their own).
+pub async fn close_connection(
+    State(broker): State<Arc<Broker>>,
+    Authenticated(principal): Authenticated,
+    Path(id): Path<u64>,
+) -> Response {
+    match broker.close_connection(&principal, id, "over HTTP") {
+        Ok(()) => axum::http::StatusCode::NO_CONTENT.into_response(),
+        Err(e) => Refused(e).into_response(),
+    }
+}
+
 /// `GET /api/overview`: who is asking, and the vhost's totals.
 pub async fn overview(
     State(broker): State<Arc<Broker>>,

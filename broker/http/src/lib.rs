@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{delete, get};
 use switchyard_core::Broker;
 
 /// The routes, over `broker`.
@@ -25,6 +25,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/api/overview", get(api::overview))
         .route("/api/{what}", get(api::list))
+        .route("/api/connections/{id}", delete(api::close_connection))
         .with_state(broker)
 }
 

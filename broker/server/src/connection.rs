@@ -62,8 +62,15 @@ pub async fn serve_connection(
         }
     };
     let mut channels = tokio::task::JoinSet::new();
+    let mut close_requested = info.close_requested.subscribe();
     loop {
         tokio::select! {
+            _ = close_requested.changed() => {
+                let reason = close_requested.borrow().clone().unwrap_or_default();
+                tracing::info!(%peer, id = info.id, %reason, "connection closed by request");
+                connection.close(quinn::VarInt::from_u32(code::CONNECTION_FORCED as u32), reason.as_bytes());
+                break;
+            }
             stream = connection.accept_bi() => {
                 let Ok((send, recv)) = stream else { break };
                 let (out, frames) = mpsc::channel(CHANNEL_OUTBOUND);

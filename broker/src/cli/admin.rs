@@ -150,6 +150,33 @@ pub fn user(command: UserCommand) -> anyhow::Result<()> {
     })
 }
 
+#[derive(Subcommand)]
+pub enum CloseCommand {
+    /// Close a client connection (its id from `list connections`):
+    /// administrators any, users their own.
+    Connection {
+        id: u64,
+        /// Told to the client.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub fn close(command: CloseCommand) -> anyhow::Result<()> {
+    let CloseCommand::Connection { id, reason, client } = command;
+    block_on(async move {
+        let done = format!("connection {id} closed");
+        admin(
+            &client,
+            |req| Frame::CloseConnection { req, id, reason },
+            done,
+        )
+        .await
+    })
+}
+
 pub fn vhost(command: VhostCommand) -> anyhow::Result<()> {
     block_on(async move {
         match command {

@@ -62,6 +62,9 @@ enum Command {
     /// Manage vhosts.
     #[command(subcommand)]
     Vhost(admin::VhostCommand),
+    /// Close a client connection.
+    #[command(subcommand)]
+    Close(admin::CloseCommand),
     /// Measure throughput and latency against a broker (or --spawn one).
     Bench(bench::BenchArgs),
     /// Build, inspect and test plugins.
@@ -109,6 +112,7 @@ pub fn main() -> ExitCode {
         Command::Group(command) => group::run(command),
         Command::User(command) => admin::user(command),
         Command::Vhost(command) => admin::vhost(command),
+        Command::Close(command) => admin::close(command),
         Command::Bench(args) => bench::run_bench(args),
         Command::Plugin(command) => plugin::run(command),
     };

@@ -66,6 +66,25 @@ async fn the_api_lists_as_the_cli_does_for_the_users_it_knows() {
         Some(("ann", "ann-secret")),
     );
     assert_eq!(status, 401);
+    // Ann may close her own connection, not another user's.
+    let ann_connection = broker
+        .connect_as(&broker.url("ann", "ann-secret", "/"))
+        .await
+        .unwrap();
+    let (_, body) = http(&broker, "GET", "/api/connections", Some(("guest", "guest")));
+    let connections: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let id_of = |user: &str| {
+        connections.iter().find(|c| c["user"] == user).unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let guests = format!("/api/connections/{}", id_of("guest"));
+    let (status, _) = http(&broker, "DELETE", &guests, Some(("ann", "ann-secret")));
+    assert_eq!(status, 404);
+    let anns = format!("/api/connections/{}", id_of("ann"));
+    let (status, _) = http(&broker, "DELETE", &anns, Some(("ann", "ann-secret")));
+    assert_eq!(status, 204);
+    drop(ann_connection);
 }
 
 /// The value of the sample `name{labels}` in a text exposition.

@@ -4,6 +4,7 @@
 use crate::support;
 
 use std::process::Command;
+use std::time::Duration;
 
 use support::{BIN, Broker, stderr};
 use switchyard_client::{Error, Message, QueueOptions, Trust, code};
@@ -262,4 +263,99 @@ fn processes_mentioning(path: &std::path::Path) -> Vec<String> {
         .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
         .filter(|cmdline| cmdline.contains(&needle))
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_closes_a_connection_and_its_deliveries_come_back() {
+    let broker = Broker::start();
+    let (_connection, ch) = broker.channel().await;
+    support::queue(&ch, "held").await;
+    ch.publish("", Message::new("held", "m")).await.unwrap();
+    broker.cli_ok(&["user", "add", "bob", "--password", "bob-secret"]);
+    broker.cli_ok(&[
+        "user",
+        "permit",
+        "bob",
+        "--vhost",
+        "/",
+        "--configure",
+        ".*",
+        "--write",
+        ".*",
+        "--read",
+        ".*",
+    ]);
+    let bob = broker
+        .connect_as(&broker.url("bob", "bob-secret", "/"))
+        .await
+        .unwrap();
+    let bob_ch = bob.channel().await.unwrap();
+    let (held, _) = bob_ch.get("held", false).await.unwrap().unwrap();
+    let rows = broker.cli_ok(&["list", "connections", "--json"]);
+    let bob_id = rows
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["user"] == "bob")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    // Another user may not; the broker's administrator may.
+    broker.cli_ok(&["user", "add", "eve", "--password", "eve-secret"]);
+    broker.cli_ok(&[
+        "user",
+        "permit",
+        "eve",
+        "--vhost",
+        "/",
+        "--configure",
+        "",
+        "--write",
+        "",
+        "--read",
+        "",
+    ]);
+    let url = broker.url("eve", "eve-secret", "/");
+    let refused = broker.cli_as(&url, &["close", "connection", &bob_id]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("no connection"),
+        "{}",
+        stderr(&refused)
+    );
+    broker.cli_ok(&["close", "connection", &bob_id, "--reason", "maintenance"]);
+    let ended = support::eventually_async(Duration::from_secs(60), || {
+        let bob_ch = bob_ch.clone();
+        async move {
+            bob_ch
+                .query(switchyard_client::Query::Vhosts)
+                .await
+                .is_err()
+        }
+    })
+    .await;
+    assert!(ended, "bob's channel ended");
+    let error = bob_ch
+        .query(switchyard_client::Query::Vhosts)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("maintenance"), "{error}");
+    // Its unacknowledged delivery is back, flagged.
+    let back = support::eventually_async(Duration::from_secs(60), || {
+        let ch = ch.clone();
+        async move {
+            let passive = QueueOptions {
+                passive: true,
+                ..QueueOptions::default()
+            };
+            ch.declare_queue("held", passive)
+                .await
+                .is_ok_and(|info| info.messages == 1)
+        }
+    })
+    .await;
+    assert!(back);
+    let (again, _) = ch.get("held", false).await.unwrap().unwrap();
+    assert!(again.redelivered);
+    drop(held);
 }

@@ -135,6 +135,9 @@ frames! {
     /// Moves a consumer group's position (a broadcasting group's member's
     /// with `member`; all of its members' without); the group must have
     /// no member consuming. Answered `Ok` with the position as `messages`.
+    /// Closes client connection `id` (administrators, or the connection's
+    /// own user): its channels end, its deliveries go back to their queues.
+    0x27 => CloseConnection { req: u32, id: u64, reason: String },
     0x26 => ResetGroup { req: u32, queue: String, group: String, member: String, offset: StreamOffset },
 
     // Transactional (half) messages.
@@ -249,6 +252,7 @@ impl Frame {
             | Frame::Cancel { req, .. }
             | Frame::ConsumeStream { req, .. }
             | Frame::ResetGroup { req, .. }
+            | Frame::CloseConnection { req, .. }
             | Frame::TxSelect { req, .. }
             | Frame::TxPublish { req, .. }
             | Frame::TxEnd { req, .. } => *req,

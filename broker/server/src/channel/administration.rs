@@ -57,6 +57,10 @@ impl ChannelSession {
                 broker.delete_vhost(&p, &name)?;
                 self.ok(req, name, 0, 0).await;
             }
+            Frame::CloseConnection { req, id, reason } => {
+                broker.close_connection(&p, id, &reason)?;
+                self.ok(req, String::new(), 0, 0).await;
+            }
             other => return Err(unexpected(&other)),
         }
         Ok(())

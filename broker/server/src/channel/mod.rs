@@ -262,7 +262,8 @@ impl ChannelSession {
             | Frame::UserDelete { .. }
             | Frame::Permit { .. }
             | Frame::VhostAdd { .. }
-            | Frame::VhostDelete { .. } => self.administration(frame).await,
+            | Frame::VhostDelete { .. }
+            | Frame::CloseConnection { .. } => self.administration(frame).await,
             Frame::PluginChunk { .. }
             | Frame::PluginLoad { .. }
             | Frame::PluginActivate { .. }
