@@ -7,7 +7,7 @@ use switchyard_protocol::code;
 
 use super::error::BrokerError;
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Authenticated connections, all users together.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use switchyard_core::{BrokerOptions, Limits};
 use switchyard_plugin_host::SandboxLimits;
@@ -19,7 +19,7 @@ pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10_000;
 /// See [`ServerConfig::send_buffer_bytes`].
 pub const DEFAULT_SEND_BUFFER_BYTES: u64 = 8 << 20;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Where the store, metadata, plugin cache and development CA live.
@@ -54,7 +54,7 @@ pub struct ServerConfig {
 /// The default HTTP port (RabbitMQ's management port + 1000).
 pub const DEFAULT_HTTP_PORT: u16 = 15673;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
     /// Off: no HTTP listener at all.
@@ -72,7 +72,7 @@ impl Default for HttpSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSettings {
     /// PEM certificate chain; without it a development CA and a server
@@ -85,7 +85,7 @@ pub struct TlsSettings {
     pub hostnames: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSettings {
     pub segment_bytes: usize,

@@ -25,8 +25,17 @@ use clap::{Parser, Subcommand};
     about = "A message broker with programmable routing"
 )]
 struct Cli {
+    /// Log lines as text, or as one JSON object each (for log shippers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SWITCHYARD_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -80,15 +89,16 @@ fn log_in_colour() -> bool {
 }
 
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(log_in_colour())
-        .init();
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(log_in_colour()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
     if !matches!(cli.command, Command::Serve(_)) {
         // Like other command-line tools, end quietly when the reader of our
         // output goes away (`switchyard list queues | head -1`) instead of

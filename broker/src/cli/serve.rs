@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// TCP address of the HTTP API and /metrics, or `off` [default: 127.0.0.1:15673].
     #[arg(long, env = "SWITCHYARD_HTTP_LISTEN")]
     http_listen: Option<String>,
+    /// Print the effective configuration (file, flags and environment
+    /// applied) as TOML, and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -51,6 +55,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 anyhow!("--http-listen '{address}': {e} (an address like 127.0.0.1:15673, or off)")
             })?;
         }
+    }
+    config.validate().map_err(|e| anyhow!(e))?;
+    if args.print_config {
+        print!("{}", toml::to_string_pretty(&config)?);
+        return Ok(());
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {

@@ -304,3 +304,80 @@ fn logs_written_to_a_file_have_no_colour_codes() {
     assert!(log.contains("development CA"), "{log}");
     assert!(!log.contains("\x1b["), "{log:?}");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("serve.log");
+    let mut serve = ServeToFile(
+        Command::new(BIN)
+            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+            .args(["--http-listen", "off", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("SWITCHYARD_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(serve.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    drop(serve);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["level"] == "INFO" && r["fields"]["message"] == "storage recovered"),
+        "{log}"
+    );
+}
+
+#[test]
+fn print_config_shows_the_effective_settings_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        "idle_timeout_ms = 4321\n[storage]\nsegment_bytes = 2097152\n",
+    )
+    .unwrap();
+    let print = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["serve", "--print-config", "--config"])
+            .arg(&config)
+            .args(extra)
+            .env("SWITCHYARD_HTTP_LISTEN", "127.0.0.1:9999")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The file, a flag and an environment variable, all applied.
+    let printed = print(&["--listen", "127.0.0.1:7777"]);
+    for expected in [
+        "idle_timeout_ms = 4321",
+        "segment_bytes = 2097152",
+        "listen = \"127.0.0.1:7777\"",
+        "listen = \"127.0.0.1:9999\"",
+    ] {
+        assert!(printed.contains(expected), "{expected} in {printed}");
+    }
+    // What it prints is a config file the broker reads as the same.
+    std::fs::write(&config, &printed).unwrap();
+    assert_eq!(print(&[]), printed);
+    // Unknown keys are errors naming the key.
+    std::fs::write(&config, "idle_timout_ms = 1\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--print-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("idle_timout_ms"), "{}", stderr(&out));
+}
