@@ -70,6 +70,19 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// An administrator acting with every right in `vhost`, for what the
+    /// broker does on its behalf (a definitions import it already allowed).
+    pub(crate) fn operator(user: &str, vhost: &str) -> Principal {
+        Principal {
+            user: user.into(),
+            vhost: vhost.into(),
+            administrator: true,
+            configure: compile(".*").expect("a valid pattern"),
+            write: compile(".*").expect("a valid pattern"),
+            read: compile(".*").expect("a valid pattern"),
+        }
+    }
+
     /// Fails unless the user may do `access` on the resource called `name`.
     pub fn check(&self, access: Access, kind: &str, name: &str) -> Result<(), BrokerError> {
         let pattern = match access {
@@ -251,6 +264,17 @@ impl Users {
     }
 
     /// The verified user's rights on `vhost`.
+    /// Stores `user` as given (a definitions import: its hash, tags and
+    /// permissions), its permission patterns checked.
+    pub fn replace(&self, user: &UserRecord) -> Result<(), BrokerError> {
+        for permission in user.permissions.values() {
+            for pattern in [&permission.configure, &permission.write, &permission.read] {
+                compile(pattern)?;
+            }
+        }
+        self.put(user)
+    }
+
     pub fn principal(&self, user: &UserRecord, vhost: &str) -> Result<Principal, BrokerError> {
         let permission = user.permissions.get(vhost).ok_or_else(|| {
             BrokerError::access_refused(format!(

@@ -45,6 +45,17 @@ pub async fn close_connection(
     }
 }
 
+/// `GET /api/definitions`: the broker's definitions (administrators).
+pub async fn definitions(
+    State(broker): State<Arc<Broker>>,
+    Authenticated(principal): Authenticated,
+) -> Response {
+    match broker.export_definitions(&principal) {
+        Ok(definitions) => Json(definitions).into_response(),
+        Err(e) => Refused(e).into_response(),
+    }
+}
+
 /// `GET /api/overview`: who is asking, and the vhost's totals.
 pub async fn overview(
     State(broker): State<Arc<Broker>>,

@@ -24,6 +24,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
         .route("/metrics", get(metrics::metrics))
         .route("/api/overview", get(api::overview))
+        .route("/api/definitions", get(api::definitions))
         .route("/api/{what}", get(api::list))
         .route("/api/connections/{id}", delete(api::close_connection))
         .with_state(broker)

@@ -6,6 +6,7 @@ mod admin;
 mod bench;
 mod client;
 mod consume;
+mod definitions;
 mod group;
 mod plugin;
 mod publish;
@@ -74,6 +75,9 @@ enum Command {
     /// Close a client connection.
     #[command(subcommand)]
     Close(admin::CloseCommand),
+    /// Export or import vhosts, users, permissions, exchanges, queues and bindings.
+    #[command(subcommand)]
+    Definitions(definitions::DefinitionsCommand),
     /// Measure throughput and latency against a broker (or --spawn one).
     Bench(bench::BenchArgs),
     /// Build, inspect and test plugins.
@@ -123,6 +127,7 @@ pub fn main() -> ExitCode {
         Command::User(command) => admin::user(command),
         Command::Vhost(command) => admin::vhost(command),
         Command::Close(command) => admin::close(command),
+        Command::Definitions(command) => definitions::run(command),
         Command::Bench(args) => bench::run_bench(args),
         Command::Plugin(command) => plugin::run(command),
     };

@@ -29,6 +29,7 @@ mod e2e_counters;
 mod e2e_crash_loop;
 mod e2e_dead_letter_failures;
 mod e2e_dead_letters;
+mod e2e_definitions;
 mod e2e_delays;
 mod e2e_delivery;
 mod e2e_disk_full;

@@ -206,6 +206,22 @@ impl Channel {
 
     /// Sends an administrative request (`UserAdd`, `Permit`, `VhostAdd`…)
     /// built from the request id; resolves when the broker has applied it.
+    /// The broker's definitions (administrators): a JSON document.
+    pub async fn export_definitions(&self) -> Result<bytes::Bytes, Error> {
+        match self.request(|req| Frame::DefinitionsExport { req }).await? {
+            Frame::Definitions { json, .. } => Ok(json),
+            other => Err(Error::Unexpected(other.name())),
+        }
+    }
+
+    /// Applies a definitions document (administrators); what it created
+    /// or changed.
+    pub async fn import_definitions(&self, json: bytes::Bytes) -> Result<u64, Error> {
+        self.request_ok(|req| Frame::DefinitionsImport { req, json })
+            .await
+            .map(|info| info.messages)
+    }
+
     pub async fn admin(&self, make: impl FnOnce(u32) -> Frame) -> Result<(), Error> {
         self.request_ok(make).await.map(drop)
     }

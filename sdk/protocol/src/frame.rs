@@ -138,6 +138,14 @@ frames! {
     /// Closes client connection `id` (administrators, or the connection's
     /// own user): its channels end, its deliveries go back to their queues.
     0x27 => CloseConnection { req: u32, id: u64, reason: String },
+    /// Asks for the broker's definitions (administrators): answered by
+    /// `Definitions`.
+    0x28 => DefinitionsExport { req: u32 },
+    /// The definitions document (JSON, docs/HTTP-API.md).
+    0x29 => Definitions { req: u32, json: Bytes },
+    /// Applies a definitions document (administrators): checked whole
+    /// first; `Ok.messages` = what it created or changed.
+    0x2A => DefinitionsImport { req: u32, json: Bytes },
     0x26 => ResetGroup { req: u32, queue: String, group: String, member: String, offset: StreamOffset },
 
     // Transactional (half) messages.
@@ -253,6 +261,9 @@ impl Frame {
             | Frame::ConsumeStream { req, .. }
             | Frame::ResetGroup { req, .. }
             | Frame::CloseConnection { req, .. }
+            | Frame::DefinitionsExport { req, .. }
+            | Frame::Definitions { req, .. }
+            | Frame::DefinitionsImport { req, .. }
             | Frame::TxSelect { req, .. }
             | Frame::TxPublish { req, .. }
             | Frame::TxEnd { req, .. } => *req,

@@ -1,8 +1,8 @@
 //! A channel's administration requests: users, permissions, vhosts and
 //! plugins. Who may do what is the core's to decide.
 
-use switchyard_core::{Permission, PluginUpload};
-use switchyard_protocol::Frame;
+use switchyard_core::{BrokerError, Permission, PluginUpload};
+use switchyard_protocol::{Frame, code};
 
 use super::{ChannelSession, Failure, blocking, unexpected};
 
@@ -56,6 +56,22 @@ impl ChannelSession {
             Frame::VhostDelete { req, name } => {
                 broker.delete_vhost(&p, &name)?;
                 self.ok(req, name, 0, 0).await;
+            }
+            Frame::DefinitionsExport { req } => {
+                let definitions = broker.export_definitions(&p)?;
+                let json = serde_json::to_vec_pretty(&definitions)
+                    .map_err(|e| BrokerError::new(code::INTERNAL_ERROR, e.to_string()))?;
+                self.reply(Frame::Definitions {
+                    req,
+                    json: json.into(),
+                })
+                .await;
+            }
+            Frame::DefinitionsImport { req, json } => {
+                let definitions: switchyard_core::Definitions = serde_json::from_slice(&json)
+                    .map_err(|e| BrokerError::invalid_argument(format!("definitions file: {e}")))?;
+                let changed = broker.import_definitions(&p, &definitions)?;
+                self.ok(req, String::new(), changed, 0).await;
             }
             Frame::CloseConnection { req, id, reason } => {
                 broker.close_connection(&p, id, &reason)?;

@@ -263,7 +263,9 @@ impl ChannelSession {
             | Frame::Permit { .. }
             | Frame::VhostAdd { .. }
             | Frame::VhostDelete { .. }
-            | Frame::CloseConnection { .. } => self.administration(frame).await,
+            | Frame::CloseConnection { .. }
+            | Frame::DefinitionsExport { .. }
+            | Frame::DefinitionsImport { .. } => self.administration(frame).await,
             Frame::PluginChunk { .. }
             | Frame::PluginLoad { .. }
             | Frame::PluginActivate { .. }
