@@ -26,7 +26,21 @@ pub async fn list(
         ))
         .into_response();
     };
-    match broker.list(&principal, query) {
+    rows(&broker, &principal, query)
+}
+
+/// `GET` of a listing whose path also takes changes (`/api/bindings`,
+/// `/api/plugins`): the same rows as `/api/{what}`.
+pub async fn listing(
+    State(broker): State<Arc<Broker>>,
+    Authenticated(principal): Authenticated,
+    query: Query,
+) -> Response {
+    rows(&broker, &principal, query)
+}
+
+fn rows(broker: &Broker, principal: &switchyard_core::Principal, query: Query) -> Response {
+    match broker.list(principal, query) {
         Ok(rows) => Json(rows.iter().map(|r| row_json(r)).collect::<Vec<_>>()).into_response(),
         Err(e) => Refused(e).into_response(),
     }

@@ -6,18 +6,23 @@
 //!
 //! - `auth` — HTTP Basic credentials → a principal of a vhost.
 //! - `api` — `/api/…`: listings as JSON.
+//! - `changes` — `/api/…`: declare, delete, bind, purge, users, plugins.
 //! - `metrics` — `/metrics`: Prometheus text exposition.
 
 mod api;
 mod auth;
+mod changes;
 mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{delete, get};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
 use switchyard_core::Broker;
+use switchyard_core::MAX_PLUGIN_BYTES;
+use switchyard_protocol::Query;
 
 /// The routes, over `broker`.
 pub fn router(broker: Arc<Broker>) -> Router {
@@ -27,6 +32,45 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/definitions", get(api::definitions))
         .route("/api/{what}", get(api::list))
         .route("/api/connections/{id}", delete(api::close_connection))
+        .route(
+            "/api/exchanges/{name}",
+            put(changes::declare_exchange).delete(changes::delete_exchange),
+        )
+        .route(
+            "/api/queues/{name}",
+            put(changes::declare_queue).delete(changes::delete_queue),
+        )
+        .route("/api/queues/{name}/purge", post(changes::purge_queue))
+        .route(
+            "/api/bindings",
+            get(|s, a| api::listing(s, a, Query::Bindings))
+                .post(changes::bind)
+                .delete(changes::unbind),
+        )
+        .route(
+            "/api/vhosts/{name}",
+            put(changes::add_vhost).delete(changes::delete_vhost),
+        )
+        .route(
+            "/api/users/{name}",
+            put(changes::add_user).delete(changes::delete_user),
+        )
+        .route("/api/permissions/{user}", put(changes::permit))
+        .route(
+            "/api/plugins",
+            get(|s, a| api::listing(s, a, Query::Plugins))
+                .post(changes::load_plugin)
+                .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
+        )
+        .route(
+            "/api/plugins/{name}/activate/{version}",
+            post(changes::activate_plugin),
+        )
+        .route(
+            "/api/plugins/{name}/rollback",
+            post(changes::rollback_plugin),
+        )
+        .route("/api/plugins/{name}", delete(changes::unload_plugin))
         .with_state(broker)
 }
 

@@ -136,3 +136,107 @@ async fn metrics_follow_publishes_deliveries_and_acks() {
     assert!(body.trim_end().ends_with("# EOF"));
     held.ack().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_over_http_are_the_cores_with_the_same_permissions() {
+    use support::http_send;
+    let broker = Broker::start();
+    let guest = Some(("guest", "guest"));
+    let json = |method: &str, path: &str, credentials, body: serde_json::Value| {
+        http_send(
+            &broker,
+            method,
+            path,
+            credentials,
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    };
+    let queue = serde_json::json!({"durable": true, "arguments": {"max-length": 10}});
+    assert_eq!(json("PUT", "/api/queues/jobs", guest, queue).0, 204);
+    assert_eq!(
+        json(
+            "PUT",
+            "/api/exchanges/logs",
+            guest,
+            serde_json::json!({"type": "fanout"})
+        )
+        .0,
+        204
+    );
+    let binding = serde_json::json!({"queue": "jobs", "exchange": "logs"});
+    assert_eq!(json("POST", "/api/bindings", guest, binding.clone()).0, 204);
+    let (_, bindings) = http(&broker, "GET", "/api/bindings", guest);
+    assert!(bindings.contains("\"exchange\":\"logs\""), "{bindings}");
+    let (_connection, ch) = broker.channel().await;
+    ch.confirm_select().await.unwrap();
+    ch.publish("logs", Message::new("", "x"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let (status, body) = http(&broker, "POST", "/api/queues/jobs/purge", guest);
+    assert_eq!((status, body.as_str()), (200, r#"{"purged":1}"#));
+    assert_eq!(json("DELETE", "/api/bindings", guest, binding).0, 204);
+    // An unknown type and a bad argument are refused by name.
+    let (status, body) = json(
+        "PUT",
+        "/api/exchanges/odd",
+        guest,
+        serde_json::json!({"type": "nope"}),
+    );
+    assert!(
+        status == 404 && body.contains("'nope' is not a loaded plugin"),
+        "{status} {body}"
+    );
+    let (status, body) = json(
+        "PUT",
+        "/api/queues/odd",
+        guest,
+        serde_json::json!({"arguments": {"max-lenght": 1}}),
+    );
+    assert!(
+        status == 400 && body.contains("max-lenght"),
+        "{status} {body}"
+    );
+
+    // Users and permissions; a user without configure rights is refused.
+    let dave = serde_json::json!({"password": "dave-secret", "tags": []});
+    assert_eq!(json("PUT", "/api/users/dave", guest, dave).0, 204);
+    let permission = serde_json::json!({"vhost": "/", "configure": "", "write": "", "read": ".*"});
+    assert_eq!(
+        json("PUT", "/api/permissions/dave", guest, permission).0,
+        204
+    );
+    let daves = Some(("dave", "dave-secret"));
+    assert_eq!(http(&broker, "GET", "/api/queues", daves).0, 200);
+    let (status, _) = json("PUT", "/api/queues/daves", daves, serde_json::json!({}));
+    assert_eq!(status, 403);
+    let (status, _) = http(&broker, "POST", "/api/plugins/fanout/rollback", daves);
+    assert_eq!(status, 403);
+
+    // Plugins: upload a version, activate it, unload it.
+    let component = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../plugins/dist/fanout.wasm"
+    ))
+    .unwrap();
+    let (status, body) = http_send(
+        &broker,
+        "POST",
+        "/api/plugins?name=http-fanout",
+        guest,
+        "application/wasm",
+        &component,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains("http-fanout@"), "{body}");
+    let (_, plugins) = http(&broker, "GET", "/api/plugins", guest);
+    assert!(plugins.contains("\"name\":\"http-fanout\""), "{plugins}");
+    assert_eq!(
+        http(&broker, "DELETE", "/api/plugins/http-fanout", guest).0,
+        204
+    );
+    let (status, body) = http(&broker, "DELETE", "/api/queues/jobs", guest);
+    assert_eq!((status, body.as_str()), (200, r#"{"messages":0}"#));
+}

@@ -204,6 +204,18 @@ pub fn http(
     path: &str,
     credentials: Option<(&str, &str)>,
 ) -> (u16, String) {
+    http_send(broker, method, path, credentials, "application/json", b"")
+}
+
+/// Like [`http`], with a body of `content_type`.
+pub fn http_send(
+    broker: &Broker,
+    method: &str,
+    path: &str,
+    credentials: Option<(&str, &str)>,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String) {
     use base64::Engine;
     use std::io::{Read, Write};
     let address = broker.http.expect("the broker's HTTP listener is on");
@@ -217,8 +229,12 @@ pub fn http(
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         request.push_str(&format!("Authorization: Basic {token}\r\n"));
     }
-    request.push_str("Content-Length: 0\r\n\r\n");
+    request.push_str(&format!(
+        "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    ));
     stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
