@@ -15,6 +15,7 @@
 
 mod channel;
 mod config;
+mod config_overrides;
 mod confirms;
 mod connection;
 mod consumer;
@@ -27,6 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use config::{HttpSettings, ServerConfig, StorageSettings, TlsSettings};
+pub use config_overrides::{ENV_PREFIX, from_environment, parse_override};
 pub use tls::DEV_CA;
 
 /// The first line `switchyard serve` prints on stdout, followed by the

@@ -26,6 +26,11 @@ pub struct ServeArgs {
     /// TCP address of the HTTP API and /metrics, or `off` [default: 127.0.0.1:15673].
     #[arg(long, env = "SWITCHYARD_HTTP_LISTEN")]
     http_listen: Option<String>,
+    /// Any setting of the config file, as key=value (repeatable):
+    /// `--set storage.segment_bytes=1048576`. The environment does the same
+    /// with `SWITCHYARD__STORAGE__SEGMENT_BYTES=1048576`; flags win.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = crate::server::parse_override)]
+    overrides: Vec<(String, String)>,
     /// Print the effective configuration (file, flags and environment
     /// applied) as TOML, and exit.
     #[arg(long)]
@@ -33,10 +38,10 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => ServerConfig::load(path).map_err(|e| anyhow!(e))?,
-        None => ServerConfig::default(),
-    };
+    let mut overrides = crate::server::from_environment(std::env::vars());
+    overrides.extend(args.overrides.iter().cloned());
+    let mut config =
+        ServerConfig::load_with(args.config.as_deref(), &overrides).map_err(|e| anyhow!(e))?;
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }

@@ -353,14 +353,22 @@ fn print_config_shows_the_effective_settings_and_reads_back() {
             .arg(&config)
             .args(extra)
             .env("SWITCHYARD_HTTP_LISTEN", "127.0.0.1:9999")
+            .env("SWITCHYARD__LIMITS__MAX_CONNECTIONS", "77")
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
         String::from_utf8(out.stdout).unwrap()
     };
     // The file, a flag and an environment variable, all applied.
-    let printed = print(&["--listen", "127.0.0.1:7777"]);
+    let printed = print(&[
+        "--listen",
+        "127.0.0.1:7777",
+        "--set",
+        "storage.flush_interval_ms=150",
+    ]);
     for expected in [
+        "max_connections = 77",
+        "flush_interval_ms = 150",
         "idle_timeout_ms = 4321",
         "segment_bytes = 2097152",
         "listen = \"127.0.0.1:7777\"",
