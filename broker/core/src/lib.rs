@@ -79,6 +79,7 @@ pub use publish::{DurableAt, Outcome, Published};
 pub use queue::{Overflow, Queue, QueueSettings};
 pub use records::{BindingRecord, EncodedFields, ExchangeRecord, QueueRecord, VhostRecord};
 pub use stream::{StreamSettings, ViewOf};
+pub use switchyard_plugin_host::PluginSummary;
 pub use topology::{BindingSpec, ExchangeSpec, QueueSpec};
 pub use transaction_checks::{GroupSettings, ProducerGroupMetrics, TransactionCheck};
 pub use transactions::{TRANSACTION_GROUP_HEADER, TRANSACTION_VHOST_HEADER};

@@ -37,6 +37,8 @@ pub struct BrokerMetrics {
     /// The commit log's files on disk.
     pub log_bytes: u64,
     pub log_segments: u64,
+    /// Appends, flushes and their latency.
+    pub storage: switchyard_storage::StorageStats,
     /// Producer groups: pending transactions, checks, outcomes.
     pub producer_groups: Vec<ProducerGroupMetrics>,
 }
@@ -80,6 +82,7 @@ impl Broker {
             log_bytes: log.bytes,
             log_segments: log.segments,
             producer_groups: self.producer_groups(None),
+            storage: self.store.storage_stats(),
         })
     }
 }

@@ -12,6 +12,7 @@
 mod api;
 mod auth;
 mod changes;
+mod histograms;
 mod metrics;
 
 use std::net::SocketAddr;

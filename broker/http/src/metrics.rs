@@ -18,6 +18,7 @@ use prometheus_client::registry::{Registry, Unit};
 use switchyard_core::{Broker, BrokerMetrics};
 
 use super::auth::{Authenticated, Refused};
+use super::histograms::{Buckets, Histogram, Histograms, call_latency};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabels {
@@ -138,6 +139,69 @@ fn producer_group_metrics(registry: &mut Registry, metrics: &BrokerMetrics) {
     );
 }
 
+fn plugin_labels(p: &switchyard_core::PluginSummary) -> PluginLabels {
+    PluginLabels {
+        plugin: p.name.clone(),
+        version: p.active.clone(),
+        kind: p.kind.clone(),
+    }
+}
+
+/// Traps and timeouts per plugin, and each plugin's call-latency histogram.
+fn plugin_failures(registry: &mut Registry, metrics: &BrokerMetrics) {
+    let traps = Family::<PluginLabels, Counter>::default();
+    let timeouts = Family::<PluginLabels, Counter>::default();
+    let mut latency = Histograms { series: Vec::new() };
+    for p in &metrics.plugins {
+        let labels = plugin_labels(p);
+        traps.get_or_create(&labels).inc_by(p.stats.traps);
+        timeouts.get_or_create(&labels).inc_by(p.stats.timeouts);
+        latency.series.push((
+            labels,
+            call_latency(&p.stats.latency_buckets, p.stats.call_nanos),
+        ));
+    }
+    registry.register("plugin_traps", "Calls that trapped", traps);
+    registry.register("plugin_timeouts", "Calls past their deadline", timeouts);
+    registry.register_with_unit(
+        "plugin_call_duration",
+        "Sandboxed call time of the active version",
+        Unit::Seconds,
+        latency,
+    );
+}
+
+/// The store: appends, and the log's flushes (msync) with their latency.
+fn storage_metrics(registry: &mut Registry, metrics: &BrokerMetrics) {
+    let storage = &metrics.storage;
+    let counter = |n: u64| {
+        let counter = Counter::<u64>::default();
+        counter.inc_by(n);
+        counter
+    };
+    registry.register(
+        "storage_appends",
+        "Records appended to the commit log",
+        counter(storage.appends),
+    );
+    registry.register_with_unit(
+        "storage_appended",
+        "Bytes appended to the commit log",
+        Unit::Bytes,
+        counter(storage.appended_bytes),
+    );
+    registry.register_with_unit(
+        "storage_flush_duration",
+        "Time of each flush (msync) of the commit log",
+        Unit::Seconds,
+        Histogram(Buckets {
+            sum: storage.flush_seconds,
+            count: storage.flushes,
+            buckets: storage.flush_buckets.clone(),
+        }),
+    );
+}
+
 /// The process's resident anonymous memory and open files, from /proc.
 fn process_figures() -> (Option<u64>, Option<u64>) {
     let rss = std::fs::read_to_string("/proc/self/status")
@@ -249,6 +313,8 @@ pub fn render(metrics: &BrokerMetrics) -> String {
         |q| q.counters.dead_lettered,
     );
 
+    plugin_failures(&mut registry, metrics);
+    storage_metrics(&mut registry, metrics);
     let calls = Family::<PluginLabels, Counter>::default();
     let errors = Family::<PluginLabels, Counter>::default();
     let quarantined = Family::<PluginLabels, Gauge>::default();

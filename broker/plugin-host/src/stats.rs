@@ -5,11 +5,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Buckets are powers of two of nanoseconds: bucket i holds [2^i, 2^(i+1)).
-const BUCKETS: usize = 40;
+pub const LATENCY_BUCKETS: usize = 40;
+const BUCKETS: usize = LATENCY_BUCKETS;
 
 pub struct CallStats {
     calls: AtomicU64,
     errors: AtomicU64,
+    traps: AtomicU64,
+    timeouts: AtomicU64,
+    nanos: AtomicU64,
     latency: [AtomicU64; BUCKETS],
 }
 
@@ -22,6 +26,17 @@ pub struct StatsSnapshot {
     /// Log lines the rate limit dropped.
     #[serde(default)]
     pub log_lines_dropped: u64,
+    /// Failed calls that trapped, and that ran past their deadline.
+    #[serde(default)]
+    pub traps: u64,
+    #[serde(default)]
+    pub timeouts: u64,
+    /// Calls per latency bucket (bucket i: [2^i, 2^(i+1)) ns), and the
+    /// time of all calls, for metrics.
+    #[serde(skip)]
+    pub latency_buckets: Vec<u64>,
+    #[serde(skip)]
+    pub call_nanos: u64,
 }
 
 impl Default for CallStats {
@@ -29,6 +44,9 @@ impl Default for CallStats {
         CallStats {
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            traps: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            nanos: AtomicU64::new(0),
             latency: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -41,8 +59,19 @@ impl CallStats {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
         let ns = elapsed.as_nanos().clamp(1, u64::MAX as u128) as u64;
+        self.nanos.fetch_add(ns, Ordering::Relaxed);
         let bucket = (63 - ns.leading_zeros() as usize).min(BUCKETS - 1);
         self.latency[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A failed call trapped (`timeout`: it ran past its deadline).
+    pub(crate) fn count_failure(&self, trapped: bool, timeout: bool) {
+        if trapped {
+            self.traps.fetch_add(1, Ordering::Relaxed);
+        }
+        if timeout {
+            self.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
@@ -67,6 +96,10 @@ impl CallStats {
             errors: self.errors.load(Ordering::Relaxed),
             p99_call_ns: p99,
             log_lines_dropped: 0,
+            traps: self.traps.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
+            latency_buckets: counts,
+            call_nanos: self.nanos.load(Ordering::Relaxed),
         }
     }
 }

@@ -505,6 +505,10 @@ impl PluginVersion {
 
     fn failed(&self, scope: &KvScope, error: PluginError, started: Instant) -> PluginError {
         self.stats.record(started.elapsed(), false);
+        self.stats.count_failure(
+            matches!(error, PluginError::Trap { .. }),
+            matches!(error, PluginError::Timeout { .. }),
+        );
         if !error.is_fault() {
             return error;
         }

@@ -29,5 +29,5 @@ pub use metadata::Metadata;
 pub use record::{FLAG_PERSISTENT, QueueId, StoredMessage};
 pub use store::{
     Appended, Commit, Delivered, HalfMessage, LogFiles, MessageStore, Promotion, QueueSpace,
-    QueueStats, RecoveryReport, StreamBounds,
+    QueueStats, RecoveryReport, StorageStats, StreamBounds,
 };

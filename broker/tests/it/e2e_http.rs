@@ -133,6 +133,27 @@ async fn metrics_follow_publishes_deliveries_and_acks() {
         "{body}"
     );
     assert!(body.contains("switchyard_log_bytes "));
+    // Histograms: the log's flushes and each plugin's calls.
+    assert!(
+        body.contains("# TYPE switchyard_storage_flush_duration_seconds histogram"),
+        "{body}"
+    );
+    assert!(
+        body.contains("switchyard_storage_flush_duration_seconds_bucket{le=\"+Inf\"}"),
+        "{body}"
+    );
+    assert!(
+        sample(&body, "switchyard_storage_appends_total").is_some_and(|n| n >= 5.0),
+        "{body}"
+    );
+    assert!(
+        body.contains("switchyard_plugin_call_duration_seconds_count{plugin=\"direct\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("switchyard_plugin_traps_total{plugin=\"direct\""),
+        "{body}"
+    );
     assert!(body.trim_end().ends_with("# EOF"));
     held.ack().await.unwrap();
 }

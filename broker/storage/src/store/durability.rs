@@ -74,6 +74,7 @@ impl Inner {
         for index in &mut indexes {
             index.reserve_next()?;
         }
+        inner.flush_stats.appended(len as u64);
         inner.log.write(position, message, envelope, len);
         let entry = IndexEntry {
             position,
@@ -149,7 +150,11 @@ impl Inner {
             (writer.position, self.durability.lock().unwrap().flushed)
         };
         let result: Result<(), StorageError> = (|| {
+            let started = Instant::now();
             self.log.flush(flushed.min(position), position)?;
+            if position > flushed {
+                self.flush_stats.flushed(started.elapsed());
+            }
             if indexes {
                 for queue in self.queues.read().unwrap().values() {
                     if queue.is_view() {
@@ -296,6 +301,11 @@ pub struct LogFiles {
 }
 
 impl super::MessageStore {
+    /// Appends and flushes so far (for metrics).
+    pub fn storage_stats(&self) -> super::StorageStats {
+        self.inner.flush_stats.snapshot()
+    }
+
     /// The commit log's segments and their size on disk.
     pub fn log_files(&self) -> LogFiles {
         LogFiles {

@@ -17,6 +17,7 @@
 
 mod delays;
 mod durability;
+mod flush_stats;
 mod halves;
 mod queue;
 mod recovery;
@@ -26,6 +27,7 @@ use queue::{Queue, QueueMeta, new_queue, queue_dir};
 
 pub use delays::Promotion;
 pub use durability::LogFiles;
+pub use flush_stats::StorageStats;
 pub use halves::{Commit, HalfMessage};
 pub use views::StreamBounds;
 
@@ -81,6 +83,8 @@ struct Inner {
     /// The delay queue's timers (held while a delayed message is appended
     /// and while one is promoted).
     delays: Mutex<delays::Delays>,
+    /// Appends and flushes, for metrics.
+    flush_stats: flush_stats::FlushStats,
     /// The hidden queue of half (transactional) messages.
     half_queue: QueueId,
     /// Held while a half message is committed or discarded, so that it

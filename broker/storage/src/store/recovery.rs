@@ -284,6 +284,7 @@ impl MessageStore {
             delays: Mutex::new(delays),
             half_queue,
             half_ends: Mutex::new(()),
+            flush_stats: Default::default(),
             events: Mutex::new(Vec::new()),
             events_writer: Mutex::new(()),
             durability: Mutex::new(Durability {
