@@ -76,6 +76,7 @@ impl Broker {
                 .map(|q| {
                     let stats = self.store.stats(q.id).unwrap_or_default();
                     let space = self.store.space(q.id).unwrap_or_default();
+                    let counters = q.counters.values();
                     vec![
                         text("name", q.name()),
                         int("ready", stats.ready),
@@ -98,6 +99,10 @@ impl Broker {
                         arguments("arguments", &q.record.arguments.decode()),
                         int("log_bytes_held", space.log_bytes_held),
                         int("index_bytes", space.index_bytes),
+                        int("published", counters.published),
+                        int("delivered", counters.delivered),
+                        int("acked", counters.acked),
+                        int("dead_lettered", counters.dead_lettered),
                     ]
                 })
                 .collect(),

@@ -27,6 +27,7 @@ async fn the_api_lists_as_the_cli_does_for_the_users_it_knows() {
     let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
     let orders = rows.iter().find(|r| r["name"] == "orders").unwrap();
     assert_eq!(orders["ready"], 3, "{orders}");
+    assert_eq!(orders["published"], 3, "totals since start: {orders}");
     let (status, body) = http(&broker, "GET", "/api/nonsense", Some(("guest", "guest")));
     assert_eq!(status, 404);
     assert!(body.contains("no listing 'nonsense'"), "{body}");
