@@ -8,12 +8,12 @@
 //! other settings, refuses the whole file, naming what.
 
 use serde::{Deserialize, Serialize};
-use switchyard_protocol::{Field, Value};
+use switchyard_protocol::Field;
 
 use super::Broker;
 use super::auth::{Principal, UserRecord};
 use super::error::BrokerError;
-use super::json::value_json;
+use super::json::{fields_from_json as from_json, value_json};
 use super::queue::QueueSettings;
 use super::records::{BINDINGS, BindingRecord, EXCHANGES, ExchangeRecord, QUEUES, QueueRecord};
 use super::topology::{BindingSpec, ExchangeSpec, QueueSpec};
@@ -72,42 +72,6 @@ fn to_json(fields: &[Field]) -> serde_json::Map<String, serde_json::Value> {
     fields
         .iter()
         .map(|f| (f.name.clone(), value_json(&f.value)))
-        .collect()
-}
-
-fn from_json(
-    object: &serde_json::Map<String, serde_json::Value>,
-) -> Result<Vec<Field>, BrokerError> {
-    object
-        .iter()
-        .map(|(name, value)| {
-            let value = match value {
-                serde_json::Value::Null => Value::Void,
-                serde_json::Value::Bool(b) => Value::Bool(*b),
-                serde_json::Value::String(s) => Value::Text(s.clone()),
-                serde_json::Value::Number(n) => match n.as_i64() {
-                    Some(i) => Value::Int(i),
-                    None => Value::Float(n.as_f64().unwrap_or_default()),
-                },
-                serde_json::Value::Array(items) => Value::TextList(
-                    items
-                        .iter()
-                        .map(|i| i.as_str().map(str::to_string))
-                        .collect::<Option<_>>()
-                        .ok_or_else(|| {
-                            BrokerError::invalid_argument(format!(
-                                "argument '{name}': only lists of text are supported"
-                            ))
-                        })?,
-                ),
-                serde_json::Value::Object(_) => {
-                    return Err(BrokerError::invalid_argument(format!(
-                        "argument '{name}': an object is not an argument value"
-                    )));
-                }
-            };
-            Ok(Field::new(name.clone(), value))
-        })
         .collect()
 }
 

@@ -70,7 +70,7 @@ pub use exchange::Exchange;
 pub use expiry::EXPIRY_SWEEP_INTERVAL;
 pub use groups::{GroupRecord, Subscription};
 pub use handout::{AckMode, Delivery};
-pub use json::{row_json, value_json};
+pub use json::{fields_from_json, row_json, value_json};
 pub use limits::Limits;
 pub use metrics::{BrokerMetrics, QueueMetrics};
 pub use ordered::{ORDERED, ORDERING_KEY_HEADER, partition_queue};

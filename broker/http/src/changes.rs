@@ -16,8 +16,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use switchyard_core::{
     BindingSpec, Broker, BrokerError, ExchangeSpec, Permission, PluginUpload, QueueSpec,
+    fields_from_json as arguments,
 };
-use switchyard_protocol::{Field, Value, code};
+use switchyard_protocol::code;
 
 use super::auth::{Authenticated, Refused};
 
@@ -29,28 +30,6 @@ fn done(result: Result<(), BrokerError>) -> Response {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => Refused(e).into_response(),
     }
-}
-
-/// JSON arguments as declare arguments (text, integers, booleans).
-fn arguments(
-    object: &serde_json::Map<String, serde_json::Value>,
-) -> Result<Vec<Field>, BrokerError> {
-    object
-        .iter()
-        .map(|(name, value)| {
-            let value = match value {
-                serde_json::Value::String(s) => Value::Text(s.clone()),
-                serde_json::Value::Bool(b) => Value::Bool(*b),
-                serde_json::Value::Number(n) if n.is_i64() => Value::Int(n.as_i64().unwrap_or(0)),
-                other => {
-                    return Err(BrokerError::invalid_argument(format!(
-                        "argument '{name}' must be text, an integer or a boolean, not {other}"
-                    )));
-                }
-            };
-            Ok(Field::new(name.clone(), value))
-        })
-        .collect()
 }
 
 #[derive(Deserialize)]

@@ -363,6 +363,23 @@ async fn start_consumers(
     Ok(consumers)
 }
 
+/// The next message a producer sends: to the queue `route` names (then
+/// the next one), its body stamped with the send time.
+fn next_message(config: &BenchConfig, route: &mut usize, shared: &Shared) -> Message {
+    let mut message = Message::new(
+        config.routing_key(*route % config.queues),
+        body(config.size, shared),
+    );
+    *route += 1;
+    if config.persistent {
+        message = message.persistent();
+    }
+    if config.delay_ms > 0 {
+        message = message.delayed(Duration::from_millis(config.delay_ms));
+    }
+    message
+}
+
 fn body(size: usize, shared: &Shared) -> Bytes {
     let mut body = vec![0u8; size];
     body[..8].copy_from_slice(&shared.now_ns().to_le_bytes());
@@ -401,18 +418,7 @@ async fn produce(
         };
         let mut messages = Vec::with_capacity(n as usize);
         for _ in 0..n {
-            let mut message = Message::new(
-                config.routing_key(route % config.queues),
-                body(config.size, &shared),
-            );
-            route += 1;
-            if config.persistent {
-                message = message.persistent();
-            }
-            if config.delay_ms > 0 {
-                message = message.delayed(Duration::from_millis(config.delay_ms));
-            }
-            messages.push(message);
+            messages.push(next_message(&config, &mut route, &shared));
         }
         let started = shared.now_ns();
         let confirmation = if n == 1 {

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use switchyard_client::{Channel, Connection, Error, Message, ProducerGroupOptions};
+use switchyard_client::{Channel, Connection, Error, ProducerGroupOptions};
 
-use super::{BenchConfig, Samples, Shared, body, settle};
+use super::{BenchConfig, Samples, Shared, next_message, settle};
 
 pub(super) async fn produce(
     connection: Connection,
@@ -31,14 +31,7 @@ pub(super) async fn produce(
         .first_publish_ns
         .fetch_min(shared.now_ns(), Ordering::AcqRel);
     while deadline.map_or(sent < count, |d| Instant::now() < d) {
-        let mut message = Message::new(
-            config.routing_key(route % config.queues),
-            body(config.size, &shared),
-        );
-        route += 1;
-        if config.persistent {
-            message = message.persistent();
-        }
+        let message = next_message(&config, &mut route, &shared);
         let started = shared.now_ns();
         let committed = match ch.send_half(config.exchange(), message).await {
             Ok(transaction) => ch.commit(transaction).await,
