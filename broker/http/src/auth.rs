@@ -35,14 +35,24 @@ impl IntoResponse for Refused {
     }
 }
 
-fn unauthorized(why: &str) -> Response {
+/// A 401. Browsers answer `WWW-Authenticate` with a password dialog: the
+/// web console, which asks on its own page, says so with a header and gets
+/// none.
+fn unauthorized(parts: &Parts, why: &str) -> Response {
+    let body = axum::Json(serde_json::json!({ "error": why }));
+    if parts.headers.contains_key(CONSOLE_HEADER) {
+        return (StatusCode::UNAUTHORIZED, body).into_response();
+    }
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Basic realm=\"switchyard\"")],
-        axum::Json(serde_json::json!({ "error": why })),
+        body,
     )
         .into_response()
 }
+
+/// Sent by the web console with every request.
+const CONSOLE_HEADER: &str = "x-switchyard-console";
 
 /// `user:password` from an `Authorization: Basic …` header.
 fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
@@ -69,7 +79,7 @@ fn vhost_of(parts: &Parts) -> String {
 }
 
 /// `%2F` → `/` (vhost names in a query string).
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -101,13 +111,13 @@ impl FromRequestParts<Arc<Broker>> for Authenticated {
         broker: &Arc<Broker>,
     ) -> Result<Self, Self::Rejection> {
         let Some((user, password)) = basic_credentials(parts) else {
-            return Err(unauthorized("credentials required (HTTP Basic)"));
+            return Err(unauthorized(parts, "credentials required (HTTP Basic)"));
         };
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
-            .ok_or_else(|| unauthorized("no peer address"))?;
+            .ok_or_else(|| unauthorized(parts, "no peer address"))?;
         let vhost = vhost_of(parts);
         let broker = broker.clone();
         let login =
@@ -117,7 +127,7 @@ impl FromRequestParts<Arc<Broker>> for Authenticated {
                 .map_err(IntoResponse::into_response)?;
         match login {
             Ok(principal) => Ok(Authenticated(principal)),
-            Err(e) if e.code == code::ACCESS_REFUSED => Err(unauthorized(&e.message)),
+            Err(e) if e.code == code::ACCESS_REFUSED => Err(unauthorized(parts, &e.message)),
             Err(e) => Err(Refused(e).into_response()),
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -264,21 +264,39 @@ pub struct UploadOptions {
     activate: Option<bool>,
 }
 
-/// `POST /api/plugins` with the component as the body: loads a plugin
-/// version (administrators), within the broker-wide upload budget.
+/// The plugin configuration a query string carries as `config.KEY=VALUE`.
+fn plugin_config(query: Option<&str>) -> Vec<switchyard_protocol::Field> {
+    (query.unwrap_or_default().split('&'))
+        .filter_map(|pair| pair.strip_prefix("config."))
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| {
+            let decode = |s: &str| super::auth::percent_decode(s);
+            switchyard_protocol::Field::new(
+                decode(key),
+                switchyard_protocol::Value::Text(decode(value)),
+            )
+        })
+        .collect()
+}
+
+/// `POST /api/plugins?name=&activate=&config.KEY=VALUE` with the component
+/// as the body: loads a plugin version (administrators), within the
+/// broker-wide upload budget.
 pub async fn load_plugin(
     State(broker): State<Arc<Broker>>,
     Authenticated(principal): Authenticated,
     Query(options): Query<UploadOptions>,
+    RawQuery(query): RawQuery,
     component: Bytes,
 ) -> Response {
+    let config = plugin_config(query.as_deref());
     let loaded = tokio::task::spawn_blocking(move || {
         let mut reservation = broker.upload_reservation();
         reservation.grow(component.len() as u64)?;
         let upload = PluginUpload {
             component: &component,
             name: options.name.as_deref(),
-            config: &[],
+            config: &config,
             activate: options.activate.unwrap_or(true),
         };
         broker

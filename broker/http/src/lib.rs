@@ -8,10 +8,12 @@
 //! - `api` — `/api/…`: listings as JSON.
 //! - `changes` — `/api/…`: declare, delete, bind, purge, users, plugins.
 //! - `metrics` — `/metrics`: Prometheus text exposition.
+//! - `console` — `/`: the web console (embedded assets in `console/`).
 
 mod api;
 mod auth;
 mod changes;
+mod console;
 mod histograms;
 mod metrics;
 
@@ -28,6 +30,9 @@ use switchyard_protocol::Query;
 /// The routes, over `broker`.
 pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
+        .route("/", get(console::page))
+        .route("/console.js", get(console::script))
+        .route("/console.css", get(console::style))
         .route("/metrics", get(metrics::metrics))
         .route("/api/overview", get(api::overview))
         .route("/api/definitions", get(api::definitions))

@@ -25,6 +25,7 @@ mod dist_manifest;
 mod e2e_bench;
 mod e2e_broker_death;
 mod e2e_cli;
+mod e2e_console;
 mod e2e_counters;
 mod e2e_crash_loop;
 mod e2e_dead_letter_failures;
