@@ -108,6 +108,7 @@ function drawChart() {
   g.fillText(`${Math.round(peak)}/s`, 4, 12);
   for (const [name, colour] of SERIES) {
     g.strokeStyle = colour;
+    g.lineWidth = 2;
     g.beginPath();
     points.forEach((p, i) => (i ? g.lineTo(x(p.at), y(p.rates[name])) : g.moveTo(x(p.at), y(p.rates[name]))));
     g.stroke();
@@ -209,6 +210,7 @@ $("#login").addEventListener("submit", async (event) => {
     const overview = await api("GET", "/api/overview");
     $("#who").textContent = `${overview.user} @ ${overview.vhost}`;
     $("#login").hidden = true;
+    $("#login-error").textContent = "";
     $("#app").hidden = false;
     showTab("overview");
     setInterval(refresh, 1000);

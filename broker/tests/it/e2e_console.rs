@@ -31,6 +31,11 @@ fn the_console_works_in_a_headless_browser() {
         .env("SWITCHYARD_URL", broker.guest_url())
         .env("SWITCHYARD_CA", broker.data_dir.join("tls/ca.pem"))
         .env("PROBE", probe)
+        // README shows it; written where the test runs (not committed by CI).
+        .env(
+            "SCREENSHOT",
+            std::env::temp_dir().join("switchyard-console-overview.png"),
+        )
         .output()
         .expect("running node (the browser test)");
     assert!(

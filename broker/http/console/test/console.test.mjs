@@ -3,9 +3,12 @@
 // when the CLI publishes, upload plugin versions, activate one, roll back.
 // Run by the Rust test e2e_console, which starts the broker and passes:
 // CONSOLE_URL, SWITCHYARD (the binary), SWITCHYARD_URL, SWITCHYARD_CA,
-// PROBE (a plugin component whose version its config sets).
+// PROBE (a plugin component whose version its config sets), and
+// SCREENSHOT (where to save a picture of the overview).
+// It also closes a connection from the page: a `switchyard consume` the
+// test starts, which must end.
 import { chromium } from "playwright-core";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import assert from "node:assert/strict";
 
 const { CONSOLE_URL, SWITCHYARD, SWITCHYARD_URL, SWITCHYARD_CA, PROBE } = process.env;
@@ -36,6 +39,7 @@ try {
   await page.fill("input[name=password]", "guest");
   await page.click("#login button[type=submit]");
   await page.waitForSelector("#app:not([hidden])");
+  assert.equal(await page.isVisible("#login"), false, "the login form is gone");
   assert.match(await page.textContent("#who"), /guest @ \//);
 
   // The queue's count follows what the CLI publishes; the chart shows a rate.
@@ -50,6 +54,25 @@ try {
   await page.click("nav button[data-tab=overview]");
   await page.waitForFunction(() => Number(document.querySelector("#rates").dataset.peakPublishRate) > 0);
   assert.equal(await page.textContent("[data-total=ready]"), "500");
+  if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
+
+  // Close a connection from the page: a consumer that would run forever ends.
+  const consumer = spawn(SWITCHYARD, ["consume", "--queue", "console-q", "--prefetch", "1"], {
+    env: { ...process.env, SWITCHYARD_URL, SWITCHYARD_CA },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const ended = new Promise((resolve) => consumer.on("exit", (code) => resolve(code)));
+  await page.click("nav button[data-tab=connections]");
+  // The consumer's is the only connection that stays: close what is
+  // listed until it ends (a CLI command's connection may linger a moment).
+  let code = "still running";
+  const deadline = Date.now() + TIMEOUT;
+  while (code === "still running" && Date.now() < deadline) {
+    const close = await page.$("#connections tbody tr button:text('close')");
+    if (close) await close.click();
+    code = await Promise.race([ended, new Promise((r) => setTimeout(() => r("still running"), 1000))]);
+  }
+  assert.notEqual(code, "still running", "the consumer's connection was closed from the page");
 
   // Purge from the page.
   await page.click("nav button[data-tab=queues]");
