@@ -320,11 +320,7 @@ pub fn render(metrics: &BrokerMetrics) -> String {
     let quarantined = Family::<PluginLabels, Gauge>::default();
     let p99 = Family::<PluginLabels, Gauge<f64, AtomicU64>>::default();
     for p in &metrics.plugins {
-        let labels = PluginLabels {
-            plugin: p.name.clone(),
-            version: p.active.clone(),
-            kind: p.kind.clone(),
-        };
+        let labels = plugin_labels(p);
         calls.get_or_create(&labels).inc_by(p.stats.calls);
         errors.get_or_create(&labels).inc_by(p.stats.errors);
         quarantined
@@ -350,8 +346,8 @@ pub fn render(metrics: &BrokerMetrics) -> String {
     );
     registry.register_with_unit(
         "plugin_call_p99",
-        "99th percentile call time (bucket bound)",
-        Unit::Other("microseconds".into()),
+        "99th percentile call time (the bound of its latency bucket)",
+        Unit::Seconds,
         p99,
     );
 
@@ -391,20 +387,66 @@ pub fn render(metrics: &BrokerMetrics) -> String {
     out
 }
 
+/// The classic Prometheus text format (0.0.4) of an OpenMetrics
+/// exposition, for clients that do not ask for OpenMetrics (`curl`,
+/// `promtool check metrics`): a counter's HELP and TYPE name its
+/// `_total` series, and there are no UNIT or EOF lines.
+fn classic_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 pub async fn metrics(
     State(broker): State<Arc<Broker>>,
     Authenticated(principal): Authenticated,
+    headers: axum::http::HeaderMap,
 ) -> Response {
-    match broker.metrics(&principal) {
-        Ok(metrics) => (
+    let metrics = match broker.metrics(&principal) {
+        Ok(metrics) => metrics,
+        Err(e) => return Refused(e).into_response(),
+    };
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    let text = render(&metrics);
+    match openmetrics {
+        true => (
             StatusCode::OK,
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
-            render(&metrics),
+            text,
         )
             .into_response(),
-        Err(e) => Refused(e).into_response(),
+        false => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            classic_text(&text),
+        )
+            .into_response(),
     }
 }

@@ -4,7 +4,9 @@
 
 use crate::support;
 
+use std::time::Duration;
 use support::{Broker, http};
+
 use switchyard_client::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +157,12 @@ async fn metrics_follow_publishes_deliveries_and_acks() {
         body.contains("switchyard_plugin_traps_total{plugin=\"direct\""),
         "{body}"
     );
-    assert!(body.trim_end().ends_with("# EOF"));
+    // Without asking for OpenMetrics: the classic text format.
+    assert!(
+        body.contains("# TYPE switchyard_queue_messages_published_total counter"),
+        "{body}"
+    );
+    assert!(!body.contains("# EOF"));
     held.ack().await.unwrap();
 }
 
@@ -261,4 +268,109 @@ async fn changes_over_http_are_the_cores_with_the_same_permissions() {
     );
     let (status, body) = http(&broker, "DELETE", "/api/queues/jobs", guest);
     assert_eq!((status, body.as_str()), (200, r#"{"messages":0}"#));
+}
+
+/// A free loopback TCP port (bound, then released for a child to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process stopped when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_tools_read_the_metrics_and_a_server_scrapes_them() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let broker = Broker::start();
+    let (_connection, ch) = broker.channel().await;
+    support::queue(&ch, "scraped").await;
+    ch.confirm_select().await.unwrap();
+    let batch = (0..7)
+        .map(|i| Message::new("scraped", format!("{i}")))
+        .collect();
+    ch.publish_batch("", batch).await.unwrap().await.unwrap();
+
+    // promtool lints the exposition (the classic text format it reads).
+    let (status, body) = http(&broker, "GET", "/metrics", Some(("guest", "guest")));
+    assert_eq!(status, 200);
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let linted = promtool.wait_with_output().unwrap();
+    assert!(
+        linted.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&linted.stdout),
+        String::from_utf8_lossy(&linted.stderr)
+    );
+
+    // A Prometheus server on loopback scrapes it (OpenMetrics, with the
+    // broker's credentials) and answers a query for the queue's ready count.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    let target = broker.http.unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: switchyard\n    \
+             basic_auth: {{username: guest, password: guest}}\n    static_configs:\n      \
+             - targets: ['{target}']\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let _prometheus = Child(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus (Debian's prometheus package)"),
+    );
+    let query = "/api/v1/query?query=switchyard_queue_messages_ready%7Bqueue%3D%22scraped%22%7D";
+    let answered = support::eventually(Duration::from_secs(120), || {
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        use std::io::Read;
+        let request =
+            format!("GET {query} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        let mut response = String::new();
+        stream.write_all(request.as_bytes()).is_ok()
+            && stream.read_to_string(&mut response).is_ok()
+            && response.contains(r#""value":["#)
+            && response.contains(r#""7"]"#)
+    })
+    .await;
+    assert!(
+        answered,
+        "Prometheus answered the query with the queue's 7 ready messages"
+    );
 }
