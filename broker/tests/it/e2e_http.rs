@@ -374,3 +374,108 @@ async fn prometheus_tools_read_the_metrics_and_a_server_scrapes_them() {
         "Prometheus answered the query with the queue's 7 ready messages"
     );
 }
+
+#[test]
+fn every_change_endpoint_takes_the_right_user_and_refuses_the_wrong_one() {
+    use support::http_send;
+    let broker = Broker::start();
+    // Eve may use the vhost but do nothing in it; she is no administrator.
+    broker.cli_ok(&["user", "add", "eve", "--password", "eve-secret"]);
+    broker.cli_ok(&[
+        "user",
+        "permit",
+        "eve",
+        "--vhost",
+        "/",
+        "--configure",
+        "",
+        "--write",
+        "",
+        "--read",
+        "",
+    ]);
+    let guest = Some(("guest", "guest"));
+    let eve = Some(("eve", "eve-secret"));
+    let probe = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../plugins/dist/testing/probe.wasm"
+    ))
+    .unwrap();
+    let json = |value: serde_json::Value| value.to_string().into_bytes();
+    // (method, path, body, status for the right user); in order, as each
+    // needs what the ones before made. The wrong user goes first each time.
+    let steps: Vec<(&str, &str, Vec<u8>, u16)> = vec![
+        ("PUT", "/api/vhosts/extra", vec![], 204),
+        (
+            "PUT",
+            "/api/exchanges/ex",
+            json(serde_json::json!({"type": "direct"})),
+            204,
+        ),
+        (
+            "PUT",
+            "/api/queues/q",
+            json(serde_json::json!({"durable": true})),
+            204,
+        ),
+        (
+            "POST",
+            "/api/bindings",
+            json(serde_json::json!({"queue": "q", "exchange": "ex", "key": "k"})),
+            204,
+        ),
+        ("POST", "/api/queues/q/purge", vec![], 200),
+        (
+            "DELETE",
+            "/api/bindings",
+            json(serde_json::json!({"queue": "q", "exchange": "ex", "key": "k"})),
+            204,
+        ),
+        (
+            "PUT",
+            "/api/users/frank",
+            json(serde_json::json!({"password": "f"})),
+            204,
+        ),
+        (
+            "PUT",
+            "/api/permissions/frank",
+            json(serde_json::json!({"vhost": "/", "configure": "", "write": "", "read": ""})),
+            204,
+        ),
+        (
+            "POST",
+            "/api/plugins?name=api-probe&config.version=1.0.0",
+            probe.clone(),
+            201,
+        ),
+        (
+            "POST",
+            "/api/plugins?name=api-probe&config.version=2.0.0",
+            probe,
+            201,
+        ),
+        ("POST", "/api/plugins/api-probe/activate/1.0.0", vec![], 200),
+        ("POST", "/api/plugins/api-probe/rollback", vec![], 200),
+        ("DELETE", "/api/plugins/api-probe", vec![], 204),
+        ("GET", "/api/definitions", vec![], 200),
+        ("GET", "/metrics", vec![], 200),
+        ("DELETE", "/api/users/frank", vec![], 204),
+        ("DELETE", "/api/queues/q", vec![], 200),
+        ("DELETE", "/api/exchanges/ex", vec![], 204),
+        ("DELETE", "/api/vhosts/extra", vec![], 204),
+    ];
+    for (method, path, body, right) in steps {
+        let content = if path.starts_with("/api/plugins?") {
+            "application/wasm"
+        } else {
+            "application/json"
+        };
+        let (status, answer) = http_send(&broker, method, path, eve, content, &body);
+        assert_eq!(status, 403, "eve: {method} {path}: {answer}");
+        let (status, answer) = http_send(&broker, method, path, guest, content, &body);
+        assert_eq!(status, right, "guest: {method} {path}: {answer}");
+    }
+    // And no credentials at all: asked for them.
+    assert_eq!(http(&broker, "PUT", "/api/queues/q", None).0, 401);
+}
