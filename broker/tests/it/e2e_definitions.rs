@@ -96,6 +96,34 @@ fn definitions_move_a_topology_and_its_users_to_another_broker() {
     );
     let bindings = at_shop(&target, &["list", "bindings", "--json"]);
     assert!(bindings.contains("order.#"), "{bindings}");
+    // The two brokers list the same (what describes, not what happened).
+    let listed = |broker: &Broker, what: &str, fields: &[&str]| -> Vec<serde_json::Value> {
+        let mut rows: Vec<serde_json::Value> = at_shop(broker, &["list", what, "--json"])
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|row| {
+                fields
+                    .iter()
+                    .map(|f| (f.to_string(), row[*f].clone()))
+                    .collect()
+            })
+            .collect();
+        rows.sort_by_key(|r| r.to_string());
+        rows
+    };
+    for (what, fields) in [
+        ("queues", &["name", "durable", "flush", "arguments"][..]),
+        ("exchanges", &["name", "type", "durable", "plugin"][..]),
+        ("bindings", &["exchange", "queue", "key", "arguments"][..]),
+        ("users", &["name", "tags"][..]),
+        ("vhosts", &["name"][..]),
+    ] {
+        assert_eq!(
+            listed(&source, what, fields),
+            listed(&target, what, fields),
+            "list {what}"
+        );
+    }
     let carol = target.cli_as(
         &target.url("carol", "carol-secret", "shop"),
         &["list", "queues"],
