@@ -5,11 +5,13 @@
 //!
 //! - `stats` — latency samples, percentiles, the report.
 //! - `spawn` — `--spawn`: a broker on a temporary data dir.
+//! - `scrape` — `--scrape-metrics`: /metrics fetched every second during a run.
 //! - `stream_lag` — broker memory while consumer groups lag far behind.
 //! - `transactional` — half message + commit round trips.
 //! - `suite` — the standard scenarios and the table in docs/BENCHMARKS.md.
 //! - `topology` — the exchange and queues a run declares, and removes after.
 
+mod scrape;
 mod spawn;
 mod stats;
 pub mod stream_lag;
@@ -86,6 +88,9 @@ pub struct BenchConfig {
     /// Consumers attach only after the producers finished: they read a
     /// backlog (for a stream, a replay from the first offset).
     pub replay: bool,
+    /// Fetch the broker's /metrics every second during the run (its HTTP
+    /// address), as a Prometheus server would.
+    pub scrape_metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for BenchConfig {
@@ -112,6 +117,7 @@ impl Default for BenchConfig {
             stream: false,
             groups: 1,
             replay: false,
+            scrape_metrics: None,
         }
     }
 }
@@ -270,6 +276,9 @@ async fn measure(url: &str, trust: &Trust, config: &BenchConfig) -> Result<Repor
     let progress = config
         .progress
         .then(|| tokio::spawn(report_progress(shared.clone())));
+    let scraper = config
+        .scrape_metrics
+        .map(|address| tokio::spawn(scrape::scrape_every_second(address)));
 
     let mut confirm_latency = Samples::default();
     for producer in producers {
@@ -294,6 +303,9 @@ async fn measure(url: &str, trust: &Trust, config: &BenchConfig) -> Result<Repor
     if let Some(progress) = progress {
         progress.abort();
         eprintln!();
+    }
+    if let Some(scraper) = scraper {
+        scraper.abort();
     }
 
     let published = shared.published.load(Ordering::Acquire);

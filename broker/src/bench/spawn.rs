@@ -8,6 +8,8 @@ use switchyard_client::Trust;
 
 pub struct SpawnedBroker {
     child: Child,
+    /// Its HTTP listener (metrics), on a free port.
+    pub http: Option<std::net::SocketAddr>,
     pub url: String,
     pub trust: Trust,
     _dir: tempfile::TempDir,
@@ -26,7 +28,7 @@ impl SpawnedBroker {
                 "--listen",
                 "127.0.0.1:0",
                 "--http-listen",
-                "off",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(dir.path())
@@ -41,10 +43,12 @@ impl SpawnedBroker {
         let addr = crate::server::listening_address(&line)
             .ok_or_else(|| format!("the spawned broker did not start: {line:?}"))?
             .to_string();
+        let http = crate::server::http_address(&line).and_then(|a| a.parse().ok());
         let trust =
             Trust::ca_file(&dir.path().join(crate::server::DEV_CA)).map_err(|e| e.to_string())?;
         Ok(SpawnedBroker {
             child,
+            http,
             url: format!("switchyard://guest:guest@{addr}/"),
             trust,
             _dir: dir,

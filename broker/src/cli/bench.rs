@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// offset (see --groups).
     #[arg(long)]
     stream: bool,
+    /// With --spawn: fetch the broker's /metrics every second during the
+    /// run, as a Prometheus server would (what metrics cost).
+    #[arg(long, requires = "spawn")]
+    scrape_metrics: bool,
     /// With --stream: consumer groups (consumers are spread over them; each
     /// group receives every message).
     #[arg(long, default_value_t = 1)]
@@ -98,7 +102,7 @@ pub struct BenchArgs {
     /// Suite: multiply message counts.
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
-    /// Suite: only scenarios whose name contains this.
+    /// Suite: only scenarios whose name contains this (alternatives: a|b).
     #[arg(long)]
     only: Option<String>,
     #[command(flatten)]
@@ -157,6 +161,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         stream: args.stream,
         groups: args.groups,
         replay: args.replay,
+        scrape_metrics: None,
     };
     if args.lagging_groups > 0 {
         return block_on(async move {
@@ -181,6 +186,10 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
             Some(broker) => (broker.url.clone(), broker.trust.clone()),
             None => (args.client.server.clone(), args.client.trust()?),
         };
+        let mut config = config;
+        if args.scrape_metrics {
+            config.scrape_metrics = spawned.as_ref().and_then(|b| b.http);
+        }
         let report = run(&url, &trust, &config).await.map_err(|e| anyhow!(e))?;
         if args.json {
             println!("{}", serde_json::to_string(&report)?);
