@@ -11,6 +11,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use switchyard_core::{Broker, BrokerError, Principal};
+
+use super::login_cache::{self, LoginCache};
 use switchyard_protocol::code;
 
 /// The principal a request acts as.
@@ -119,6 +121,11 @@ impl FromRequestParts<Arc<Broker>> for Authenticated {
             .map(|c| c.0.ip())
             .ok_or_else(|| unauthorized(parts, "no peer address"))?;
         let vhost = vhost_of(parts);
+        let cache = parts.extensions.get::<Arc<LoginCache>>().cloned();
+        let key = login_cache::key(&user, &password, &vhost, peer.is_loopback());
+        if let Some(principal) = cache.as_ref().and_then(|c| c.get(&key)) {
+            return Ok(Authenticated(principal));
+        }
         let broker = broker.clone();
         let login =
             tokio::task::spawn_blocking(move || broker.login(&user, &password, &vhost, peer))
@@ -126,7 +133,12 @@ impl FromRequestParts<Arc<Broker>> for Authenticated {
                 .map_err(|e| Refused(BrokerError::new(code::INTERNAL_ERROR, e.to_string())))
                 .map_err(IntoResponse::into_response)?;
         match login {
-            Ok(principal) => Ok(Authenticated(principal)),
+            Ok(principal) => {
+                if let Some(cache) = cache {
+                    cache.put(key, principal.clone());
+                }
+                Ok(Authenticated(principal))
+            }
             Err(e) if e.code == code::ACCESS_REFUSED => Err(unauthorized(parts, &e.message)),
             Err(e) => Err(Refused(e).into_response()),
         }

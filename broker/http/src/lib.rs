@@ -4,7 +4,9 @@
 //! throttle and loopback rule), what it may do is decided by the core
 //! calls it makes, exactly as for a QUIC channel.
 //!
-//! - `auth` — HTTP Basic credentials → a principal of a vhost.
+//! - `auth`, `login_cache` — HTTP Basic credentials → a principal of a
+//!   vhost (successful logins remembered for 15 s: argon2 once, not per
+//!   scrape).
 //! - `api` — `/api/…`: listings as JSON.
 //! - `changes` — `/api/…`: declare, delete, bind, purge, users, plugins.
 //! - `metrics` — `/metrics`: Prometheus text exposition.
@@ -15,6 +17,7 @@ mod auth;
 mod changes;
 mod console;
 mod histograms;
+mod login_cache;
 mod metrics;
 
 use std::net::SocketAddr;
@@ -77,6 +80,9 @@ pub fn router(broker: Arc<Broker>) -> Router {
             post(changes::rollback_plugin),
         )
         .route("/api/plugins/{name}", delete(changes::unload_plugin))
+        .layer(axum::Extension(
+            Arc::new(login_cache::LoginCache::default()),
+        ))
         .with_state(broker)
 }
 
