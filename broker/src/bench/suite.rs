@@ -198,23 +198,29 @@ impl Summary {
     }
 }
 
-/// Runs every scenario `runs` times, each on a freshly spawned broker.
+/// Runs every scenario `runs` times, interleaved, each on a freshly
+/// spawned broker.
 pub async fn run_suite(
     scale: f64,
     runs: usize,
     filter: Option<&str>,
 ) -> Result<Vec<(Scenario, Summary)>, String> {
-    let mut results = Vec::new();
-    for scenario in scenarios(scale) {
+    let mut results: Vec<(Scenario, Summary)> = scenarios(scale)
+        .into_iter()
         // Alternatives separated by `|`.
-        if filter.is_some_and(|f| !f.split('|').any(|f| scenario.name.contains(f))) {
-            continue;
-        }
-        let mut summary = Summary {
-            name: scenario.name,
-            runs: Vec::new(),
-        };
-        for i in 0..runs {
+        .filter(|s| filter.is_none_or(|f| f.split('|').any(|f| s.name.contains(f))))
+        .map(|scenario| {
+            let summary = Summary {
+                name: scenario.name,
+                runs: Vec::new(),
+            };
+            (scenario, summary)
+        })
+        .collect();
+    // Interleaved: run i of every scenario before run i + 1 of any, so that
+    // the machine's slow moments fall on all of them alike.
+    for i in 0..runs {
+        for (scenario, summary) in &mut results {
             let broker = SpawnedBroker::start()?;
             let mut config = scenario.config.clone();
             if scenario.scraped {
@@ -229,7 +235,6 @@ pub async fn run_suite(
             );
             summary.runs.push(report);
         }
-        results.push((scenario, summary));
     }
     Ok(results)
 }
