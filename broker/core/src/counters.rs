@@ -26,6 +26,49 @@ pub struct CounterValues {
     pub dead_lettered: u64,
 }
 
+/// What happened to messages published to an exchange since the broker
+/// started.
+#[derive(Debug, Default)]
+pub struct ExchangeCounters {
+    published: AtomicU64,
+    unroutable: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// An exchange's counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExchangeCounterValues {
+    /// Messages published to it (dead-letter republishes included).
+    pub published: u64,
+    /// Of those, routed to no queue.
+    pub unroutable: u64,
+    /// Of those, refused (filter, plugin failure, full queue or disk).
+    pub refused: u64,
+}
+
+impl ExchangeCounters {
+    pub(crate) fn count(&self, outcomes: &[super::publish::Outcome]) {
+        use super::publish::Outcome;
+        add(&self.published, outcomes.len() as u64);
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Unroutable => add(&self.unroutable, 1),
+                Outcome::Refused(_) => add(&self.refused, 1),
+                Outcome::Stored { .. } | Outcome::Duplicate => {}
+            }
+        }
+    }
+
+    pub fn values(&self) -> ExchangeCounterValues {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ExchangeCounterValues {
+            published: get(&self.published),
+            unroutable: get(&self.unroutable),
+            refused: get(&self.refused),
+        }
+    }
+}
+
 fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }

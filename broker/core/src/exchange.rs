@@ -17,6 +17,8 @@ pub struct Exchange {
     /// Checks every message before routing (duplicates, rejections).
     pub filter: Option<MessageFilter>,
     bindings: Mutex<Vec<BindingRecord>>,
+    /// Totals since the broker started, for metrics.
+    pub counters: super::counters::ExchangeCounters,
 }
 
 fn to_plugin_binding(binding: &BindingRecord) -> Binding {
@@ -38,6 +40,7 @@ impl Exchange {
             router,
             filter,
             bindings: Mutex::new(Vec::new()),
+            counters: Default::default(),
         }
     }
 

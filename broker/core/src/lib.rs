@@ -60,7 +60,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub use auth::{ADMINISTRATOR, Access, Permission, Principal, Users};
 pub use consumers::{ConsumerSpec, Got};
-pub use counters::{CounterValues, QueueCounters};
+pub use counters::{CounterValues, ExchangeCounterValues, ExchangeCounters, QueueCounters};
 pub use dead_letter::PARKING_QUEUE;
 pub use definitions::Definitions;
 pub use delays::{DELAY_HEADER, DELIVER_AT_HEADER, MAX_DELAY_MS};
@@ -72,7 +72,7 @@ pub use groups::{GroupRecord, Subscription};
 pub use handout::{AckMode, Delivery};
 pub use json::{fields_from_json, row_json, value_json};
 pub use limits::Limits;
-pub use metrics::{BrokerMetrics, QueueMetrics};
+pub use metrics::{BrokerMetrics, ExchangeMetrics, QueueMetrics};
 pub use ordered::{ORDERED, ORDERING_KEY_HEADER, partition_queue};
 pub use plugins::{MAX_PLUGIN_BYTES, PluginUpload};
 pub use publish::{DurableAt, Outcome, Published};

@@ -9,7 +9,7 @@ use switchyard_plugin_host::PluginSummary;
 
 use super::Broker;
 use super::auth::Principal;
-use super::counters::CounterValues;
+use super::counters::{CounterValues, ExchangeCounterValues};
 use super::error::BrokerError;
 use super::transaction_checks::ProducerGroupMetrics;
 
@@ -29,8 +29,16 @@ pub struct QueueMetrics {
 }
 
 #[derive(Debug, Clone)]
+pub struct ExchangeMetrics {
+    pub vhost: String,
+    pub exchange: String,
+    pub counters: ExchangeCounterValues,
+}
+
+#[derive(Debug, Clone)]
 pub struct BrokerMetrics {
     pub queues: Vec<QueueMetrics>,
+    pub exchanges: Vec<ExchangeMetrics>,
     pub plugins: Vec<PluginSummary>,
     pub connections: u64,
     pub channels: u64,
@@ -48,8 +56,16 @@ impl Broker {
     pub fn metrics(&self, principal: &Principal) -> Result<BrokerMetrics, BrokerError> {
         principal.require_administrator("reading the broker's metrics")?;
         let mut queues = Vec::new();
+        let mut exchanges = Vec::new();
         let vhosts: Vec<_> = self.vhosts.read().unwrap().values().cloned().collect();
         for vhost in vhosts {
+            for x in vhost.exchanges.read().unwrap().values() {
+                exchanges.push(ExchangeMetrics {
+                    vhost: vhost.name.clone(),
+                    exchange: x.name().to_string(),
+                    counters: x.counters.values(),
+                });
+            }
             let listed: Vec<_> = vhost.queues.read().unwrap().values().cloned().collect();
             for q in listed {
                 let stats = self.store.stats(q.id).unwrap_or_default();
@@ -76,6 +92,7 @@ impl Broker {
         let log = self.store.log_files();
         Ok(BrokerMetrics {
             queues,
+            exchanges,
             plugins: self.registry.list(),
             connections: connections.len() as u64,
             channels,

@@ -49,8 +49,21 @@ impl Broker {
             Ok(exchange) => exchange,
             Err(e) => return vec![Outcome::Refused(e); messages.len()],
         };
+        let outcomes = self.filter_route_and_store(vhost, &exchange, messages, aftermath);
+        exchange.counters.count(&outcomes);
+        outcomes
+    }
+
+    /// The exchange's filter (if any), then routing and storing.
+    fn filter_route_and_store(
+        &self,
+        vhost: &Vhost,
+        exchange: &Exchange,
+        messages: &[Message],
+        aftermath: &mut Aftermath,
+    ) -> Vec<Outcome> {
         let Some(filter) = &exchange.filter else {
-            return self.route_and_store(vhost, &exchange, messages, aftermath);
+            return self.route_and_store(vhost, exchange, messages, aftermath);
         };
         let plugin_messages: Vec<_> = messages.iter().map(message_to_plugin).collect();
         let bodies: Vec<Bytes> = messages.iter().map(|m| m.body.clone()).collect();
@@ -65,7 +78,7 @@ impl Broker {
             .map(|(m, _)| m.clone())
             .collect();
         let mut stored = self
-            .route_and_store(vhost, &exchange, &passed, aftermath)
+            .route_and_store(vhost, exchange, &passed, aftermath)
             .into_iter();
         verdicts
             .into_iter()

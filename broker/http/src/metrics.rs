@@ -139,6 +139,47 @@ fn producer_group_metrics(registry: &mut Registry, metrics: &BrokerMetrics) {
     );
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExchangeLabels {
+    vhost: String,
+    exchange: String,
+}
+
+/// One figure of an exchange's counters.
+type ExchangeFigure = fn(&switchyard_core::ExchangeCounterValues) -> u64;
+
+/// Per exchange: messages published, unroutable, refused.
+fn exchange_metrics(registry: &mut Registry, metrics: &BrokerMetrics) {
+    let families: [(&str, &str, ExchangeFigure); 3] = [
+        (
+            "exchange_messages_published",
+            "Messages published to the exchange",
+            |c| c.published,
+        ),
+        (
+            "exchange_messages_unroutable",
+            "Published messages no queue received",
+            |c| c.unroutable,
+        ),
+        (
+            "exchange_messages_refused",
+            "Published messages refused (filter, plugin, full queue or disk)",
+            |c| c.refused,
+        ),
+    ];
+    for (name, help, value) in families {
+        let family = Family::<ExchangeLabels, Counter>::default();
+        for x in &metrics.exchanges {
+            let labels = ExchangeLabels {
+                vhost: x.vhost.clone(),
+                exchange: x.exchange.clone(),
+            };
+            family.get_or_create(&labels).inc_by(value(&x.counters));
+        }
+        registry.register(name, help, family);
+    }
+}
+
 fn plugin_labels(p: &switchyard_core::PluginSummary) -> PluginLabels {
     PluginLabels {
         plugin: p.name.clone(),
@@ -313,6 +354,7 @@ pub fn render(metrics: &BrokerMetrics) -> String {
         |q| q.counters.dead_lettered,
     );
 
+    exchange_metrics(&mut registry, metrics);
     plugin_failures(&mut registry, metrics);
     storage_metrics(&mut registry, metrics);
     let calls = Family::<PluginLabels, Counter>::default();

@@ -131,6 +131,15 @@ async fn metrics_follow_publishes_deliveries_and_acks() {
     );
     assert_eq!(value("switchyard_queue_messages_acked_total"), Some(1.0));
     assert!(sample(&body, "switchyard_connections").is_some_and(|n| n >= 1.0));
+    let default_exchange = r#"{vhost="/",exchange=""}"#;
+    assert_eq!(
+        sample(
+            &body,
+            &format!("switchyard_exchange_messages_published_total{default_exchange}")
+        ),
+        Some(5.0),
+        "{body}"
+    );
     assert!(
         body.contains("switchyard_plugin_calls_total{plugin=\"direct\""),
         "{body}"
