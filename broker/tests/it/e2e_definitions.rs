@@ -10,20 +10,13 @@ use support::{Broker, stderr};
 fn definitions_move_a_topology_and_its_users_to_another_broker() {
     let source = Broker::start();
     source.cli_ok(&["vhost", "add", "shop"]);
-    source.cli_ok(&["user", "add", "carol", "--password", "carol-secret"]);
-    source.cli_ok(&[
-        "user",
-        "permit",
+    support::add_user(
+        &source,
         "carol",
-        "--vhost",
+        "carol-secret",
         "shop",
-        "--configure",
-        "^carol\\..*",
-        "--write",
-        ".*",
-        "--read",
-        ".*",
-    ]);
+        ["^carol\\..*", ".*", ".*"],
+    );
     source.cli_ok(&[
         "user",
         "permit",

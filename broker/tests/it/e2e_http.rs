@@ -14,11 +14,7 @@ async fn the_api_lists_as_the_cli_does_for_the_users_it_knows() {
     let broker = Broker::start();
     let (_connection, ch) = broker.channel().await;
     support::queue(&ch, "orders").await;
-    ch.confirm_select().await.unwrap();
-    let batch = (0..3)
-        .map(|i| Message::new("orders", format!("{i}")))
-        .collect();
-    ch.publish_batch("", batch).await.unwrap().await.unwrap();
+    support::publish_confirmed(&ch, "orders", 3).await;
 
     let (status, body) = http(&broker, "GET", "/api/queues", None);
     assert_eq!(status, 401, "{body}");
@@ -43,20 +39,7 @@ async fn the_api_lists_as_the_cli_does_for_the_users_it_knows() {
 
     // A user without the administrator tag: its vhost's listings, not the
     // broker's metrics; another vhost not at all.
-    broker.cli_ok(&["user", "add", "ann", "--password", "ann-secret"]);
-    broker.cli_ok(&[
-        "user",
-        "permit",
-        "ann",
-        "--vhost",
-        "/",
-        "--configure",
-        "",
-        "--write",
-        "",
-        "--read",
-        ".*",
-    ]);
+    support::add_user(&broker, "ann", "ann-secret", "/", ["", "", ".*"]);
     let (status, _) = http(&broker, "GET", "/api/queues", Some(("ann", "ann-secret")));
     assert_eq!(status, 200);
     let (status, body) = http(&broker, "GET", "/metrics", Some(("ann", "ann-secret")));
@@ -102,11 +85,7 @@ async fn metrics_follow_publishes_deliveries_and_acks() {
     let broker = Broker::start();
     let (_connection, ch) = broker.channel().await;
     support::queue(&ch, "work").await;
-    ch.confirm_select().await.unwrap();
-    let batch = (0..5)
-        .map(|i| Message::new("work", format!("{i}")))
-        .collect();
-    ch.publish_batch("", batch).await.unwrap().await.unwrap();
+    support::publish_confirmed(&ch, "work", 5).await;
     let (delivery, _) = ch.get("work", false).await.unwrap().unwrap();
     delivery.ack().await.unwrap();
     let (held, _) = ch.get("work", false).await.unwrap().unwrap();
@@ -305,11 +284,7 @@ async fn prometheus_tools_read_the_metrics_and_a_server_scrapes_them() {
     let broker = Broker::start();
     let (_connection, ch) = broker.channel().await;
     support::queue(&ch, "scraped").await;
-    ch.confirm_select().await.unwrap();
-    let batch = (0..7)
-        .map(|i| Message::new("scraped", format!("{i}")))
-        .collect();
-    ch.publish_batch("", batch).await.unwrap().await.unwrap();
+    support::publish_confirmed(&ch, "scraped", 7).await;
 
     // promtool lints the exposition (the classic text format it reads).
     let (status, body) = http(&broker, "GET", "/metrics", Some(("guest", "guest")));
@@ -389,20 +364,7 @@ fn every_change_endpoint_takes_the_right_user_and_refuses_the_wrong_one() {
     use support::http_send;
     let broker = Broker::start();
     // Eve may use the vhost but do nothing in it; she is no administrator.
-    broker.cli_ok(&["user", "add", "eve", "--password", "eve-secret"]);
-    broker.cli_ok(&[
-        "user",
-        "permit",
-        "eve",
-        "--vhost",
-        "/",
-        "--configure",
-        "",
-        "--write",
-        "",
-        "--read",
-        "",
-    ]);
+    support::add_user(&broker, "eve", "eve-secret", "/", ["", "", ""]);
     let guest = Some(("guest", "guest"));
     let eve = Some(("eve", "eve-secret"));
     let probe = std::fs::read(concat!(

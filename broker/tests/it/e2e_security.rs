@@ -56,20 +56,13 @@ async fn wrong_passwords_and_unknown_vhosts_are_refused_with_the_reason() {
 async fn permissions_limit_what_a_user_may_configure_write_and_read() {
     let broker = Broker::start();
     broker.cli_ok(&["vhost", "add", "shop"]);
-    broker.cli_ok(&["user", "add", "alice", "--password", "s3cret"]);
-    broker.cli_ok(&[
-        "user",
-        "permit",
+    support::add_user(
+        &broker,
         "alice",
-        "--vhost",
+        "s3cret",
         "shop",
-        "--configure",
-        "alice\\..*",
-        "--write",
-        "alice\\..*",
-        "--read",
-        "alice\\..*",
-    ]);
+        ["alice\\..*", "alice\\..*", "alice\\..*"],
+    );
     // No access to "/" at all.
     let (code, reason) = refusal(broker.connect_as(&broker.url("alice", "s3cret", "/")).await);
     assert_eq!(code, code::ACCESS_REFUSED);
@@ -271,20 +264,7 @@ async fn an_administrator_closes_a_connection_and_its_deliveries_come_back() {
     let (_connection, ch) = broker.channel().await;
     support::queue(&ch, "held").await;
     ch.publish("", Message::new("held", "m")).await.unwrap();
-    broker.cli_ok(&["user", "add", "bob", "--password", "bob-secret"]);
-    broker.cli_ok(&[
-        "user",
-        "permit",
-        "bob",
-        "--vhost",
-        "/",
-        "--configure",
-        ".*",
-        "--write",
-        ".*",
-        "--read",
-        ".*",
-    ]);
+    support::add_user(&broker, "bob", "bob-secret", "/", [".*", ".*", ".*"]);
     let bob = broker
         .connect_as(&broker.url("bob", "bob-secret", "/"))
         .await
@@ -301,20 +281,7 @@ async fn an_administrator_closes_a_connection_and_its_deliveries_come_back() {
         .unwrap()
         .to_string();
     // Another user may not; the broker's administrator may.
-    broker.cli_ok(&["user", "add", "eve", "--password", "eve-secret"]);
-    broker.cli_ok(&[
-        "user",
-        "permit",
-        "eve",
-        "--vhost",
-        "/",
-        "--configure",
-        "",
-        "--write",
-        "",
-        "--read",
-        "",
-    ]);
+    support::add_user(&broker, "eve", "eve-secret", "/", ["", "", ""]);
     let url = broker.url("eve", "eve-secret", "/");
     let refused = broker.cli_as(&url, &["close", "connection", &bob_id]);
     assert!(!refused.status.success());

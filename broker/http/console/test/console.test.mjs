@@ -21,6 +21,9 @@ function cli(...args) {
   });
 }
 
+// Processes this test starts, stopped however it ends.
+const children = [];
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox"],
@@ -61,6 +64,7 @@ try {
     env: { ...process.env, SWITCHYARD_URL, SWITCHYARD_CA },
     stdio: ["ignore", "ignore", "pipe"],
   });
+  children.push(consumer);
   const ended = new Promise((resolve) => consumer.on("exit", (code) => resolve(code)));
   await page.click("nav button[data-tab=connections]");
   // The consumer's is the only connection that stays: close what is
@@ -106,5 +110,6 @@ try {
   assert.equal(await activeOf(), "2.0.0");
   console.log("console test passed");
 } finally {
+  for (const child of children) if (child.exitCode === null) child.kill();
   await browser.close();
 }

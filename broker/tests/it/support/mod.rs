@@ -159,6 +159,40 @@ impl Drop for Broker {
     }
 }
 
+/// Adds user `name` and gives it, on `vhost`, the configure, write and
+/// read patterns given (through the CLI, as the broker's guest).
+pub fn add_user(broker: &Broker, name: &str, password: &str, vhost: &str, rights: [&str; 3]) {
+    broker.cli_ok(&["user", "add", name, "--password", password]);
+    let [configure, write, read] = rights;
+    broker.cli_ok(&[
+        "user",
+        "permit",
+        name,
+        "--vhost",
+        vhost,
+        "--configure",
+        configure,
+        "--write",
+        write,
+        "--read",
+        read,
+    ]);
+}
+
+/// Publishes `count` messages to `queue` (bodies 0, 1, …), confirmed.
+pub async fn publish_confirmed(channel: &Channel, queue: &str, count: usize) {
+    channel.confirm_select().await.unwrap();
+    let batch = (0..count)
+        .map(|i| switchyard_client::Message::new(queue, i.to_string()))
+        .collect();
+    channel
+        .publish_batch("", batch)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
 /// Declares a plain transient queue.
 pub async fn queue(channel: &Channel, name: &str) {
     channel
