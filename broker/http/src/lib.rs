@@ -11,12 +11,14 @@
 //! - `changes` — `/api/…`: declare, delete, bind, purge, users, plugins.
 //! - `metrics` — `/metrics`: Prometheus text exposition.
 //! - `console` — `/`: the web console (embedded assets in `console/`).
+//! - `https` — the same routes over TLS, with the broker's certificate.
 
 mod api;
 mod auth;
 mod changes;
 mod console;
 mod histograms;
+mod https;
 mod login_cache;
 mod metrics;
 
@@ -86,12 +88,17 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .with_state(broker)
 }
 
-/// Serves HTTP on `listener` until `shutdown` resolves.
+/// Serves HTTP on `listener` until `shutdown` resolves; HTTPS if `tls`
+/// is given.
 pub async fn serve(
     broker: Arc<Broker>,
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Some(tls) = tls {
+        return https::serve(router(broker), listener, tls, shutdown).await;
+    }
     axum::serve(
         listener,
         router(broker).into_make_service_with_connect_info::<SocketAddr>(),

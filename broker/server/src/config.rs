@@ -61,6 +61,9 @@ pub struct HttpSettings {
     pub enabled: bool,
     /// The TCP address (port 0 picks a free one).
     pub listen: SocketAddr,
+    /// Serve HTTPS with the broker's certificate (`[tls]`, or the
+    /// development one) instead of plain HTTP.
+    pub tls: bool,
 }
 
 impl Default for HttpSettings {
@@ -68,6 +71,7 @@ impl Default for HttpSettings {
         HttpSettings {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
+            tls: false,
         }
     }
 }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 pub use config::{HttpSettings, ServerConfig, StorageSettings, TlsSettings};
 pub use config_overrides::{ENV_PREFIX, from_environment, parse_override};
-pub use tls::DEV_CA;
+pub use tls::{DEV_CA, https_config};
 
 /// The first line `switchyard serve` prints on stdout, followed by the
 /// bound address: how tools that start a broker learn its port.
@@ -40,10 +40,13 @@ pub fn listening_address(line: &str) -> Option<&str> {
     line.strip_prefix(LISTENING_LINE)?.split_whitespace().next()
 }
 
-/// The HTTP address a [`LISTENING_LINE`] names after `(http `, if any
-/// (`off` when the listener is off).
+/// The HTTP address a [`LISTENING_LINE`] names after `(http ` or
+/// `(https `, if any (`off` when the listener is off).
 pub fn http_address(line: &str) -> Option<&str> {
-    let rest = line.strip_prefix(LISTENING_LINE)?.split_once("(http ")?.1;
+    let rest = line.strip_prefix(LISTENING_LINE)?;
+    let rest = (rest.split_once("(http "))
+        .or_else(|| rest.split_once("(https "))?
+        .1;
     rest.split([',', ')']).next()
 }
 

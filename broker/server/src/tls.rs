@@ -85,18 +85,30 @@ fn ensure_development_certificates(
     Ok((cert_path, key_path))
 }
 
-/// The QUIC server configuration: TLS 1.3, ALPN `switchyard/1`.
-pub fn server_config(config: &ServerConfig) -> Result<quinn::ServerConfig, String> {
-    let (cert_path, key_path) = match (&config.tls.cert, &config.tls.key) {
-        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+/// The broker's certificate chain and key: the configured ones, or the
+/// development ones (created on first use).
+fn certificate(config: &ServerConfig) -> Result<(PathBuf, PathBuf), String> {
+    match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => Ok((cert.clone(), key.clone())),
         _ => {
             let mut names = config.tls.hostnames.clone();
-            if !config.listen.ip().is_unspecified() {
-                names.push(config.listen.ip().to_string());
+            for ip in [config.listen.ip(), config.http.listen.ip()] {
+                if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+                    names.push(ip.to_string());
+                }
             }
-            ensure_development_certificates(&config.data_dir, &names)?
+            ensure_development_certificates(&config.data_dir, &names)
         }
-    };
+    }
+}
+
+/// A rustls server configuration with the broker's certificate, for
+/// `versions`.
+fn rustls_config(
+    config: &ServerConfig,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<rustls::ServerConfig, String> {
+    let (cert_path, key_path) = certificate(config)?;
     let chain = CertificateDer::pem_file_iter(&cert_path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("TLS certificate {}: {e}", cert_path.display()))?;
@@ -109,8 +121,8 @@ pub fn server_config(config: &ServerConfig) -> Result<quinn::ServerConfig, Strin
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| format!("TLS key {}: {e}", key_path.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
         .with_single_cert(chain, key)
@@ -120,7 +132,20 @@ pub fn server_config(config: &ServerConfig) -> Result<quinn::ServerConfig, Strin
                 cert_path.display(),
                 key_path.display()
             )
-        })?;
+        })
+}
+
+/// The HTTPS configuration of the HTTP listener: the same certificate as
+/// the QUIC endpoint, TLS 1.2 or 1.3, HTTP/1.1.
+pub fn https_config(config: &ServerConfig) -> Result<Arc<rustls::ServerConfig>, String> {
+    let mut tls = rustls_config(config, rustls::DEFAULT_VERSIONS)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(tls))
+}
+
+/// The QUIC server configuration: TLS 1.3, ALPN `switchyard/1`.
+pub fn server_config(config: &ServerConfig) -> Result<quinn::ServerConfig, String> {
+    let mut tls = rustls_config(config, &[&rustls::version::TLS13])?;
     tls.alpn_protocols = vec![switchyard_protocol::ALPN.to_vec()];
     tls.max_early_data_size = 0;
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| e.to_string())?;

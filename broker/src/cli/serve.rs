@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, anyhow};
 use clap::Args;
 
-use crate::server::{DEV_CA, LISTENING_LINE, Server, ServerConfig};
+use crate::server::{DEV_CA, LISTENING_LINE, Server, ServerConfig, https_config};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// TCP address of the HTTP API and /metrics, or `off` [default: 127.0.0.1:15673].
     #[arg(long, env = "SWITCHYARD_HTTP_LISTEN")]
     http_listen: Option<String>,
+    /// Serve the HTTP API, metrics and console over TLS, with the broker's
+    /// certificate (the configured one or the development CA's).
+    #[arg(long, env = "SWITCHYARD_HTTP_TLS")]
+    http_tls: bool,
     /// Any setting of the config file, as key=value (repeatable):
     /// `--set storage.segment_bytes=1048576`. The environment does the same
     /// with `SWITCHYARD__STORAGE__SEGMENT_BYTES=1048576`; flags win.
@@ -61,6 +65,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             })?;
         }
     }
+    if args.http_tls {
+        config.http.tls = true;
+    }
     config.validate().map_err(|e| anyhow!(e))?;
     if args.print_config {
         print!("{}", toml::to_string_pretty(&config)?);
@@ -71,8 +78,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let server = Server::bind(&config).await.map_err(|e| anyhow!(e))?;
         let (stop_http, http_stopped) = tokio::sync::watch::channel(false);
         let http = match config.http.enabled {
-            false => "off".to_string(),
+            false => "http off".to_string(),
             true => {
+                let tls = match config.http.tls {
+                    true => Some(https_config(&config).map_err(|e| anyhow!(e))?),
+                    false => None,
+                };
+                let scheme = if tls.is_some() { "https" } else { "http" };
                 let listener = tokio::net::TcpListener::bind(config.http.listen)
                     .await
                     .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
@@ -83,17 +95,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 };
                 let broker = server.broker().clone();
                 tokio::spawn(async move {
-                    if let Err(e) = switchyard_http::serve(broker, listener, shutdown).await {
+                    if let Err(e) = switchyard_http::serve(broker, listener, tls, shutdown).await {
                         tracing::error!(error = %e, "the HTTP listener stopped");
                     }
                 });
-                address
+                format!("{scheme} {address}")
             }
         };
         let mut stdout = std::io::stdout();
         writeln!(
             stdout,
-            "{LISTENING_LINE}{} (http {http}, data dir {}, CA {})",
+            "{LISTENING_LINE}{} ({http}, data dir {}, CA {})",
             server.local_addr(),
             config.data_dir.display(),
             config.data_dir.join(DEV_CA).display()

@@ -39,6 +39,7 @@ mod e2e_durability;
 mod e2e_durable_acks;
 mod e2e_frames;
 mod e2e_http;
+mod e2e_https;
 mod e2e_isolation;
 mod e2e_limits;
 mod e2e_long_poll;
