@@ -22,6 +22,9 @@ use super::records::USERS;
 use switchyard_storage::Metadata;
 
 pub const ADMINISTRATOR: &str = "administrator";
+/// The tag of users other cells' brokers log in as: their forwarded
+/// messages are stored here as such (docs/SET.md).
+pub const CELL_PEER: &str = "cell-peer";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Permission {
@@ -64,6 +67,8 @@ pub struct Principal {
     pub user: String,
     pub vhost: String,
     pub administrator: bool,
+    /// Another cell's broker (tag `cell-peer`).
+    pub cell_peer: bool,
     configure: Regex,
     write: Regex,
     read: Regex,
@@ -77,6 +82,7 @@ impl Principal {
             user: user.into(),
             vhost: vhost.into(),
             administrator: true,
+            cell_peer: false,
             configure: compile(".*").expect("a valid pattern"),
             write: compile(".*").expect("a valid pattern"),
             read: compile(".*").expect("a valid pattern"),
@@ -286,6 +292,7 @@ impl Users {
             user: user.name.clone(),
             vhost: vhost.into(),
             administrator: user.tags.iter().any(|t| t == ADMINISTRATOR),
+            cell_peer: user.tags.iter().any(|t| t == CELL_PEER),
             configure: compile(&permission.configure)?,
             write: compile(&permission.write)?,
             read: compile(&permission.read)?,

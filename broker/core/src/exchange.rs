@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use super::convert::fields_to_plugin;
 use super::error::BrokerError;
 use super::records::{BindingRecord, ExchangeRecord};
-use switchyard_plugin_host::{Binding, ExchangeRouter, MessageFilter};
+use switchyard_plugin_host::{Binding, ExchangeRouter, MessageFilter, SetRouter};
 
 pub struct Exchange {
     pub record: ExchangeRecord,
@@ -16,6 +16,8 @@ pub struct Exchange {
     pub router: Option<ExchangeRouter>,
     /// Checks every message before routing (duplicates, rejections).
     pub filter: Option<MessageFilter>,
+    /// Decides which cell serves each message (`set-router` argument).
+    pub set_router: Option<SetRouter>,
     bindings: Mutex<Vec<BindingRecord>>,
     /// Totals since the broker started, for metrics.
     pub counters: super::counters::ExchangeCounters,
@@ -39,6 +41,7 @@ impl Exchange {
             record,
             router,
             filter,
+            set_router: None,
             bindings: Mutex::new(Vec::new()),
             counters: Default::default(),
         }

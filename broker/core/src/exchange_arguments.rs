@@ -1,4 +1,5 @@
-//! Which arguments an exchange accepts. The broker owns some (`filter`);
+//! Which arguments an exchange accepts. The broker owns some (`filter`,
+//! `set-router`: plugins it calls besides the exchange type's);
 //! the rest are handed to the exchange's plugin, which reads its own (the
 //! built-in `consistent-hash` reads `hash-header` and `hash-property`).
 //! A misspelt argument is refused, naming it, rather than silently ignored.
@@ -7,12 +8,17 @@
 //! plugin receives every argument that is not the broker's and is the judge
 //! of its own (the plugin contract has no call to list them yet).
 
-use switchyard_protocol::Field;
+use std::sync::Arc;
 
+use switchyard_plugin_host::{MessageFilter, PluginSlot, SetRouter};
+use switchyard_protocol::{Field, Value};
+
+use super::Broker;
 use super::error::BrokerError;
+use super::topology::plugin_missing;
 
 /// Arguments the broker itself acts on, for every exchange kind.
-const BROKER_ARGUMENTS: &[&str] = &["filter"];
+const BROKER_ARGUMENTS: &[&str] = &["filter", "set-router"];
 
 /// The plugin arguments of each built-in exchange kind.
 const BUILTIN_KINDS: &[(&str, &[&str])] = &[
@@ -49,4 +55,52 @@ pub(super) fn check_exchange_arguments(kind: &str, arguments: &[Field]) -> Resul
         }
     }
     Ok(())
+}
+
+impl Broker {
+    /// The filter plugin named by an exchange's `filter` argument.
+    pub(super) fn exchange_filter(
+        &self,
+        arguments: &[Field],
+    ) -> Result<Option<MessageFilter>, BrokerError> {
+        self.exchange_plugin_argument(arguments, "filter", "a filter plugin")?
+            .map(|slot| Ok(MessageFilter::new(slot)?))
+            .transpose()
+    }
+
+    /// The SET router plugin named by an exchange's `set-router` argument.
+    pub(super) fn exchange_set_router(
+        &self,
+        arguments: &[Field],
+    ) -> Result<Option<SetRouter>, BrokerError> {
+        self.exchange_plugin_argument(arguments, "set-router", "a set-router plugin")?
+            .map(|slot| Ok(SetRouter::new(slot)?))
+            .transpose()
+    }
+
+    /// The loaded plugin an exchange argument `argument` names.
+    fn exchange_plugin_argument(
+        &self,
+        arguments: &[Field],
+        argument: &str,
+        what: &str,
+    ) -> Result<Option<Arc<PluginSlot>>, BrokerError> {
+        let Some(field) = arguments.iter().find(|f| bare_name(f) == argument) else {
+            return Ok(None);
+        };
+        let Value::Text(name) = &field.value else {
+            return Err(BrokerError::invalid_argument(format!(
+                "exchange argument '{argument}' must name {what}"
+            )));
+        };
+        let slot = self.registry.get(name).map_err(|e| {
+            plugin_missing(
+                e,
+                format!(
+                    "{argument} '{name}' is not a loaded plugin (see `switchyard list plugins`)"
+                ),
+            )
+        })?;
+        Ok(Some(slot))
+    }
 }

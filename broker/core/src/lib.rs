@@ -17,6 +17,7 @@
 //! - `listing` — the rows of `switchyard list …`.
 
 mod auth;
+mod cells;
 mod connections;
 mod consumers;
 mod convert;
@@ -58,7 +59,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
-pub use auth::{ADMINISTRATOR, Access, Permission, Principal, Users};
+pub use auth::{ADMINISTRATOR, Access, CELL_PEER, Permission, Principal, Users};
+pub use cells::{CellTable, Forward, LinkState, LinkStatus, Peer, SlotRange};
 pub use consumers::{ConsumerSpec, Got};
 pub use counters::{CounterValues, ExchangeCounterValues, ExchangeCounters, QueueCounters};
 pub use dead_letter::PARKING_QUEUE;
@@ -104,6 +106,9 @@ pub struct BrokerOptions {
     pub limits: Limits,
     /// The time TTLs, expiry and connection times are measured by.
     pub clock: Arc<dyn Clock>,
+    /// The configured SET table (`[cells]`): replaces the one in force at
+    /// start when its version is greater.
+    pub cells: Option<cells::CellTable>,
 }
 
 impl BrokerOptions {
@@ -116,6 +121,7 @@ impl BrokerOptions {
             plugin_cache: data_dir.join("plugin-cache"),
             limits: Limits::default(),
             clock: Arc::new(SystemClock),
+            cells: None,
             data_dir,
         }
     }
@@ -194,6 +200,7 @@ pub struct Broker {
     clock: Arc<dyn Clock>,
     delay_wakeup: Arc<delays::DelayWakeup>,
     transactions: transactions::Transactions,
+    cells: cells::Cells,
     data_dir: PathBuf,
 }
 
@@ -235,6 +242,7 @@ impl Broker {
             options.limits.max_concurrent_password_checks as usize,
         );
         users.ensure_default()?;
+        let cells = cells::Cells::open(&meta)?;
         let broker = Broker {
             store: Arc::new(store),
             registry,
@@ -249,11 +257,13 @@ impl Broker {
             clock: options.clock,
             delay_wakeup: Arc::default(),
             transactions: Default::default(),
+            cells,
             data_dir: options.data_dir,
         };
         broker.restore_topology()?;
         broker.restore_groups()?;
         broker.restore_transactions()?;
+        broker.restore_cells(options.cells)?;
         Ok(broker)
     }
 

@@ -108,6 +108,8 @@ impl Broker {
                 .collect(),
             Query::Groups => self.group_rows(&vhost),
             Query::Transactions => self.transaction_rows(&vhost.name),
+            Query::Cells => self.cell_rows(principal)?,
+            Query::Links => self.link_rows(principal)?,
             Query::Bindings => vhost
                 .exchanges
                 .read()

@@ -80,8 +80,13 @@ impl Broker {
         let outcomes = match self.vhost(&principal.vhost) {
             Ok(vhost) if count > 0 => {
                 let mut aftermath = Aftermath::default();
-                let outcomes =
-                    self.publish_unchecked(&vhost, exchange, &messages[..count], &mut aftermath);
+                let messages = &messages[..count];
+                let outcomes = match Broker::is_forwarded(principal, messages) {
+                    true => {
+                        self.publish_unchecked_forwarded(&vhost, exchange, messages, &mut aftermath)
+                    }
+                    false => self.publish_unchecked(&vhost, exchange, messages, &mut aftermath),
+                };
                 self.bury(&vhost, aftermath);
                 outcomes
             }

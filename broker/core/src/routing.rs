@@ -49,13 +49,33 @@ impl Broker {
             Ok(exchange) => exchange,
             Err(e) => return vec![Outcome::Refused(e); messages.len()],
         };
-        let outcomes = self.filter_route_and_store(vhost, &exchange, messages, aftermath);
+        let outcomes = match &exchange.set_router {
+            Some(router) => self.place_and_publish(vhost, &exchange, router, messages, aftermath),
+            None => self.filter_route_and_store(vhost, &exchange, messages, aftermath),
+        };
+        exchange.counters.count(&outcomes);
+        outcomes
+    }
+
+    /// Stores messages another cell forwarded (never SET-routed again).
+    pub(crate) fn publish_unchecked_forwarded(
+        &self,
+        vhost: &Vhost,
+        exchange: &str,
+        messages: &[Message],
+        aftermath: &mut Aftermath,
+    ) -> Vec<Outcome> {
+        let exchange = match vhost.exchange(exchange) {
+            Ok(exchange) => exchange,
+            Err(e) => return vec![Outcome::Refused(e); messages.len()],
+        };
+        let outcomes = self.publish_forwarded(vhost, &exchange, messages, aftermath);
         exchange.counters.count(&outcomes);
         outcomes
     }
 
     /// The exchange's filter (if any), then routing and storing.
-    fn filter_route_and_store(
+    pub(crate) fn filter_route_and_store(
         &self,
         vhost: &Vhost,
         exchange: &Exchange,

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use switchyard_protocol::{Field, Value, code};
+use switchyard_protocol::{Field, code};
 
 use super::auth::{Access, Permission, Principal};
 use super::convert::{describe_arguments, fields_to_plugin};
 use super::error::BrokerError;
 use super::exchange::Exchange;
-use super::exchange_arguments::{bare_name, check_exchange_arguments};
+use super::exchange_arguments::check_exchange_arguments;
 use super::ordered::ORDERED;
 use super::queue::{Queue, QueueSettings};
 use super::records::{
@@ -17,7 +17,7 @@ use super::records::{
     VhostRecord,
 };
 use super::{Broker, Vhost};
-use switchyard_plugin_host::{ExchangeRouter, KvScope, MessageFilter, PluginError};
+use switchyard_plugin_host::{ExchangeRouter, KvScope, PluginError};
 use switchyard_storage::metadata::key;
 
 /// What a declare-exchange request asks for.
@@ -104,27 +104,13 @@ impl Broker {
         let filter = self
             .exchange_filter(&arguments)?
             .map(|filter| filter.with_kv_scope(scope.clone()));
+        let set_router = self
+            .exchange_set_router(&arguments)?
+            .map(|router| router.with_kv_scope(scope.clone()));
         let router = ExchangeRouter::new(slot, fields_to_plugin(&arguments))?.with_kv_scope(scope);
-        Ok(Exchange::new(record, Some(router), filter))
-    }
-
-    /// The filter plugin named by an exchange's `filter` argument.
-    fn exchange_filter(&self, arguments: &[Field]) -> Result<Option<MessageFilter>, BrokerError> {
-        let Some(field) = arguments.iter().find(|f| bare_name(f) == "filter") else {
-            return Ok(None);
-        };
-        let Value::Text(name) = &field.value else {
-            return Err(BrokerError::invalid_argument(
-                "exchange argument 'filter' must name a filter plugin",
-            ));
-        };
-        let slot = self.registry.get(name).map_err(|e| {
-            plugin_missing(
-                e,
-                format!("filter '{name}' is not a loaded plugin (see `switchyard list plugins`)"),
-            )
-        })?;
-        Ok(Some(MessageFilter::new(slot)?))
+        let mut exchange = Exchange::new(record, Some(router), filter);
+        exchange.set_router = set_router;
+        Ok(exchange)
     }
 
     fn add_vhost_runtime(&self, name: &str) -> Arc<Vhost> {
@@ -575,7 +561,7 @@ fn now_nanos() -> u128 {
 
 /// A plugin an exchange needs is missing: `not_loaded` when it was never
 /// loaded, the registry's reason when it failed to load.
-fn plugin_missing(error: PluginError, not_loaded: String) -> BrokerError {
+pub(super) fn plugin_missing(error: PluginError, not_loaded: String) -> BrokerError {
     match error {
         PluginError::Unavailable { .. } => {
             BrokerError::new(code::NOT_FOUND, format!("{error}; see the broker's log"))

@@ -55,7 +55,7 @@ pub use handle::{DeadLetterKind, FilterKind, PluginHandle, SetRouterKind, SlotKi
 pub use kv::{KvLimits, KvRefused, KvScope, KvStore, KvUsage, PluginKv};
 pub use language::{LANGUAGE_SECTION, detect_language};
 pub use plugin_limits::CallLimits;
-pub use policies::{MessageFilter, SetRouter};
+pub use policies::{MessageFilter, SetRouter, SetTable};
 pub use registry::{LoadOptions, PluginRegistry, PluginSlot, PluginSummary};
 pub use sandbox::SandboxLimits;
 pub use stats::StatsSnapshot;

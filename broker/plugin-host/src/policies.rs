@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 
+use super::bindings::exports::switchyard::plugin::set_router_batch;
 use super::bindings::{Decision, Message, Verdict};
 use super::error::PluginError;
 use super::failure::CallFailure;
@@ -74,31 +75,111 @@ impl MessageFilter {
 /// A SET router plugin.
 pub type SetRouter = PluginHandle<SetRouterKind>;
 
+/// The broker's SET table, as a SET router is given it.
+#[derive(Debug, Clone, Default)]
+pub struct SetTable {
+    pub local_cell: String,
+    pub version: u64,
+    /// (SET, low slot, high slot), inclusive.
+    pub ranges: Vec<(String, u32, u32)>,
+    /// (routing variable, cell).
+    pub pins: Vec<(String, String)>,
+}
+
+impl SetTable {
+    fn to_wit(&self) -> set_router_batch::SetTable {
+        set_router_batch::SetTable {
+            local_cell: self.local_cell.clone(),
+            version: self.version,
+            ranges: (self.ranges.iter())
+                .map(|(set, low, high)| set_router_batch::SlotRange {
+                    set: set.clone(),
+                    low: *low,
+                    high: *high,
+                })
+                .collect(),
+            pins: (self.pins.iter())
+                .map(|(value, cell)| set_router_batch::Pin {
+                    value: value.clone(),
+                    cell: cell.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn check_decision(decision: &Decision) -> Result<(), CallFailure> {
+    match decision {
+        Decision::Set(set) => check_text("the SET id", set),
+        Decision::Reject(reason) => check_text("a rejection reason", reason),
+        Decision::Local | Decision::Center => Ok(()),
+    }
+}
+
 impl SetRouter {
-    pub fn route(
+    /// One decision per message: one `route-batch` call against `table`
+    /// when the plugin exports it, else `route` per message (a 0.1.0
+    /// router, with its own table).
+    pub fn route_batch(
         &self,
-        message: &Message,
-        body: &Bytes,
-        local_set: &str,
-    ) -> Result<Decision, PluginError> {
+        messages: &[Message],
+        bodies: &[Bytes],
+        table: &SetTable,
+    ) -> Result<Vec<Decision>, PluginError> {
+        let call_bodies: Vec<Bytes> = (0..messages.len())
+            .map(|i| bodies.get(i).cloned().unwrap_or_default())
+            .collect();
         self.slot.active().call(&self.scope, |instance| {
             let PluginInstance {
                 store,
-                exports: KindExports::SetRouter(exports),
+                exports: KindExports::SetRouter(single, batch),
                 ..
             } = instance
             else {
                 unreachable!("set-router slots hold set-router plugins");
             };
-            let decision = with_bodies(store, vec![body.clone()], |store, bodies| {
-                exports.call_route(store, message, bodies, local_set)
-            })?;
-            match &decision {
-                Decision::Set(set) => check_text("the SET id", set)?,
-                Decision::Reject(reason) => check_text("a rejection reason", reason)?,
-                Decision::Local | Decision::Center => {}
+            let decisions = match batch {
+                Some(batch) => {
+                    let table = table.to_wit();
+                    with_bodies(store, call_bodies, |store, bodies| {
+                        batch.call_route_batch(store, messages, bodies, &table)
+                    })?
+                }
+                None => {
+                    let mut decisions = Vec::with_capacity(messages.len());
+                    for (message, body) in messages.iter().zip(call_bodies) {
+                        decisions.push(with_bodies(store, vec![body], |store, bodies| {
+                            single.call_route(store, message, bodies, &table.local_cell)
+                        })?);
+                    }
+                    decisions
+                }
+            };
+            if decisions.len() != messages.len() {
+                return Err(CallFailure::InvalidResult(format!(
+                    "{} decisions for {} messages",
+                    decisions.len(),
+                    messages.len()
+                )));
             }
-            Ok(decision)
+            decisions.iter().try_for_each(check_decision)?;
+            Ok(decisions)
         })
+    }
+
+    /// The decision about one message (`route-batch` of one when the
+    /// plugin has it).
+    pub fn route(
+        &self,
+        message: &Message,
+        body: &Bytes,
+        table: &SetTable,
+    ) -> Result<Decision, PluginError> {
+        let mut decisions = self.route_batch(
+            std::slice::from_ref(message),
+            std::slice::from_ref(body),
+            table,
+        )?;
+        Ok(decisions.remove(0))
     }
 }

@@ -14,7 +14,7 @@ use wasmtime::{Store, UpdateDeadline};
 
 use super::admission::Admission;
 use super::bindings::exports::switchyard::plugin::{
-    dead_letter, dead_letter_batch, exchange, filter, set_router,
+    dead_letter, dead_letter_batch, exchange, filter, set_router, set_router_batch,
 };
 use super::bindings::{PluginInfo, PluginKind, WIT_PACKAGE, WIT_VERSION, is_world_interface};
 use super::capabilities::StoreState;
@@ -38,7 +38,11 @@ enum KindIndices {
         Option<dead_letter_batch::GuestIndices>,
     ),
     Filter(filter::GuestIndices),
-    SetRouter(set_router::GuestIndices),
+    /// `route-batch` is optional too (`set-router-batch`).
+    SetRouter(
+        set_router::GuestIndices,
+        Option<set_router_batch::GuestIndices>,
+    ),
 }
 
 /// A live instance's typed exports.
@@ -46,7 +50,7 @@ pub(crate) enum KindExports {
     Exchange(exchange::Guest),
     DeadLetter(dead_letter::Guest, Option<dead_letter_batch::Guest>),
     Filter(filter::Guest),
-    SetRouter(set_router::Guest),
+    SetRouter(set_router::Guest, Option<set_router_batch::Guest>),
 }
 
 /// A live instance, checked out of the pool for the length of one call.
@@ -126,21 +130,20 @@ fn detect_kind(engine: &PluginEngine, component: &Component) -> Result<PluginKin
     }
 }
 
-/// The `dead-letter-batch` lookups when the component exports that
-/// interface; an export of that name with the wrong types is an error.
-fn batch_indices(
+/// The lookups of an optional `interface` (`dead-letter-batch`,
+/// `set-router-batch`) when the component exports it; an export of that
+/// name with the wrong types is an error.
+fn optional_indices<T>(
     component: &Component,
     pre: &InstancePre<StoreState>,
-) -> wasmtime::Result<Option<dead_letter_batch::GuestIndices>> {
+    interface: &str,
+    lookup: impl FnOnce(&InstancePre<StoreState>) -> wasmtime::Result<T>,
+) -> wasmtime::Result<Option<T>> {
     let exported = component
         .component_type()
         .exports(component.engine())
-        .any(|(name, _)| super::bindings::is_interface(name, "dead-letter-batch"));
-    if exported {
-        dead_letter_batch::GuestIndices::new(pre).map(Some)
-    } else {
-        Ok(None)
-    }
+        .any(|(name, _)| super::bindings::is_interface(name, interface));
+    exported.then(|| lookup(pre)).transpose()
 }
 
 impl PluginVersion {
@@ -172,14 +175,21 @@ impl PluginVersion {
             }
             PluginKind::DeadLetter => KindIndices::DeadLetter(
                 dead_letter::GuestIndices::new(&pre).map_err(wrong_types)?,
-                batch_indices(&component, &pre).map_err(wrong_types)?,
+                optional_indices(&component, &pre, "dead-letter-batch", |pre| {
+                    dead_letter_batch::GuestIndices::new(pre)
+                })
+                .map_err(wrong_types)?,
             ),
             PluginKind::Filter => {
                 KindIndices::Filter(filter::GuestIndices::new(&pre).map_err(wrong_types)?)
             }
-            PluginKind::SetRouter => {
-                KindIndices::SetRouter(set_router::GuestIndices::new(&pre).map_err(wrong_types)?)
-            }
+            PluginKind::SetRouter => KindIndices::SetRouter(
+                set_router::GuestIndices::new(&pre).map_err(wrong_types)?,
+                optional_indices(&component, &pre, "set-router-batch", |pre| {
+                    set_router_batch::GuestIndices::new(pre)
+                })
+                .map_err(wrong_types)?,
+            ),
         };
         let describe = component
             .get_export_index(None, "describe")
@@ -402,7 +412,13 @@ impl PluginVersion {
                         .transpose()?,
                 ),
                 KindIndices::Filter(i) => KindExports::Filter(i.load(&mut store, &live)?),
-                KindIndices::SetRouter(i) => KindExports::SetRouter(i.load(&mut store, &live)?),
+                KindIndices::SetRouter(single, batch) => KindExports::SetRouter(
+                    single.load(&mut store, &live)?,
+                    batch
+                        .as_ref()
+                        .map(|b| b.load(&mut store, &live))
+                        .transpose()?,
+                ),
             };
             Ok((live, exports))
         });

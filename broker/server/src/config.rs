@@ -49,6 +49,10 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// The HTTP listener (JSON API, Prometheus metrics).
     pub http: HttpSettings,
+    /// This broker's cell, the SET table and the other cells' brokers
+    /// (docs/SET.md); applied at start when its `version` is greater than
+    /// the table in force.
+    pub cells: Option<switchyard_core::CellTable>,
 }
 
 /// The default HTTP port (RabbitMQ's management port + 1000).
@@ -130,6 +134,7 @@ impl Default for ServerConfig {
             storage: StorageSettings::default(),
             limits: Limits::default(),
             http: HttpSettings::default(),
+            cells: None,
         }
     }
 }
@@ -197,6 +202,7 @@ impl ServerConfig {
         options.loopback_users = self.loopback_users.clone();
         options.sandbox = self.sandbox.clone();
         options.limits = self.limits.clone();
+        options.cells = self.cells.clone();
         options
     }
 }

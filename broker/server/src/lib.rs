@@ -4,6 +4,7 @@
 //!
 //! - `config` — `switchyard serve` settings (TOML, flags, env).
 //! - `tls` — the server certificate, or a generated development CA.
+//! - `certificates` — minting a CA and broker certificates signed by it.
 //! - `connection` — handshake and channel acceptance.
 //! - `channel` — frames in, broker operations, frames out.
 //! - `consumer`, `confirms` — deliveries with prefetch credit; confirms
@@ -13,6 +14,7 @@
 //! - `memory` — freed memory handed back to the system after connections
 //!   close.
 
+mod certificates;
 mod channel;
 mod config;
 mod config_overrides;
@@ -27,6 +29,7 @@ mod upload;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use certificates::{CA_CERT, CA_KEY, create_ca, issue};
 pub use config::{HttpSettings, ServerConfig, StorageSettings, TlsSettings};
 pub use config_overrides::{ENV_PREFIX, from_environment, parse_override};
 pub use tls::{DEV_CA, https_config};

@@ -7,32 +7,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::certificates::{Authority, CA_CERT, PRIVATE, PUBLIC, write_new};
 use super::config::ServerConfig;
 
 /// The development CA's certificate, relative to the data dir.
 pub const DEV_CA: &str = "tls/ca.pem";
 
-fn write_private(path: &Path, contents: &str) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(contents.as_bytes()))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-fn write_public(path: &Path, contents: &str) -> Result<(), String> {
-    std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
+/// Writes `contents` to `path`, replacing the file if there is one.
+fn replace(path: &Path, contents: &str, mode: u32) -> Result<(), String> {
+    let _ = std::fs::remove_file(path);
+    write_new(path, contents, mode)
 }
 
 /// Creates the development CA and server certificate if missing; returns
@@ -47,41 +34,18 @@ fn ensure_development_certificates(
         return Ok((cert_path, key_path));
     }
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let rcgen_error = |e: rcgen::Error| format!("generating the development certificates: {e}");
-
-    let ca_key = KeyPair::generate().map_err(rcgen_error)?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(rcgen_error)?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "Switchyard development CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca.self_signed(&ca_key).map_err(rcgen_error)?;
-
     let mut names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
-    for name in hostnames {
-        if !names.contains(name) {
-            names.push(name.clone());
-        }
-    }
-    let server_key = KeyPair::generate().map_err(rcgen_error)?;
-    let mut server = CertificateParams::new(names).map_err(rcgen_error)?;
-    server
-        .distinguished_name
-        .push(DnType::CommonName, "Switchyard broker");
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let issuer = Issuer::new(ca, ca_key);
-    let server_cert = server
-        .signed_by(&server_key, &issuer)
-        .map_err(rcgen_error)?;
+    names.extend(hostnames.iter().cloned());
+    let ca = Authority::generate("Switchyard development CA")?;
+    let (server_cert, server_key) = ca.sign("Switchyard broker", &names)?;
 
-    let _ = std::fs::remove_file(dir.join("ca.pem"));
-    write_public(&dir.join("ca.pem"), &ca_cert.pem())?;
+    let ca_path = dir.join(CA_CERT);
+    replace(&ca_path, ca.cert_pem(), PUBLIC)?;
     // The CA key is not needed again (a new CA is made if the server
     // certificate is removed); keeping it would only widen the exposure.
-    let _ = std::fs::remove_file(&key_path);
-    write_private(&key_path, &server_key.serialize_pem())?;
-    write_public(&cert_path, &server_cert.pem())?;
-    tracing::info!(ca = %dir.join("ca.pem").display(), "generated a development CA and server certificate");
+    replace(&key_path, &server_key, PRIVATE)?;
+    replace(&cert_path, &server_cert, PUBLIC)?;
+    tracing::info!(ca = %ca_path.display(), "generated a development CA and server certificate");
     Ok((cert_path, key_path))
 }
 

@@ -4,6 +4,7 @@
 
 mod admin;
 mod bench;
+mod cells;
 mod client;
 mod consume;
 mod definitions;
@@ -11,6 +12,7 @@ mod group;
 mod plugin;
 mod publish;
 mod serve;
+mod tls;
 mod topology;
 mod transactional;
 
@@ -78,11 +80,17 @@ enum Command {
     /// Export or import vhosts, users, permissions, exchanges, queues and bindings.
     #[command(subcommand)]
     Definitions(definitions::DefinitionsCommand),
+    /// The SET (cell) table: this broker's cell, ranges, pins, peers.
+    #[command(subcommand)]
+    Cells(cells::CellsCommand),
     /// Measure throughput and latency against a broker (or --spawn one).
     Bench(bench::BenchArgs),
     /// Build, inspect and test plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Create a CA and broker certificates for a multi-broker deployment.
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
 }
 
 /// Colour codes only help a person reading a terminal; in a log file or a
@@ -128,8 +136,10 @@ pub fn main() -> ExitCode {
         Command::Vhost(command) => admin::vhost(command),
         Command::Close(command) => admin::close(command),
         Command::Definitions(command) => definitions::run(command),
+        Command::Cells(command) => cells::run(command),
         Command::Bench(args) => bench::run_bench(args),
         Command::Plugin(command) => plugin::run(command),
+        Command::Tls(command) => tls::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

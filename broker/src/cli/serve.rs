@@ -102,6 +102,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                 format!("{scheme} {address}")
             }
         };
+        let links = switchyard_links::start(server.broker().clone(), stop_http.subscribe());
         let mut stdout = std::io::stdout();
         writeln!(
             stdout,
@@ -113,6 +114,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         stdout.flush()?;
         server.run(shutdown_signal()).await;
         let _ = stop_http.send(true);
+        let _ = links.await;
         Ok(())
     })
 }

@@ -213,6 +213,10 @@ pub enum Listable {
     Groups,
     /// Producer groups: pending transactions, oldest age, checks sent.
     Transactions,
+    /// The SET table: this broker's cell, ranges, pins, peers.
+    Cells,
+    /// Links to other cells: state, messages queued, forwarded, last error.
+    Links,
 }
 
 #[derive(Args)]
@@ -236,6 +240,8 @@ pub fn list(args: ListArgs) -> anyhow::Result<()> {
         Listable::Vhosts => Query::Vhosts,
         Listable::Groups => Query::Groups,
         Listable::Transactions => Query::Transactions,
+        Listable::Cells => Query::Cells,
+        Listable::Links => Query::Links,
     };
     list_query(&args.client, query, args.json)
 }

@@ -222,6 +222,23 @@ impl Channel {
             .map(|info| info.messages)
     }
 
+    /// Replaces the broker's SET table (administrators) with `json` (the
+    /// whole table, docs/SET.md) if its version is `expect_version` (0:
+    /// any); returns the new version.
+    pub async fn set_cell_table(
+        &self,
+        expect_version: u64,
+        json: bytes::Bytes,
+    ) -> Result<u64, Error> {
+        self.request_ok(|req| Frame::CellsSet {
+            req,
+            expect_version,
+            json,
+        })
+        .await
+        .map(|info| info.messages)
+    }
+
     pub async fn admin(&self, make: impl FnOnce(u32) -> Frame) -> Result<(), Error> {
         self.request_ok(make).await.map(drop)
     }

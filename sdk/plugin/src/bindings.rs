@@ -40,4 +40,6 @@ world_bindings!("exchange", exchange, "exchange-plugin");
 // death), so every one of them is asked about a batch in one call.
 world_bindings!("dead-letter", dead_letter, "dead-letter-batch-plugin");
 world_bindings!("filter", filter, "filter-plugin");
-world_bindings!("set-router", set_router, "set-router-plugin");
+// Rust SET routers export `route-batch` too (a default that asks `route`
+// per message), so the broker asks each of them once per publish batch.
+world_bindings!("set-router", set_router, "set-router-batch-plugin");

@@ -59,7 +59,9 @@ pub use exchange::{Exchange, Router};
 #[cfg(feature = "filter")]
 pub use filter::{Filter, Verdict};
 #[cfg(feature = "set-router")]
-pub use set_router::{Decision, SetRouter};
+pub use set_router::{
+    CENTER_CELL, Decision, Pin, SLOTS, SetRouter, SetTable, SlotRange, cell_of, slot_of,
+};
 
 /// Convenience for `describe()` implementations.
 pub fn plugin_info(

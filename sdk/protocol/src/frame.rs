@@ -132,9 +132,6 @@ frames! {
     /// is the tag), or without a group (empty: a position of its own,
     /// forgotten when it ends). `offset` says where a new position starts.
     0x4B => ConsumeStream { req: u32, queue: String, tag: String, prefetch: u32, auto_ack: bool, group: String, mode: GroupMode, member: String, offset: StreamOffset },
-    /// Moves a consumer group's position (a broadcasting group's member's
-    /// with `member`; all of its members' without); the group must have
-    /// no member consuming. Answered `Ok` with the position as `messages`.
     /// Closes client connection `id` (administrators, or the connection's
     /// own user): its channels end, its deliveries go back to their queues.
     0x27 => CloseConnection { req: u32, id: u64, reason: String },
@@ -146,6 +143,14 @@ frames! {
     /// Applies a definitions document (administrators): checked whole
     /// first; `Ok.messages` = what it created or changed.
     0x2A => DefinitionsImport { req: u32, json: Bytes },
+    /// Replaces the SET (cell) table (administrators): `json` is the whole
+    /// table (docs/SET.md); refused unless the table in force has version
+    /// `expect_version` (0: whatever it is). Answered `Ok` with the new
+    /// version as `messages`.
+    0x2B => CellsSet { req: u32, expect_version: u64, json: Bytes },
+    /// Moves a consumer group's position (a broadcasting group's member's
+    /// with `member`; all of its members' without); the group must have
+    /// no member consuming. Answered `Ok` with the position as `messages`.
     0x26 => ResetGroup { req: u32, queue: String, group: String, member: String, offset: StreamOffset },
 
     // Transactional (half) messages.
@@ -181,10 +186,14 @@ pub enum Query {
     Groups = 8,
     /// Producer groups' pending transactions.
     Transactions = 9,
+    /// The SET (cell) table: this broker's cell, ranges, pins, peers.
+    Cells = 10,
+    /// Forwarding links to other cells: state, messages waiting, last error.
+    Links = 11,
 }
 
 impl Query {
-    pub const ALL: [Query; 9] = [
+    pub const ALL: [Query; 11] = [
         Query::Exchanges,
         Query::Queues,
         Query::Bindings,
@@ -194,6 +203,8 @@ impl Query {
         Query::Vhosts,
         Query::Groups,
         Query::Transactions,
+        Query::Cells,
+        Query::Links,
     ];
 
     pub fn from_code(code: u8) -> Option<Query> {
@@ -211,6 +222,8 @@ impl Query {
             Query::Vhosts => "vhosts",
             Query::Groups => "groups",
             Query::Transactions => "transactions",
+            Query::Cells => "cells",
+            Query::Links => "links",
         }
     }
 }
@@ -264,6 +277,7 @@ impl Frame {
             | Frame::DefinitionsExport { req, .. }
             | Frame::Definitions { req, .. }
             | Frame::DefinitionsImport { req, .. }
+            | Frame::CellsSet { req, .. }
             | Frame::TxSelect { req, .. }
             | Frame::TxPublish { req, .. }
             | Frame::TxEnd { req, .. } => *req,

@@ -9,6 +9,7 @@
 //! This crate is sans-IO: [`Codec`] turns bytes into [`Frame`]s and back;
 //! sockets, tasks and timers belong to the broker and the client.
 
+pub mod cells;
 mod codec;
 mod error;
 mod frame;

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::super::PluginError;
 use super::super::bindings::{Decision, Field, Message, Value};
-use super::super::policies::SetRouter;
+use super::super::policies::{SetRouter, SetTable};
 use super::exchange::message;
 use super::{Cases, Subject};
 
@@ -33,6 +33,34 @@ const TWO_SETS: &[(&str, &str)] = &[
     ("allow.set-c", "vip1, vip2"),
 ];
 
+/// The broker's SET table equal to a router configuration: a router that
+/// routes batches against the broker's table (`set-router-batch`) must
+/// decide as one reading the same table from its config.
+fn broker_table(config: &[(&str, &str)]) -> SetTable {
+    let mut table = SetTable {
+        local_cell: "set-a".into(),
+        ..SetTable::default()
+    };
+    for (key, value) in config {
+        if *key == "sets" {
+            for entry in value.split(';').map(str::trim) {
+                let (set, range) = entry.split_once('=').expect("a set=low-high entry");
+                let (low, high) = range.split_once('-').expect("a low-high range");
+                table.ranges.push((
+                    set.trim().into(),
+                    low.trim().parse().expect("a slot"),
+                    high.trim().parse().expect("a slot"),
+                ));
+            }
+        } else if let Some(cell) = key.strip_prefix("allow.") {
+            for value in value.split(',').map(str::trim) {
+                table.pins.push((value.into(), cell.into()));
+            }
+        }
+    }
+    table
+}
+
 pub(crate) fn run(subject: &Subject<'_>, cases: &mut Cases) -> Result<bool, PluginError> {
     let known = subject.claims("set-router");
     let configs: [(&str, &[(&str, &str)]); 3] = [
@@ -48,16 +76,17 @@ pub(crate) fn run(subject: &Subject<'_>, cases: &mut Cases) -> Result<bool, Plug
     ];
     let mut routers = Vec::new();
     for (label, config) in configs {
-        routers.push(SetRouter::new(subject.variant(label, config)?)?);
+        let router = SetRouter::new(subject.variant(label, config)?)?;
+        routers.push((router, broker_table(config)));
     }
     let body = Bytes::new();
     let mut expect = |name: String,
-                      router: &SetRouter,
+                      (router, table): &(SetRouter, SetTable),
                       message: Message,
                       want: fn(&Decision, &str) -> bool,
                       arg: String| {
         let outcome = router
-            .route(&message, &body, "set-a")
+            .route(&message, &body, table)
             .map_err(|e| e.to_string())
             .and_then(|d| {
                 if !known || want(&d, &arg) {

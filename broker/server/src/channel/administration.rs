@@ -73,6 +73,16 @@ impl ChannelSession {
                 let changed = broker.import_definitions(&p, &definitions)?;
                 self.ok(req, String::new(), changed, 0).await;
             }
+            Frame::CellsSet {
+                req,
+                expect_version,
+                json,
+            } => {
+                let table: switchyard_core::CellTable = serde_json::from_slice(&json)
+                    .map_err(|e| BrokerError::invalid_argument(format!("SET table: {e}")))?;
+                let version = broker.set_cell_table(&p, expect_version, table)?;
+                self.ok(req, String::new(), version, 0).await;
+            }
             Frame::CloseConnection { req, id, reason } => {
                 broker.close_connection(&p, id, &reason)?;
                 self.ok(req, String::new(), 0, 0).await;

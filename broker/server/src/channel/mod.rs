@@ -265,7 +265,8 @@ impl ChannelSession {
             | Frame::VhostDelete { .. }
             | Frame::CloseConnection { .. }
             | Frame::DefinitionsExport { .. }
-            | Frame::DefinitionsImport { .. } => self.administration(frame).await,
+            | Frame::DefinitionsImport { .. }
+            | Frame::CellsSet { .. } => self.administration(frame).await,
             Frame::PluginChunk { .. }
             | Frame::PluginLoad { .. }
             | Frame::PluginActivate { .. }

@@ -1,0 +1,40 @@
+//! Starts one link per destination cell: the SET table's peers and every
+//! outbox (messages may wait for a cell that has no peer yet). A link
+//! lives as long as the broker; it follows table changes itself.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_core::Broker;
+
+/// How often new outboxes are looked for besides table changes (an
+/// outbox appears with the first message for its cell).
+const SCAN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs the links of `broker` until `shutdown` resolves.
+pub fn start(
+    broker: Arc<Broker>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut table = broker.watch_cell_table();
+        let mut running: HashSet<String> = HashSet::new();
+        let mut stop = shutdown.clone();
+        loop {
+            let mut cells = broker.outbox_cells();
+            cells.extend(table.borrow_and_update().peers.keys().cloned());
+            for cell in cells {
+                if running.insert(cell.clone()) {
+                    tracing::info!(%cell, "starting the link to cell");
+                    tokio::spawn(super::link::run(broker.clone(), cell, shutdown.clone()));
+                }
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = table.changed() => {}
+                _ = tokio::time::sleep(SCAN_INTERVAL) => {}
+            }
+        }
+    })
+}
