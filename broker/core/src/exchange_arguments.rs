@@ -18,7 +18,13 @@ use super::error::BrokerError;
 use super::topology::plugin_missing;
 
 /// Arguments the broker itself acts on, for every exchange kind.
-const BROKER_ARGUMENTS: &[&str] = &["filter", "set-router"];
+const BROKER_ARGUMENTS: &[&str] = &[
+    "filter",
+    "set-router",
+    "federation-upstream",
+    "federation-exchange",
+    "max-hops",
+];
 
 /// The plugin arguments of each built-in exchange kind.
 const BUILTIN_KINDS: &[(&str, &[&str])] = &[

@@ -3,11 +3,12 @@
 //! acknowledge. Front doors receive [`Delivery`] values and never see the
 //! store or its records.
 
-use switchyard_protocol::Message;
+use switchyard_protocol::{Field, Message, Value};
 
 use super::convert::from_stored;
 use super::error::BrokerError;
 use super::queue::Queue;
+use super::stream::STREAM_OFFSET_HEADER;
 use super::{Broker, Vhost};
 use switchyard_storage::QueueStats;
 
@@ -59,7 +60,13 @@ impl Broker {
     ) -> Result<Option<Delivery>, BrokerError> {
         while let Some(delivered) = self.next_delivery(vhost, queue)? {
             match from_stored(&delivered.message) {
-                Ok((exchange, message)) => {
+                Ok((exchange, mut message)) => {
+                    if queue.view_of.is_some() {
+                        message.headers.push(Field::new(
+                            STREAM_OFFSET_HEADER,
+                            Value::Int(delivered.offset as i64),
+                        ));
+                    }
                     queue.counters.delivered(delivered.redelivered);
                     if ack == AckMode::Auto {
                         queue.counters.acked(1);

@@ -60,7 +60,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 
 pub use auth::{ADMINISTRATOR, Access, CELL_PEER, Permission, Principal, Users};
-pub use cells::{CellTable, Forward, LinkState, LinkStatus, Peer, SlotRange};
+pub use cells::{
+    CellTable, FEDERATION_HOPS_HEADER, Federation, FederationStatus, Forward, LinkState,
+    LinkStatus, Peer, SlotRange,
+};
 pub use consumers::{ConsumerSpec, Got};
 pub use counters::{CounterValues, ExchangeCounterValues, ExchangeCounters, QueueCounters};
 pub use dead_letter::PARKING_QUEUE;
@@ -80,7 +83,7 @@ pub use plugins::{MAX_PLUGIN_BYTES, PluginUpload};
 pub use publish::{DurableAt, Outcome, Published};
 pub use queue::{Overflow, Queue, QueueSettings};
 pub use records::{BindingRecord, EncodedFields, ExchangeRecord, QueueRecord, VhostRecord};
-pub use stream::{StreamSettings, ViewOf};
+pub use stream::{STREAM_OFFSET_HEADER, StreamSettings, ViewOf};
 pub use switchyard_plugin_host::PluginSummary;
 pub use topology::{BindingSpec, ExchangeSpec, QueueSpec};
 pub use transaction_checks::{GroupSettings, ProducerGroupMetrics, TransactionCheck};

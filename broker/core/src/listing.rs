@@ -110,6 +110,7 @@ impl Broker {
             Query::Transactions => self.transaction_rows(&vhost.name),
             Query::Cells => self.cell_rows(principal)?,
             Query::Links => self.link_rows(principal)?,
+            Query::Federation => self.federation_rows(principal)?,
             Query::Bindings => vhost
                 .exchanges
                 .read()

@@ -14,6 +14,10 @@ use super::error::BrokerError;
 use super::queue::{Queue, QueueSettings};
 use super::{Broker, Vhost};
 
+/// Header of a message delivered from a stream: its offset in the stream
+/// (what `--offset N` and `group reset --to N` take).
+pub const STREAM_OFFSET_HEADER: &str = "x-stream-offset";
+
 /// A stream's retention: messages older than `max_age_ms` or beyond
 /// `max_bytes` (the oldest first) leave it, a whole segment at a time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -104,6 +104,7 @@ impl Broker {
         let filter = self
             .exchange_filter(&arguments)?
             .map(|filter| filter.with_kv_scope(scope.clone()));
+        super::cells::federation_arguments(&arguments)?;
         let set_router = self
             .exchange_set_router(&arguments)?
             .map(|router| router.with_kv_scope(scope.clone()));

@@ -5,10 +5,14 @@
 //! peer's CA, as the peer's `cell-peer` user) with confirms, and settles
 //! them once confirmed. The core decides and stores; this crate carries.
 //!
-//! - `link` — one cell's forwarding loop: connect, forward, back off.
-//! - `supervisor` — starts a link per cell as the table names them.
+//! - `peer` — what links share: the peer, sessions per vhost, backoff.
+//! - `link` — one cell's forwarding loop.
+//! - `federation` — following a global exchange on another cell.
+//! - `supervisor` — starts a link per cell and per federated exchange.
 
+mod federation;
 mod link;
+mod peer;
 mod supervisor;
 
 pub use supervisor::start;

@@ -1,110 +1,45 @@
 //! One cell's link: connect to its broker, forward what waits in order,
 //! settle what it confirmed; on any failure release what was taken (it is
-//! taken again, first) and try again after a pause that doubles up to
-//! [`MAX_BACKOFF`]. Order per routing variable holds because a cell's
+//! taken again, first) and try again after a pause. Order per routing variable holds because a cell's
 //! messages leave one outbox in order, over one channel per vhost, and a
-//! batch is confirmed before the next is taken.
+//! batch is confirmed before the next is taken. Waiting for a peer and
+//! backing off are `peer.rs`'s.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_client::{BrokerAddress, Channel, ConnectOptions, Connection, Trust};
-use switchyard_core::{Broker, Forward, LinkState, Peer};
+use switchyard_core::{Broker, CellTable, Forward, LinkState, Peer};
+use tokio::sync::watch;
+
+use super::peer::{Sessions, State, Stopped, keep_running, peer_unchanged};
 
 /// Messages per forwarded batch.
 const BATCH: usize = 256;
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Checked for work this often even without a wake-up (a release by a
 /// crashed run, a message rerouted here).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// Why forwarding stopped.
-enum Stopped {
-    /// The table changed this cell's peer: connect again at once.
-    PeerChanged,
-    Shutdown,
-    Failed(String),
-}
-
-pub(crate) async fn run(
-    broker: Arc<Broker>,
-    cell: String,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut table = broker.watch_cell_table();
-    let mut backoff = FIRST_BACKOFF;
-    loop {
-        let peer = table.borrow_and_update().peers.get(&cell).cloned();
-        let Some(peer) = peer else {
-            broker.set_link_status(&cell, LinkState::NoPeer, None);
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = table.changed() => continue,
-            }
-        };
-        broker.set_link_status(&cell, LinkState::Connecting, None);
-        let stopped = tokio::select! {
-            _ = shutdown.changed() => Stopped::Shutdown,
-            stopped = forward(&broker, &cell, &peer, &mut table) => stopped,
-        };
-        match stopped {
-            Stopped::Shutdown => return,
-            Stopped::PeerChanged => backoff = FIRST_BACKOFF,
-            Stopped::Failed(error) => {
-                tracing::warn!(%cell, %error, ?backoff, "link to cell failed; trying again");
-                broker.set_link_status(&cell, LinkState::Down, Some(error));
-                tokio::select! {
-                    _ = shutdown.changed() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
-}
-
-/// A channel per vhost on the peer (a connection is bound to one vhost).
-struct Sessions<'a> {
-    peer: &'a Peer,
-    trust: Trust,
-    open: BTreeMap<String, (Connection, Channel)>,
-}
-
-impl Sessions<'_> {
-    async fn channel(&mut self, vhost: &str) -> Result<&Channel, String> {
-        if !self.open.contains_key(vhost) {
-            let mut address = BrokerAddress::parse(&self.peer.url).map_err(|e| e.to_string())?;
-            address.vhost = vhost.to_string();
-            let mut options = ConnectOptions::new(self.trust.clone());
-            options.client_name = "switchyard-link".into();
-            let connection = Connection::open(&address, options)
-                .await
-                .map_err(|e| format!("connecting to {}:{}: {e}", address.host, address.port))?;
-            let channel = connection.channel().await.map_err(|e| e.to_string())?;
-            channel.confirm_select().await.map_err(|e| e.to_string())?;
-            self.open.insert(vhost.to_string(), (connection, channel));
-        }
-        Ok(&self.open[vhost].1)
-    }
+pub(crate) async fn run(broker: Arc<Broker>, cell: String, shutdown: watch::Receiver<bool>) {
+    let report = |state: State| match state {
+        State::NoPeer => broker.set_link_status(&cell, LinkState::NoPeer, None),
+        State::Connecting => broker.set_link_status(&cell, LinkState::Connecting, None),
+        State::Down(error) => broker.set_link_status(&cell, LinkState::Down, Some(error)),
+    };
+    keep_running(&broker, &cell, shutdown, report, |peer, table| {
+        forward(&broker, &cell, peer, table)
+    })
+    .await;
 }
 
 async fn forward(
     broker: &Arc<Broker>,
     cell: &str,
-    peer: &Peer,
-    table: &mut tokio::sync::watch::Receiver<Arc<switchyard_core::CellTable>>,
+    peer: Peer,
+    mut table: watch::Receiver<Arc<CellTable>>,
 ) -> Stopped {
-    let ca = (peer.ca.clone()).unwrap_or_else(|| broker.data_dir().join("tls/ca.pem"));
-    let trust = match Trust::ca_file(&ca) {
-        Ok(trust) => trust,
-        Err(e) => return Stopped::Failed(format!("the CA of cell {cell} ({}): {e}", ca.display())),
-    };
-    let mut sessions = Sessions {
-        peer,
-        trust,
-        open: BTreeMap::new(),
+    let mut sessions = match Sessions::new(broker, cell, &peer) {
+        Ok(sessions) => sessions,
+        Err(e) => return Stopped::Failed(e),
     };
     // Connect before taking anything, so a peer that is down shows as such.
     if let Err(e) = sessions.channel("/").await {
@@ -127,7 +62,7 @@ async fn forward(
             tokio::select! {
                 _ = woken => {}
                 changed = table.changed() => {
-                    if changed.is_err() || table.borrow_and_update().peers.get(cell) != Some(peer) {
+                    if changed.is_err() || !peer_unchanged(&mut table, cell, &peer) {
                         return Stopped::PeerChanged;
                     }
                 }
@@ -154,7 +89,7 @@ async fn forward(
 
 /// Publishes a batch in order (runs of one vhost and exchange per frame)
 /// and waits until the peer confirmed all of it.
-async fn publish(sessions: &mut Sessions<'_>, batch: Vec<Forward>) -> Result<(), String> {
+async fn publish(sessions: &mut Sessions, batch: Vec<Forward>) -> Result<(), String> {
     let mut confirmations = Vec::new();
     let mut run: Vec<Forward> = Vec::new();
     let mut batch = batch.into_iter().peekable();

@@ -1,8 +1,10 @@
-//! Starts one link per destination cell: the SET table's peers and every
-//! outbox (messages may wait for a cell that has no peer yet). A link
-//! lives as long as the broker; it follows table changes itself.
+//! Starts one link per destination cell (the SET table's peers and every
+//! outbox: messages may wait for a cell that has no peer yet) and one per
+//! federated exchange. A cell's link lives as long as the broker; a
+//! federation link until its exchange goes (then it is started again if
+//! the exchange comes back). Both follow table changes themselves.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ pub fn start(
     tokio::spawn(async move {
         let mut table = broker.watch_cell_table();
         let mut running: HashSet<String> = HashSet::new();
+        let mut federations = HashMap::new();
         let mut stop = shutdown.clone();
         loop {
             let mut cells = broker.outbox_cells();
@@ -28,6 +31,18 @@ pub fn start(
                 if running.insert(cell.clone()) {
                     tracing::info!(%cell, "starting the link to cell");
                     tokio::spawn(super::link::run(broker.clone(), cell, shutdown.clone()));
+                }
+            }
+            federations.retain(|_, task: &mut tokio::task::JoinHandle<()>| !task.is_finished());
+            for federation in broker.federations() {
+                if !federations.contains_key(&federation) {
+                    tracing::info!(exchange = %federation.exchange, upstream = %federation.upstream_cell, "starting the federation link");
+                    let task = tokio::spawn(super::federation::run(
+                        broker.clone(),
+                        federation.clone(),
+                        shutdown.clone(),
+                    ));
+                    federations.insert(federation, task);
                 }
             }
             tokio::select! {

@@ -217,6 +217,8 @@ pub enum Listable {
     Cells,
     /// Links to other cells: state, messages queued, forwarded, last error.
     Links,
+    /// Federated exchanges: upstream, state, lag in messages, last error.
+    Federation,
 }
 
 #[derive(Args)]
@@ -242,6 +244,7 @@ pub fn list(args: ListArgs) -> anyhow::Result<()> {
         Listable::Transactions => Query::Transactions,
         Listable::Cells => Query::Cells,
         Listable::Links => Query::Links,
+        Listable::Federation => Query::Federation,
     };
     list_query(&args.client, query, args.json)
 }

@@ -38,6 +38,7 @@ mod e2e_disk_full;
 mod e2e_duplicates;
 mod e2e_durability;
 mod e2e_durable_acks;
+mod e2e_federation;
 mod e2e_frames;
 mod e2e_http;
 mod e2e_https;

@@ -190,10 +190,12 @@ pub enum Query {
     Cells = 10,
     /// Forwarding links to other cells: state, messages waiting, last error.
     Links = 11,
+    /// Federated exchanges: upstream, state, lag, last error.
+    Federation = 12,
 }
 
 impl Query {
-    pub const ALL: [Query; 11] = [
+    pub const ALL: [Query; 12] = [
         Query::Exchanges,
         Query::Queues,
         Query::Bindings,
@@ -205,6 +207,7 @@ impl Query {
         Query::Transactions,
         Query::Cells,
         Query::Links,
+        Query::Federation,
     ];
 
     pub fn from_code(code: u8) -> Option<Query> {
@@ -224,6 +227,7 @@ impl Query {
             Query::Transactions => "transactions",
             Query::Cells => "cells",
             Query::Links => "links",
+            Query::Federation => "federation",
         }
     }
 }

@@ -2,7 +2,8 @@
 //! deciding per message where it is served (`routing`, through the
 //! exchange's `set-router` plugin), storing messages for other cells
 //! until a link has handed them over (`outbox`), and storing forwarded
-//! messages exactly once (`inbox`). The links themselves — QUIC clients
+//! messages exactly once (`inbox`), following global exchanges of another
+//! cell (`federation`). The links themselves — QUIC clients
 //! of the other cells' brokers — live outside the core (`broker/links`):
 //! the core decides and stores, the links carry.
 //!
@@ -12,6 +13,7 @@
 //! again; a forwarded message is stored at most once per place in its
 //! origin's outbox.
 
+mod federation;
 mod inbox;
 mod outbox;
 mod routing;
@@ -22,6 +24,8 @@ use std::sync::{Arc, Mutex};
 
 use switchyard_protocol::{Field, Value};
 
+pub(crate) use federation::federation_arguments;
+pub use federation::{FEDERATION_HOPS_HEADER, Federation, FederationStatus};
 pub use outbox::{Forward, LinkState, LinkStatus};
 pub use table::{CellTable, Peer, SlotRange};
 
@@ -41,6 +45,7 @@ pub(crate) struct Cells {
     epoch: u64,
     outboxes: Mutex<HashMap<String, Arc<outbox::Outbox>>>,
     inbox: inbox::Inbox,
+    federation: Mutex<HashMap<Federation, FederationStatus>>,
 }
 
 impl Broker {
@@ -171,6 +176,7 @@ impl Cells {
             epoch,
             outboxes: Mutex::default(),
             inbox: inbox::Inbox::default(),
+            federation: Mutex::default(),
         })
     }
 }

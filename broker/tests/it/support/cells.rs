@@ -1,0 +1,203 @@
+//! A SET deployment for the end-to-end tests: three broker processes on
+//! loopback (CENTER, set-a, set-b), each with a `cell-peer` user, the
+//! same topology and SET table, and the others as peers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{Broker, eventually_async};
+use switchyard_client::{Channel, Field, Message, Value};
+
+pub const PEER_PASSWORD: &str = "peer-secret";
+pub const CELLS: [&str; 3] = ["CENTER", "set-a", "set-b"];
+
+/// The documented slot function (docs/SET.md), written out again here.
+pub fn slot(variable: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &byte in variable.as_bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash % 10_000
+}
+
+pub struct Deployment {
+    pub brokers: BTreeMap<&'static str, Broker>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Deployment {
+    pub fn broker(&self, cell: &str) -> &Broker {
+        &self.brokers[cell]
+    }
+
+    /// Points every broker at the others (their current addresses).
+    pub fn configure_peers(&self) {
+        for (&cell, broker) in &self.brokers {
+            for (&other, peer) in &self.brokers {
+                if other == cell {
+                    continue;
+                }
+                let url = format!("switchyard://peer:{PEER_PASSWORD}@{}", peer.addr);
+                let ca = peer.data_dir.join("tls/ca.pem");
+                broker.cli_ok(&[
+                    "cells",
+                    "peer",
+                    other,
+                    &url,
+                    "--peer-ca",
+                    ca.to_str().unwrap(),
+                ]);
+            }
+        }
+    }
+}
+
+/// Three brokers, each with user `peer` (tag cell-peer), exchange
+/// `orders` (direct, set-router) bound to queue `orders`, and the table
+/// set-a = 0-4999, set-b = 5000-9999.
+pub fn deploy() -> Deployment {
+    let mut brokers = BTreeMap::new();
+    let mut dirs = Vec::new();
+    for cell in CELLS {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::start_in(dir.path(), &[]);
+        broker.cli_ok(&[
+            "user",
+            "add",
+            "peer",
+            "--password",
+            PEER_PASSWORD,
+            "--tag",
+            "cell-peer",
+        ]);
+        add_user_rights(&broker);
+        broker.cli_ok(&[
+            "declare",
+            "exchange",
+            "orders",
+            "--type",
+            "direct",
+            "--arg",
+            "set-router=set-router",
+            "--durable",
+        ]);
+        broker.cli_ok(&["declare", "queue", "orders", "--durable"]);
+        broker.cli_ok(&["bind", "orders", "orders", "--key", "orders"]);
+        broker.cli_ok(&["cells", "local", cell]);
+        broker.cli_ok(&["cells", "range", "set-a", "0-4999"]);
+        broker.cli_ok(&["cells", "range", "set-b", "5000-9999"]);
+        brokers.insert(cell, broker);
+        dirs.push(dir);
+    }
+    let deployment = Deployment {
+        brokers,
+        _dirs: dirs,
+    };
+    deployment.configure_peers();
+    deployment
+}
+
+/// What another cell's broker may do here: publish (forwarding), and
+/// keep and read its federation queues.
+fn add_user_rights(broker: &Broker) {
+    broker.cli_ok(&[
+        "user",
+        "permit",
+        "peer",
+        "--vhost",
+        "/",
+        "--configure",
+        "federation\\..*",
+        "--write",
+        ".*",
+        "--read",
+        ".*",
+    ]);
+}
+
+pub fn keyed(user: Option<&str>, body: String) -> Message {
+    let mut message = Message::new("orders", body);
+    if let Some(user) = user {
+        message
+            .headers
+            .push(Field::new("x-set-key", Value::Text(user.into())));
+    }
+    message
+}
+
+pub async fn publish_all(channel: &Channel, messages: Vec<Message>) {
+    for chunk in messages.chunks(100) {
+        channel
+            .publish_batch("orders", chunk.to_vec())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+}
+
+/// Every body in `queue` of `broker` once `expected` arrived (acked).
+pub async fn collect(broker: &Broker, expected: usize) -> Vec<String> {
+    let (_connection, channel) = broker.channel().await;
+    let bodies = std::sync::Mutex::new(Vec::new());
+    let arrived = eventually_async(Duration::from_secs(120), || async {
+        let drained = super::drain(&channel, "orders").await;
+        let mut bodies = bodies.lock().unwrap();
+        for delivery in drained {
+            bodies.push(String::from_utf8_lossy(&delivery.message.body).into_owned());
+        }
+        bodies.len() >= expected
+    })
+    .await;
+    let mut bodies = bodies.into_inner().unwrap();
+    assert!(arrived, "{} of {expected} arrived", bodies.len());
+    // Nothing more comes (no duplicates still on their way).
+    for delivery in super::drain(&channel, "orders").await {
+        bodies.push(String::from_utf8_lossy(&delivery.message.body).into_owned());
+    }
+    bodies.sort();
+    bodies
+}
+
+/// Every body in `queue` of `broker`, in the order delivered, once
+/// `expected` arrived (acked).
+pub async fn collect_in_order(broker: &Broker, queue: &str, expected: usize) -> Vec<String> {
+    let (_connection, channel) = broker.channel().await;
+    let bodies = std::sync::Mutex::new(Vec::new());
+    let arrived = eventually_async(Duration::from_secs(180), || async {
+        let drained = super::drain(&channel, queue).await;
+        let mut bodies = bodies.lock().unwrap();
+        bodies.extend(
+            drained
+                .iter()
+                .map(|d| String::from_utf8_lossy(&d.message.body).into_owned()),
+        );
+        bodies.len() >= expected
+    })
+    .await;
+    let mut bodies = bodies.into_inner().unwrap();
+    assert!(arrived, "{queue}: {} of {expected} arrived", bodies.len());
+    bodies.extend(
+        super::drain(&channel, queue)
+            .await
+            .iter()
+            .map(|d| String::from_utf8_lossy(&d.message.body).into_owned()),
+    );
+    bodies
+}
+
+pub fn expected_cells(users: &[String]) -> BTreeMap<&'static str, Vec<String>> {
+    let mut expected: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for user in users {
+        let cell = if slot(user) < 5000 { "set-a" } else { "set-b" };
+        expected
+            .entry(cell)
+            .or_default()
+            .push(format!("order of {user}"));
+    }
+    for bodies in expected.values_mut() {
+        bodies.sort();
+    }
+    expected
+}
