@@ -35,14 +35,15 @@ pub fn start(
             }
             federations.retain(|_, task: &mut tokio::task::JoinHandle<()>| !task.is_finished());
             for federation in broker.federations() {
-                if !federations.contains_key(&federation) {
+                if let std::collections::hash_map::Entry::Vacant(entry) =
+                    federations.entry(federation.clone())
+                {
                     tracing::info!(exchange = %federation.exchange, upstream = %federation.upstream_cell, "starting the federation link");
-                    let task = tokio::spawn(super::federation::run(
+                    entry.insert(tokio::spawn(super::federation::run(
                         broker.clone(),
-                        federation.clone(),
+                        federation,
                         shutdown.clone(),
-                    ));
-                    federations.insert(federation, task);
+                    )));
                 }
             }
             tokio::select! {
