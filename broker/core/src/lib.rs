@@ -77,7 +77,7 @@ pub use groups::{GroupRecord, Subscription};
 pub use handout::{AckMode, Delivery};
 pub use json::{fields_from_json, row_json, value_json};
 pub use limits::Limits;
-pub use metrics::{BrokerMetrics, ExchangeMetrics, QueueMetrics};
+pub use metrics::{BrokerMetrics, ExchangeMetrics, FederationMetrics, LinkMetrics, QueueMetrics};
 pub use ordered::{ORDERED, ORDERING_KEY_HEADER, partition_queue};
 pub use plugins::{MAX_PLUGIN_BYTES, PluginUpload};
 pub use publish::{DurableAt, Outcome, Published};

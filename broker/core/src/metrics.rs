@@ -49,6 +49,28 @@ pub struct BrokerMetrics {
     pub storage: switchyard_storage::StorageStats,
     /// Producer groups: pending transactions, checks, outcomes.
     pub producer_groups: Vec<ProducerGroupMetrics>,
+    /// Links to other cells: what waits, what was forwarded.
+    pub links: Vec<LinkMetrics>,
+    /// Federated exchanges: what was federated, the lag.
+    pub federations: Vec<FederationMetrics>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkMetrics {
+    pub cell: String,
+    pub up: bool,
+    pub queued: u64,
+    pub forwarded: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct FederationMetrics {
+    pub vhost: String,
+    pub exchange: String,
+    pub upstream: String,
+    pub up: bool,
+    pub lag: u64,
+    pub federated: u64,
 }
 
 impl Broker {
@@ -100,6 +122,8 @@ impl Broker {
             log_segments: log.segments,
             producer_groups: self.producer_groups(None),
             storage: self.store.storage_stats(),
+            links: self.link_metrics(),
+            federations: self.federation_metrics(),
         })
     }
 }

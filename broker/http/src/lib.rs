@@ -9,12 +9,14 @@
 //!   scrape).
 //! - `api` — `/api/…`: listings as JSON.
 //! - `changes` — `/api/…`: declare, delete, bind, purge, users, plugins.
-//! - `metrics` — `/metrics`: Prometheus text exposition.
+//! - `metrics` — `/metrics`: Prometheus text exposition (`cell_metrics`:
+//!   links to other cells and federated exchanges).
 //! - `console` — `/`: the web console (embedded assets in `console/`).
 //! - `https` — the same routes over TLS, with the broker's certificate.
 
 mod api;
 mod auth;
+mod cell_metrics;
 mod changes;
 mod console;
 mod histograms;

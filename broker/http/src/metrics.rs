@@ -400,6 +400,7 @@ pub fn render(metrics: &BrokerMetrics) -> String {
     );
     registry.register("channels", "Open channels", gauge(metrics.channels));
     producer_group_metrics(&mut registry, metrics);
+    super::cell_metrics::register(&mut registry, metrics);
     registry.register_with_unit(
         "log",
         "Commit-log files on disk",

@@ -33,6 +33,11 @@ pub fn start(
                     tokio::spawn(super::link::run(broker.clone(), cell, shutdown.clone()));
                 }
             }
+            // Every forwarded record before the end of the log is now
+            // remembered: the next start reads the log from here.
+            if let Err(e) = broker.inbox_checkpoint() {
+                tracing::warn!(error = %e, "could not record the inbox mark");
+            }
             federations.retain(|_, task: &mut tokio::task::JoinHandle<()>| !task.is_finished());
             for federation in broker.federations() {
                 if let std::collections::hash_map::Entry::Vacant(entry) =

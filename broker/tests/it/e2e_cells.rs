@@ -38,6 +38,18 @@ async fn users_land_in_their_cells_exactly_once_and_globals_at_the_center() {
         .broker("set-a")
         .cli_ok(&["list", "links", "--json"]);
     assert!(links.contains("\"state\":\"up\""), "{links}");
+    // The forwarding counters say the same.
+    let (status, metrics) = support::http(
+        deployment.broker("set-a"),
+        "GET",
+        "/metrics",
+        Some(("guest", "guest")),
+    );
+    assert_eq!(status, 200);
+    for (cell, count) in [("set-b", expected["set-b"].len()), ("CENTER", 10)] {
+        let line = format!("switchyard_link_messages_forwarded_total{{cell=\"{cell}\"}} {count}");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,6 +161,43 @@ async fn a_forwarding_broker_killed_mid_stream_resumes_without_loss_or_duplicate
     deployment
         .brokers
         .insert("set-a", Broker::start_in(&set_a_dir, &[]));
+
+    let mut expected: Vec<String> = users.iter().map(|u| format!("order of {u}")).collect();
+    expected.sort();
+    assert_eq!(
+        collect(deployment.broker("set-b"), expected.len()).await,
+        expected
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiving_cell_killed_mid_stream_stores_nothing_twice() {
+    let mut deployment = deploy();
+    let users: Vec<String> = (0..20_000)
+        .map(|i| format!("r{i}"))
+        .filter(|u| slot(u) >= 5000)
+        .take(5_000)
+        .collect();
+    let (_connection, channel) = deployment.broker("set-a").channel().await;
+    channel.confirm_select().await.unwrap();
+    let messages: Vec<Message> = users
+        .iter()
+        .map(|u| keyed(Some(u), format!("order of {u}")))
+        .collect();
+    publish_all(&channel, messages).await;
+    // set-b is SIGKILLed while the forwarded messages arrive.
+    let set_b = deployment.broker("set-b");
+    let arrived_some = eventually_async(Duration::from_secs(60), || async {
+        support::queue_row(set_b, "orders").is_some_and(|row| row["ready"].as_u64() > Some(0))
+    })
+    .await;
+    assert!(arrived_some, "forwarding started");
+    let set_b_dir = set_b.data_dir.clone();
+    deployment.brokers.get_mut("set-b").unwrap().kill();
+    deployment
+        .brokers
+        .insert("set-b", Broker::start_in(&set_b_dir, &[]));
+    deployment.configure_peers();
 
     let mut expected: Vec<String> = users.iter().map(|u| format!("order of {u}")).collect();
     expected.sort();

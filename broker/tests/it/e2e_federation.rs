@@ -98,5 +98,15 @@ async fn a_global_exchange_reaches_every_set_exactly_once_in_order_across_restar
             .broker(cell)
             .cli_ok(&["list", "federation", "--json"]);
         assert!(status.contains("\"upstream\":\"CENTER\""), "{status}");
+        let (_, metrics) = support::http(
+            deployment.broker(cell),
+            "GET",
+            "/metrics",
+            Some(("guest", "guest")),
+        );
+        let federated = format!(
+            "switchyard_federation_messages_total{{vhost=\"/\",exchange=\"global\",upstream=\"CENTER\"}}"
+        );
+        assert!(metrics.contains(&federated), "{federated} in\n{metrics}");
     }
 }

@@ -237,6 +237,25 @@ impl Broker {
         }
     }
 
+    /// Per federated exchange, for metrics.
+    pub(crate) fn federation_metrics(&self) -> Vec<super::super::metrics::FederationMetrics> {
+        let statuses = self.cells.federation.lock().unwrap().clone();
+        self.federations()
+            .into_iter()
+            .map(|f| {
+                let status = statuses.get(&f).cloned().unwrap_or_default();
+                super::super::metrics::FederationMetrics {
+                    up: status.state == "up",
+                    lag: status.lag,
+                    federated: status.federated,
+                    vhost: f.vhost,
+                    exchange: f.exchange,
+                    upstream: f.upstream_cell,
+                }
+            })
+            .collect()
+    }
+
     /// `list federation` rows (administrators).
     pub(crate) fn federation_rows(
         &self,

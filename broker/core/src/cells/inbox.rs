@@ -1,50 +1,46 @@
-//! Messages other cells forwarded here, stored exactly once. Each carries
-//! its place in its origin's outbox (`x-switchyard-forward-seq:
-//! EPOCH/SEQ`); per origin, epoch and vhost the broker remembers the
-//! highest place stored and the places below it that were refused (holes,
-//! to be accepted when sent again). A place seen before is confirmed as a
-//! duplicate, not stored again. The memory is written to the metadata
-//! (and flushed) before the batch is confirmed.
+//! Messages other cells forwarded here (and federated ones), stored
+//! exactly once. Each carries its place in its origin's stream to this
+//! cell (`x-switchyard-forward-seq: EPOCH/SEQ`); per origin, epoch and
+//! vhost the broker remembers which places it stored (ranges). A place
+//! seen before is confirmed as a duplicate, not stored again; a refused
+//! one is not remembered, so it is stored when sent again.
 //!
-//! Known window: a broker killed after storing a batch and before that
-//! flush stores the batch again when its origin resends it.
+//! The memory is written to the metadata (and flushed) before a batch is
+//! confirmed, with a mark: the log position before which every stored
+//! forwarded record is remembered. A broker killed between storing a batch
+//! and that flush finds the batch's records at start by reading the log
+//! from the mark, so a resent batch is still a duplicate.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
+use rangemap::RangeInclusiveSet;
 use switchyard_protocol::cells::{FORWARD_SEQ_HEADER, FORWARDED_FROM_HEADER};
 use switchyard_protocol::{Message, Value, find};
 use switchyard_storage::metadata::key;
 
 use super::super::auth::Principal;
+use super::super::convert::from_stored;
 use super::super::error::BrokerError;
 use super::super::exchange::Exchange;
 use super::super::publish::Outcome;
 use super::super::routing::Aftermath;
 use super::super::{Broker, Vhost};
+use super::CELLS;
 
 const INBOX: &str = "cells-inbox";
+/// Key (tree `cells`) of the log position the inbox is complete up to.
+const MARK: &str = "inbox-mark";
+
+/// origin key → the places stored.
+type Places = RangeInclusiveSet<u64>;
 
 #[derive(Default)]
 pub(crate) struct Inbox {
     places: Mutex<HashMap<String, Places>>,
 }
 
-/// What one origin (cell, epoch) has had stored in one vhost.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct Places {
-    highest: Option<u64>,
-    holes: BTreeSet<u64>,
-}
-
-impl Places {
-    fn seen(&self, seq: u64) -> bool {
-        self.highest.is_some_and(|h| seq <= h) && !self.holes.contains(&seq)
-    }
-}
-
-/// `(origin key, seq)` of a forwarded message.
+/// `(origin key, seq)` of a forwarded message in `vhost`.
 fn place_of(message: &Message, vhost: &str) -> Option<(String, u64)> {
     let Some(Value::Text(origin)) = find(&message.headers, FORWARDED_FROM_HEADER) else {
         return None;
@@ -52,16 +48,59 @@ fn place_of(message: &Message, vhost: &str) -> Option<(String, u64)> {
     let Some(Value::Text(place)) = find(&message.headers, FORWARD_SEQ_HEADER) else {
         return None;
     };
-    let (epoch, seq) = place.split_once('/')?;
+    let (epoch, seq) = place.rsplit_once('/')?;
     Some((key(&[origin, epoch, vhost]), seq.parse().ok()?))
 }
 
 impl Broker {
+    /// At start: the remembered places, and those of forwarded records
+    /// the log holds past the mark (stored, not yet remembered).
     pub(super) fn inbox_restore(&self) -> Result<(), BrokerError> {
+        let meta = self.store.metadata();
         let mut places = self.cells.inbox.places.lock().unwrap();
-        for (key, value) in self.store.metadata().scan::<Places>(INBOX, "")? {
-            places.insert(key, value);
+        for (origin, stored) in meta.scan::<Places>(INBOX, "")? {
+            places.insert(origin, stored);
         }
+        let mark: u64 = meta.get(CELLS, MARK)?.unwrap_or(0);
+        let mut found = 0;
+        self.store.scan_records(mark, |record, queues| {
+            let Some(vhost) = queues
+                .iter()
+                .find(|q| !q.starts_with('\u{0}'))
+                .and_then(|q| q.split_once('\u{1f}'))
+                .map(|(vhost, _)| vhost)
+            else {
+                return;
+            };
+            let Ok((_, message)) = from_stored(record) else {
+                return;
+            };
+            if let Some((origin, seq)) = place_of(&message, vhost) {
+                places.entry(origin).or_default().insert(seq..=seq);
+                found += 1;
+            }
+        });
+        if found > 0 {
+            tracing::info!(
+                found,
+                "forwarded messages stored before the last crash remembered"
+            );
+            for (origin, stored) in places.iter() {
+                meta.put(INBOX, origin, stored)?;
+            }
+        }
+        meta.put(CELLS, MARK, &self.store.log_end())?;
+        meta.flush()?;
+        Ok(())
+    }
+
+    /// Moves the mark to the end of the log (nothing forwarded is being
+    /// stored meanwhile): the next start reads less. Called now and then.
+    pub fn inbox_checkpoint(&self) -> Result<(), BrokerError> {
+        let _inbox = self.cells.inbox.places.lock().unwrap();
+        self.store
+            .metadata()
+            .put(CELLS, MARK, &self.store.log_end())?;
         Ok(())
     }
 
@@ -89,7 +128,7 @@ impl Broker {
             messages.iter().map(|m| place_of(m, &vhost.name)).collect();
         let fresh: Vec<usize> = (0..messages.len())
             .filter(|&i| match &places[i] {
-                Some((origin, seq)) => !inbox.get(origin).is_some_and(|p| p.seen(*seq)),
+                Some((origin, seq)) => !inbox.get(origin).is_some_and(|p| p.contains(seq)),
                 None => true,
             })
             .collect();
@@ -98,40 +137,22 @@ impl Broker {
         let mut outcomes = vec![Outcome::Duplicate; messages.len()];
         let mut changed: HashMap<&str, Places> = HashMap::new();
         for (&i, outcome) in fresh.iter().zip(stored) {
-            if let Some((origin, seq)) = &places[i] {
-                let places = changed
+            if let Some((origin, seq)) = &places[i]
+                && !matches!(outcome, Outcome::Refused(_))
+            {
+                changed
                     .entry(origin)
-                    .or_insert_with(|| inbox.get(origin).cloned().unwrap_or_default());
-                match outcome {
-                    Outcome::Refused(_) => {
-                        if places.highest.is_some_and(|h| *seq < h) {
-                            places.holes.insert(*seq);
-                        }
-                    }
-                    _ => {
-                        places.holes.remove(seq);
-                        if places.highest.is_none_or(|h| *seq > h) {
-                            places.highest = Some(*seq);
-                        }
-                    }
-                }
+                    .or_insert_with(|| inbox.get(origin).cloned().unwrap_or_default())
+                    .insert(*seq..=*seq);
             }
             outcomes[i] = outcome;
-        }
-        // A refused place below a later stored one in this batch is a hole.
-        for &i in &fresh {
-            if let (Some((origin, seq)), Outcome::Refused(_)) = (&places[i], &outcomes[i])
-                && let Some(places) = changed.get_mut(origin.as_str())
-                && places.highest.is_some_and(|h| *seq < h)
-            {
-                places.holes.insert(*seq);
-            }
         }
         if !changed.is_empty() {
             let meta = self.store.metadata();
             let written = changed
                 .iter()
                 .try_for_each(|(origin, places)| meta.put(INBOX, origin, places))
+                .and_then(|()| meta.put(CELLS, MARK, &self.store.log_end()))
                 .and_then(|()| meta.flush());
             if let Err(e) = written {
                 // Not remembered: refuse the batch rather than confirm

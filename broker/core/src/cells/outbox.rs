@@ -267,6 +267,26 @@ impl Broker {
         }
     }
 
+    /// Per destination cell, for metrics.
+    pub(crate) fn link_metrics(&self) -> Vec<super::super::metrics::LinkMetrics> {
+        let outboxes: Vec<(String, Arc<Outbox>)> = (self.cells.outboxes.lock().unwrap().iter())
+            .map(|(cell, outbox)| (cell.clone(), outbox.clone()))
+            .collect();
+        outboxes
+            .into_iter()
+            .map(|(cell, outbox)| {
+                let stats = self.store.stats(outbox.queue).unwrap_or_default();
+                let status = outbox.status.lock().unwrap().clone();
+                super::super::metrics::LinkMetrics {
+                    cell,
+                    up: status.state == LinkState::Up,
+                    queued: stats.ready + stats.unacked,
+                    forwarded: status.forwarded,
+                }
+            })
+            .collect()
+    }
+
     /// `list links` rows (administrators): per destination cell, the
     /// link's state, what waits, what was forwarded, the last error.
     pub(crate) fn link_rows(

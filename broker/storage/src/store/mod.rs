@@ -21,6 +21,7 @@ mod flush_stats;
 mod halves;
 mod queue;
 mod recovery;
+mod scan;
 mod views;
 
 use queue::{Queue, QueueMeta, new_queue, queue_dir};
