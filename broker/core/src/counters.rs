@@ -54,7 +54,7 @@ impl ExchangeCounters {
             match outcome {
                 Outcome::Unroutable => add(&self.unroutable, 1),
                 Outcome::Refused(_) => add(&self.refused, 1),
-                Outcome::Stored { .. } | Outcome::Duplicate => {}
+                Outcome::Stored { .. } | Outcome::Forwarding { .. } | Outcome::Duplicate => {}
             }
         }
     }

@@ -165,7 +165,9 @@ impl Broker {
                         "dead-letter exchange '{exchange}' routed it to no queue (routing key '{}')",
                         message.routing_key
                     ),
-                    Outcome::Stored { .. } | Outcome::Duplicate => continue,
+                    Outcome::Stored { .. } | Outcome::Forwarding { .. } | Outcome::Duplicate => {
+                        continue;
+                    }
                 };
                 self.park(vhost, queue, &cause, message);
             }

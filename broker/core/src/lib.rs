@@ -61,8 +61,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 pub use auth::{ADMINISTRATOR, Access, CELL_PEER, Permission, Principal, Users};
 pub use cells::{
-    CellTable, FEDERATION_HOPS_HEADER, Federation, FederationStatus, Forward, LinkState,
-    LinkStatus, Peer, SlotRange,
+    CellTable, FEDERATION_HOPS_HEADER, Federation, FederationStatus, Forward, ForwardConfirm,
+    LinkState, LinkStatus, Peer, SlotRange,
 };
 pub use consumers::{ConsumerSpec, Got};
 pub use counters::{CounterValues, ExchangeCounterValues, ExchangeCounters, QueueCounters};

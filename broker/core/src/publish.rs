@@ -16,6 +16,9 @@ pub enum Outcome {
     /// Appended. Bound for a sync-flush queue, it may be confirmed only
     /// once durable: [`Broker::wait_durable`] on `durable_after`.
     Stored { durable_after: Option<DurableAt> },
+    /// Stored here for another cell, whose broker must confirm it before
+    /// its publisher is (`confirm = remote`): [`Broker::wait_forwarded`].
+    Forwarding { cell: String, offset: u64 },
     /// No queue received it.
     Unroutable,
     /// The exchange's filter said it was already published: confirmed,

@@ -1,7 +1,8 @@
 //! Publisher confirms for one channel, released in publish order: a
 //! message bound for a sync-flush queue is confirmed only once the log is
 //! durable past it. Everything queued while one flush runs shares the next
-//! flush (group commit across the pipeline).
+//! flush (group commit across the pipeline). A message stored for another
+//! cell with end-to-end confirms is confirmed once that cell confirmed it.
 
 use std::sync::Arc;
 
@@ -49,6 +50,13 @@ pub async fn confirm_pipeline(
                 }
             }
         }
+        for (_, outcome) in &mut round {
+            if let Outcome::Forwarding { cell, offset } = outcome
+                && let Err(e) = broker.wait_forwarded(cell, *offset).await
+            {
+                *outcome = Outcome::Refused(e);
+            }
+        }
         for frame in frames(&round, flush_error.as_ref()) {
             if out.send(frame).await.is_err() {
                 return;
@@ -70,7 +78,10 @@ pub fn frames(round: &[(u64, Outcome)], flush_error: Option<&BrokerError>) -> Ve
         Outcome::Stored {
             durable_after: Some(_),
         } => flush_error.cloned().map_or(Answer::Confirm, Answer::Refuse),
-        Outcome::Stored { .. } | Outcome::Unroutable => Answer::Confirm,
+        // Waited for by the pipeline: the other cell confirmed it.
+        Outcome::Stored { .. } | Outcome::Forwarding { .. } | Outcome::Unroutable => {
+            Answer::Confirm
+        }
         // The publisher must be able to tell that nothing new was stored.
         Outcome::Duplicate => Answer::Duplicate,
         Outcome::Refused(e) => Answer::Refuse(e.clone()),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
 use clap::Subcommand;
-use switchyard_core::{CellTable, Peer, SlotRange};
+use switchyard_core::{CellTable, ForwardConfirm, Peer, SlotRange};
 use switchyard_protocol::cells::slot_of;
 use switchyard_protocol::{Field, Query};
 
@@ -18,6 +18,15 @@ pub enum CellsCommand {
     /// Set this broker's cell (a SET id, or CENTER).
     Local {
         cell: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// When a publisher of a message for another cell is confirmed:
+    /// `stored` (once stored here, store and forward) or `remote` (once the
+    /// other cell confirmed it, end to end).
+    Confirm {
+        #[arg(value_parser = ["stored", "remote"])]
+        mode: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -86,6 +95,10 @@ fn table_from_rows(rows: &[Vec<Field>]) -> anyhow::Result<CellTable> {
         };
         table.version = get("version").parse().context("the table's version")?;
         table.local = get("local");
+        table.confirm = match get("confirm").as_str() {
+            "remote" => ForwardConfirm::Remote,
+            _ => ForwardConfirm::Stored,
+        };
         let (cell, what, detail) = (get("cell"), get("what"), get("detail"));
         match get("entry").as_str() {
             "range" => {
@@ -156,6 +169,7 @@ fn assign_range(table: &mut CellTable, set: &str, low: u32, high: u32) {
 fn client_of(command: &CellsCommand) -> &ClientArgs {
     match command {
         CellsCommand::Local { client, .. }
+        | CellsCommand::Confirm { client, .. }
         | CellsCommand::Range { client, .. }
         | CellsCommand::Pin { client, .. }
         | CellsCommand::Unpin { client, .. }
@@ -170,6 +184,12 @@ fn client_of(command: &CellsCommand) -> &ClientArgs {
 fn edited(command: &CellsCommand, mut table: CellTable) -> anyhow::Result<CellTable> {
     match command {
         CellsCommand::Local { cell, .. } => table.local = cell.clone(),
+        CellsCommand::Confirm { mode, .. } => {
+            table.confirm = match mode.as_str() {
+                "remote" => ForwardConfirm::Remote,
+                _ => ForwardConfirm::Stored,
+            }
+        }
         CellsCommand::Range { set, slots, .. } => {
             let (low, high) = parse_slots(slots)?;
             assign_range(&mut table, set, low, high);

@@ -206,3 +206,45 @@ async fn a_receiving_cell_killed_mid_stream_stores_nothing_twice() {
         expected
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_confirms_wait_for_the_other_cell() {
+    let mut deployment = deploy();
+    deployment
+        .broker("set-a")
+        .cli_ok(&["cells", "confirm", "remote"]);
+    let user = (0..)
+        .map(|i| format!("e2e-{i}"))
+        .find(|u| slot(u) >= 5000)
+        .unwrap();
+    let set_b_dir = deployment.broker("set-b").data_dir.clone();
+    deployment.brokers.get_mut("set-b").unwrap().kill();
+    let (_connection, channel) = deployment.broker("set-a").channel().await;
+    channel.confirm_select().await.unwrap();
+    let confirmation = channel
+        .publish_batch(
+            "orders",
+            vec![keyed(Some(&user), "confirmed by set-b".into())],
+        )
+        .await
+        .unwrap();
+    // While set-b is down the confirm cannot come, however long one waits.
+    let mut confirmation = Box::pin(confirmation);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), &mut confirmation)
+            .await
+            .is_err(),
+        "confirmed before set-b had it"
+    );
+    deployment
+        .brokers
+        .insert("set-b", Broker::start_in(&set_b_dir, &[]));
+    deployment.configure_peers();
+    tokio::time::timeout(Duration::from_secs(120), confirmation)
+        .await
+        .expect("confirmed once set-b has it")
+        .unwrap();
+    // Confirmed means stored there: it is already in set-b's queue.
+    let row = support::queue_row(deployment.broker("set-b"), "orders").unwrap();
+    assert_eq!(row["ready"], 1);
+}

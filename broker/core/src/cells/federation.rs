@@ -203,7 +203,7 @@ impl Broker {
             match outcome {
                 Outcome::Refused(e) => return Err(e.clone()),
                 Outcome::Stored { durable_after } => durable = durable.max(*durable_after),
-                Outcome::Unroutable | Outcome::Duplicate => {}
+                Outcome::Unroutable | Outcome::Duplicate | Outcome::Forwarding { .. } => {}
             }
         }
         if let Some(point) = durable {

@@ -27,7 +27,7 @@ use switchyard_protocol::{Field, Value};
 pub(crate) use federation::federation_arguments;
 pub use federation::{FEDERATION_HOPS_HEADER, Federation, FederationStatus};
 pub use outbox::{Forward, LinkState, LinkStatus};
-pub use table::{CellTable, Peer, SlotRange};
+pub use table::{CellTable, ForwardConfirm, Peer, SlotRange};
 
 use super::Broker;
 use super::auth::Principal;
@@ -109,6 +109,13 @@ impl Broker {
                 Field::new("cell", Value::Text(cell.into())),
                 Field::new("what", Value::Text(what)),
                 Field::new("detail", Value::Text(detail)),
+                Field::new(
+                    "confirm",
+                    Value::Text(match table.confirm {
+                        ForwardConfirm::Stored => "stored".into(),
+                        ForwardConfirm::Remote => "remote".into(),
+                    }),
+                ),
             ]
         };
         let mut rows = Vec::new();

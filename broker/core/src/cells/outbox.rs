@@ -21,6 +21,7 @@ use super::super::convert::{from_stored, to_stored};
 use super::super::error::BrokerError;
 use super::super::publish::Outcome;
 use super::CELLS;
+use super::table::{CellTable, ForwardConfirm};
 
 /// The store queue of the outbox for `cell` (hidden: `\0…`).
 fn store_name(cell: &str) -> String {
@@ -40,6 +41,8 @@ const OUTBOXES_KEY: &str = "outboxes";
 pub(crate) struct Outbox {
     queue: QueueId,
     ready: Arc<Notify>,
+    /// Messages left it (confirmed by the cell, or moved elsewhere).
+    settled: Notify,
     status: Mutex<LinkStatus>,
 }
 
@@ -105,6 +108,7 @@ impl Broker {
                 Arc::new(Outbox {
                     queue,
                     ready: Arc::default(),
+                    settled: Notify::new(),
                     status: Mutex::default(),
                 })
             })
@@ -133,7 +137,7 @@ impl Broker {
         vhost: &str,
         exchange: &str,
         cell: &str,
-        table_version: u64,
+        table: &CellTable,
         messages: &[&Message],
     ) -> Vec<Outcome> {
         let outbox = match self.outbox(cell) {
@@ -150,15 +154,19 @@ impl Broker {
                     .push(Field::new(VHOST_HEADER, Value::Text(vhost.into())));
                 message
                     .headers
-                    .push(Field::new(TABLE_HEADER, Value::Int(table_version as i64)));
+                    .push(Field::new(TABLE_HEADER, Value::Int(table.version as i64)));
                 let mut stored = to_stored(exchange, &message, now);
                 // Its time to live starts again where it is delivered.
                 stored.expiry_ms = 0;
-                match self.store.append(&stored, &[outbox.queue]) {
-                    Ok(_) => Outcome::Stored {
+                match (self.store.append(&stored, &[outbox.queue]), table.confirm) {
+                    (Ok(_), ForwardConfirm::Stored) => Outcome::Stored {
                         durable_after: None,
                     },
-                    Err(e) => Outcome::Refused(e.into()),
+                    (Ok(appended), ForwardConfirm::Remote) => Outcome::Forwarding {
+                        cell: cell.to_string(),
+                        offset: appended.offsets[0].1,
+                    },
+                    (Err(e), _) => Outcome::Refused(e.into()),
                 }
             })
             .collect();
@@ -215,6 +223,7 @@ impl Broker {
                 && self.reroute(cell, &vhost, &exchange, &message, &table)?
             {
                 self.store.ack(outbox.queue, delivered.offset)?;
+                outbox.settled.notify_waiters();
                 continue;
             }
             message.headers.push(Field::new(
@@ -242,7 +251,23 @@ impl Broker {
             self.store.ack(outbox.queue, offset)?;
         }
         outbox.status.lock().unwrap().forwarded += offsets.len() as u64;
+        outbox.settled.notify_waiters();
         Ok(())
+    }
+
+    /// Resolves once message `offset` of `cell`'s outbox left it: the
+    /// cell confirmed it (or a newer table moved it elsewhere first).
+    pub async fn wait_forwarded(&self, cell: &str, offset: u64) -> Result<(), BrokerError> {
+        let outbox = self.outbox(cell)?;
+        loop {
+            let settled = outbox.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if self.store.is_settled(outbox.queue, offset)? {
+                return Ok(());
+            }
+            settled.await;
+        }
     }
 
     /// Forwarding failed: these are taken again, first.

@@ -158,8 +158,7 @@ impl Broker {
         }
         for (cell, indices) in for_cells {
             let batch: Vec<&Message> = indices.iter().map(|&i| &messages[i]).collect();
-            let stored =
-                self.store_for_cell(&vhost.name, exchange.name(), &cell, table.version, &batch);
+            let stored = self.store_for_cell(&vhost.name, exchange.name(), &cell, &table, &batch);
             for (i, outcome) in indices.into_iter().zip(stored) {
                 outcomes[i] = Some(outcome);
             }
@@ -210,13 +209,9 @@ impl Broker {
                 self.bury(&vhost, aftermath);
                 outcomes
             }
-            Placement::Cell(cell) => self.store_for_cell(
-                &vhost.name,
-                exchange.name(),
-                &cell,
-                table.version,
-                &[message],
-            ),
+            Placement::Cell(cell) => {
+                self.store_for_cell(&vhost.name, exchange.name(), &cell, table, &[message])
+            }
         };
         let moved = !matches!(outcome.first(), Some(Outcome::Refused(_)) | None);
         if moved {

@@ -25,6 +25,19 @@ pub struct CellTable {
     pub pins: BTreeMap<String, String>,
     /// The other cells' brokers.
     pub peers: BTreeMap<String, Peer>,
+    /// When this broker confirms a message it stores for another cell.
+    pub confirm: ForwardConfirm,
+}
+
+/// When a publisher of a message for another cell is confirmed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardConfirm {
+    /// Once stored here, in the cell's outbox (store and forward).
+    #[default]
+    Stored,
+    /// Once the other cell's broker confirmed it (end to end).
+    Remote,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,6 +208,7 @@ mod tests {
             ],
             pins: [("vip".to_string(), "set-b".to_string())].into(),
             peers: BTreeMap::new(),
+            confirm: ForwardConfirm::Stored,
         }
     }
 

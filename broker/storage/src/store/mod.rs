@@ -22,6 +22,7 @@ mod halves;
 mod queue;
 mod recovery;
 mod scan;
+mod settlement;
 mod views;
 
 use queue::{Queue, QueueMeta, new_queue, queue_dir};
