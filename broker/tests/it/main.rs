@@ -50,6 +50,7 @@ mod e2e_ordered;
 mod e2e_plugins;
 mod e2e_routing;
 mod e2e_security;
+mod e2e_set_example;
 mod e2e_set_routers;
 mod e2e_single_active;
 mod e2e_streams;
