@@ -31,6 +31,9 @@ pub struct Definitions {
     pub exchanges: Vec<ExchangeDefinition>,
     pub queues: Vec<QueueDefinition>,
     pub bindings: Vec<BindingDefinition>,
+    /// The SET table (docs/SET.md), when the broker is in a SET deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cells: Option<super::cells::CellTable>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,7 +131,23 @@ impl Broker {
             exchanges,
             queues,
             bindings,
+            cells: Some(self.cell_table().as_ref().clone())
+                .filter(|t| t.is_deployed() || !t.ranges.is_empty()),
         })
+    }
+
+    /// The table `definitions` would put in force here: theirs, with this
+    /// broker's own cell kept when it has one (a table moves between the
+    /// cells of a deployment; each broker stays the cell it is).
+    fn imported_cells(&self, definitions: &Definitions) -> Option<super::cells::CellTable> {
+        let mut table = definitions.cells.clone()?;
+        let current = self.cell_table();
+        if current.is_deployed() {
+            table.local = current.local.clone();
+        }
+        table.peers.remove(&table.local);
+        table.version = current.version;
+        Some(table)
     }
 
     /// Applies `definitions` (administrators): checks all of it first, then
@@ -148,6 +167,12 @@ impl Broker {
         }
         self.check_definitions(definitions)?;
         let mut changed = 0;
+        if let Some(table) = self.imported_cells(definitions)
+            && table != *self.cell_table()
+        {
+            self.set_cell_table(principal, 0, table)?;
+            changed += 1;
+        }
         for vhost in &definitions.vhosts {
             if self.vhost(vhost).is_err() {
                 self.add_vhost(&operator(&principal.user, "/"), vhost)?;
@@ -212,6 +237,13 @@ impl Broker {
 
     /// Everything that would refuse the file, before anything changes.
     fn check_definitions(&self, definitions: &Definitions) -> Result<(), BrokerError> {
+        if let Some(table) = self.imported_cells(definitions) {
+            table.validate().map_err(|e| {
+                BrokerError::invalid_argument(format!(
+                    "the definitions' SET table: {e} (nothing was imported)"
+                ))
+            })?;
+        }
         for plugin in &definitions.plugins {
             let here = self.registry.get(&plugin.name).map_err(|_| {
                 BrokerError::precondition(format!(

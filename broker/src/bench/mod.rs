@@ -91,6 +91,10 @@ pub struct BenchConfig {
     /// Fetch the broker's /metrics every second during the run (its HTTP
     /// address), as a Prometheus server would.
     pub scrape_metrics: Option<std::net::SocketAddr>,
+    /// Headers on every message (e.g. `x-set-key` for a SET-routed run).
+    pub headers: Vec<switchyard_client::Field>,
+    /// Arguments of the bench exchange (e.g. `set-router`).
+    pub exchange_arguments: Vec<switchyard_client::Field>,
 }
 
 impl Default for BenchConfig {
@@ -118,6 +122,8 @@ impl Default for BenchConfig {
             groups: 1,
             replay: false,
             scrape_metrics: None,
+            headers: Vec::new(),
+            exchange_arguments: Vec::new(),
         }
     }
 }
@@ -383,6 +389,7 @@ fn next_message(config: &BenchConfig, route: &mut usize, shared: &Shared) -> Mes
         body(config.size, shared),
     );
     *route += 1;
+    message.headers.extend(config.headers.iter().cloned());
     if config.persistent {
         message = message.persistent();
     }

@@ -16,7 +16,11 @@ pub async fn set_up(url: &str, trust: &Trust, config: &BenchConfig) -> Result<()
     let ch = connection.channel().await?;
     if config.exchange_type != "default" {
         let _ = ch.delete_exchange(EXCHANGE, false).await;
-        ch.declare_exchange(EXCHANGE, &config.exchange_type, ExchangeOptions::default())
+        let options = ExchangeOptions {
+            arguments: config.exchange_arguments.clone(),
+            ..ExchangeOptions::default()
+        };
+        ch.declare_exchange(EXCHANGE, &config.exchange_type, options)
             .await?;
     }
     for i in 0..config.queues {

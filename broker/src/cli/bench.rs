@@ -52,6 +52,14 @@ pub struct BenchArgs {
     /// default (routes by queue name, no plugin), direct, topic or fanout.
     #[arg(long, default_value = "default")]
     exchange_type: String,
+    /// An argument of the bench exchange, key=value (repeatable), e.g.
+    /// `set-router=set-router`.
+    #[arg(long = "exchange-arg", value_name = "KEY=VALUE")]
+    exchange_arguments: Vec<String>,
+    /// A header on every message, key=value (repeatable), e.g.
+    /// `x-set-key=user-1` to route a run to that user's cell.
+    #[arg(long = "header", value_name = "KEY=VALUE")]
+    headers: Vec<String>,
     #[arg(long, default_value_t = 1)]
     queues: usize,
     /// Extra, never-matching bindings on the exchange.
@@ -162,6 +170,8 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         groups: args.groups,
         replay: args.replay,
         scrape_metrics: None,
+        headers: super::client::parse_fields(&args.headers)?,
+        exchange_arguments: super::client::parse_fields(&args.exchange_arguments)?,
     };
     if args.lagging_groups > 0 {
         return block_on(async move {

@@ -10,6 +10,10 @@ use support::{Broker, stderr};
 fn definitions_move_a_topology_and_its_users_to_another_broker() {
     let source = Broker::start();
     source.cli_ok(&["vhost", "add", "shop"]);
+    // Its SET table travels too.
+    source.cli_ok(&["cells", "local", "set-a"]);
+    source.cli_ok(&["cells", "range", "set-a", "0-4999"]);
+    source.cli_ok(&["cells", "pin", "vip", "set-a"]);
     support::add_user(
         &source,
         "carol",
@@ -110,6 +114,7 @@ fn definitions_move_a_topology_and_its_users_to_another_broker() {
         ("bindings", &["exchange", "queue", "key", "arguments"][..]),
         ("users", &["name", "tags"][..]),
         ("vhosts", &["name"][..]),
+        ("cells", &["local", "entry", "cell", "what"][..]),
     ] {
         assert_eq!(
             listed(&source, what, fields),
