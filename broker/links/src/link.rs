@@ -20,10 +20,27 @@ const BATCH: usize = 256;
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(broker: Arc<Broker>, cell: String, shutdown: watch::Receiver<bool>) {
-    let report = |state: State| match state {
-        State::NoPeer => broker.set_link_status(&cell, LinkState::NoPeer, None),
-        State::Connecting => broker.set_link_status(&cell, LinkState::Connecting, None),
-        State::Down(error) => broker.set_link_status(&cell, LinkState::Down, Some(error)),
+    // Before each attempt (the link takes nothing meanwhile): messages a
+    // changed table no longer puts in this cell move now, not only once
+    // the cell is reachable again.
+    let mut rerouted_under = None;
+    let report = |state: State| {
+        let version = broker.cell_table().version;
+        if rerouted_under != Some(version) {
+            rerouted_under = Some(version);
+            match broker.outbox_reroute(&cell) {
+                Ok(0) => {}
+                Ok(moved) => {
+                    tracing::info!(%cell, moved, version, "messages rerouted by a changed SET table")
+                }
+                Err(e) => tracing::warn!(%cell, error = %e, "could not reroute waiting messages"),
+            }
+        }
+        match state {
+            State::NoPeer => broker.set_link_status(&cell, LinkState::NoPeer, None),
+            State::Connecting => broker.set_link_status(&cell, LinkState::Connecting, None),
+            State::Down(error) => broker.set_link_status(&cell, LinkState::Down, Some(error)),
+        }
     };
     keep_running(&broker, &cell, shutdown, report, |peer, table| {
         forward(&broker, &cell, peer, table)

@@ -33,7 +33,8 @@ pub(crate) enum State {
 
 /// Runs `attempt` with the peer of `cell` until it is done or the broker
 /// shuts down: waits while the table names no peer, tries again after a
-/// failure with a pause doubling from 100 ms to 5 s.
+/// failure with a pause doubling from 100 ms to 5 s. `report` hears the
+/// state before every attempt and every wait (nothing runs meanwhile).
 pub(crate) async fn keep_running<F, Fut>(
     broker: &Arc<Broker>,
     cell: &str,

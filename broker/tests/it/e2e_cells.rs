@@ -55,10 +55,10 @@ async fn users_land_in_their_cells_exactly_once_and_globals_at_the_center() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cell_that_is_down_loses_nothing_and_gets_nothing_twice() {
     let mut deployment = deploy();
-    let users: Vec<String> = (0..10_000)
+    let users: Vec<String> = (0..40_000)
         .map(|i| format!("u{i}"))
         .filter(|u| slot(u) >= 5000)
-        .take(2_000)
+        .take(10_000)
         .collect();
     // set-b goes away; set-a stores its messages for it.
     let set_b_dir = deployment.broker("set-b").data_dir.clone();
@@ -73,7 +73,7 @@ async fn a_cell_that_is_down_loses_nothing_and_gets_nothing_twice() {
     let links = deployment
         .broker("set-a")
         .cli_ok(&["list", "links", "--json"]);
-    assert!(links.contains("\"queued\":2000"), "{links}");
+    assert!(links.contains("\"queued\":10000"), "{links}");
 
     // set-b comes back on a new port; set-a is told where it is.
     let restarted = Broker::start_in(&set_b_dir, &[]);
@@ -129,10 +129,10 @@ async fn a_moved_range_routes_later_messages_to_the_new_cell_and_bad_decisions_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarding_broker_killed_mid_stream_resumes_without_loss_or_duplicates() {
     let mut deployment = deploy();
-    let users: Vec<String> = (0..20_000)
+    let users: Vec<String> = (0..40_000)
         .map(|i| format!("k{i}"))
         .filter(|u| slot(u) >= 5000)
-        .take(5_000)
+        .take(10_000)
         .collect();
     let set_b_dir = deployment.broker("set-b").data_dir.clone();
     deployment.brokers.get_mut("set-b").unwrap().kill();
@@ -247,4 +247,38 @@ async fn end_to_end_confirms_wait_for_the_other_cell() {
     // Confirmed means stored there: it is already in set-b's queue.
     let row = support::queue_row(deployment.broker("set-b"), "orders").unwrap();
     assert_eq!(row["ready"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_waiting_for_a_cell_follow_their_range_when_it_moves() {
+    let mut deployment = deploy();
+    let users: Vec<String> = (0..2_000)
+        .map(|i| format!("w{i}"))
+        .filter(|u| slot(u) >= 5000)
+        .take(300)
+        .collect();
+    deployment.brokers.get_mut("set-b").unwrap().kill();
+    let (_connection, channel) = deployment.broker("set-a").channel().await;
+    channel.confirm_select().await.unwrap();
+    let messages: Vec<Message> = users
+        .iter()
+        .map(|u| keyed(Some(u), format!("order of {u}")))
+        .collect();
+    publish_all(&channel, messages).await;
+    // set-b stays down; its whole range moves to set-a.
+    for cell in ["CENTER", "set-a"] {
+        deployment
+            .broker(cell)
+            .cli_ok(&["cells", "range", "set-a", "5000-9999"]);
+    }
+    let mut expected: Vec<String> = users.iter().map(|u| format!("order of {u}")).collect();
+    expected.sort();
+    assert_eq!(
+        collect(deployment.broker("set-a"), expected.len()).await,
+        expected
+    );
+    let links = deployment
+        .broker("set-a")
+        .cli_ok(&["list", "links", "--json"]);
+    assert!(links.contains("\"queued\":0"), "{links}");
 }

@@ -203,45 +203,76 @@ impl Broker {
             let Some(delivered) = self.store.deliver(outbox.queue)? else {
                 break;
             };
-            let (exchange, mut message) = match from_stored(&delivered.message) {
-                Ok(decoded) => decoded,
-                Err(e) => {
-                    tracing::error!(cell, offset = delivered.offset, error = %e, "unreadable outbox record skipped");
-                    self.store.ack(outbox.queue, delivered.offset)?;
-                    continue;
-                }
-            };
-            let vhost = match take_header(&mut message, VHOST_HEADER) {
-                Some(Value::Text(vhost)) => vhost,
-                _ => "/".to_string(),
-            };
-            let version = match take_header(&mut message, TABLE_HEADER) {
-                Some(Value::Int(version)) => version as u64,
-                _ => 0,
-            };
-            if version != table.version
-                && self.reroute(cell, &vhost, &exchange, &message, &table)?
-            {
-                self.store.ack(outbox.queue, delivered.offset)?;
-                outbox.settled.notify_waiters();
+            let Some(mut forward) = self.unpack(cell, &outbox, &table, &delivered)? else {
                 continue;
-            }
-            message.headers.push(Field::new(
+            };
+            forward.message.headers.push(Field::new(
                 FORWARDED_FROM_HEADER,
                 Value::Text(table.local.clone()),
             ));
-            message.headers.push(Field::new(
+            forward.message.headers.push(Field::new(
                 FORWARD_SEQ_HEADER,
                 Value::Text(format!("{}/{}", self.cells.epoch, delivered.offset)),
             ));
-            taken.push(Forward {
-                offset: delivered.offset,
-                vhost,
-                exchange,
-                message,
-            });
+            taken.push(forward);
         }
         Ok(taken)
+    }
+
+    /// Routes again every message waiting for `cell` that an older table
+    /// placed (while its link cannot forward them: the peer is down or
+    /// gone); the rest stay, in order. Returns how many moved.
+    pub fn outbox_reroute(&self, cell: &str) -> Result<u64, BrokerError> {
+        let outbox = self.outbox(cell)?;
+        let table = self.cell_table();
+        let (mut kept, mut moved) = (Vec::new(), 0);
+        while let Some(delivered) = self.store.deliver(outbox.queue)? {
+            match self.unpack(cell, &outbox, &table, &delivered)? {
+                Some(_) => kept.push(delivered.offset),
+                None => moved += 1,
+            }
+        }
+        self.store.release(outbox.queue, &kept)?;
+        Ok(moved)
+    }
+
+    /// The message of an outbox record, unless it is gone: unreadable
+    /// (dropped, logged) or placed anew by the table in force (stored
+    /// where that table puts it).
+    fn unpack(
+        &self,
+        cell: &str,
+        outbox: &Outbox,
+        table: &CellTable,
+        delivered: &switchyard_storage::Delivered,
+    ) -> Result<Option<Forward>, BrokerError> {
+        let (exchange, mut message) = match from_stored(&delivered.message) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                tracing::error!(cell, offset = delivered.offset, error = %e, "unreadable outbox record skipped");
+                self.store.ack(outbox.queue, delivered.offset)?;
+                return Ok(None);
+            }
+        };
+        let vhost = match take_header(&mut message, VHOST_HEADER) {
+            Some(Value::Text(vhost)) => vhost,
+            _ => "/".to_string(),
+        };
+        let version = match take_header(&mut message, TABLE_HEADER) {
+            Some(Value::Int(version)) => version as u64,
+            _ => 0,
+        };
+        if version != table.version && self.reroute(cell, &vhost, &exchange, &message, table)? {
+            self.store.ack(outbox.queue, delivered.offset)?;
+            outbox.settled.notify_waiters();
+            return Ok(None);
+        }
+        Ok(Some(Forward {
+            offset: delivered.offset,
+            vhost,
+            exchange,
+            message,
+        }))
     }
 
     /// The other cell confirmed these.
