@@ -13,15 +13,19 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use switchyard_client::{
-    Channel, ConsumeOptions, Consumer, Delivery, Field, Query, QueueOptions, StreamOffset, Value,
+    Channel, ConsumeOptions, Consumer, Delivery, Field, Frame, Query, QueueOptions, StreamOffset,
+    Value,
 };
 use switchyard_core::{Broker, CellTable, Federation, Peer};
 use tokio::sync::watch;
 
 use super::peer::{Sessions, State, Stopped, keep_running, peer_unchanged};
 
-/// Messages read ahead from the upstream.
-const PREFETCH: u32 = 2_000;
+/// Messages read ahead from the upstream. At most the client's buffer of
+/// deliveries (1024): with more, a full buffer stops the channel's reader,
+/// and the replies to this link's own requests on the channel (bind,
+/// query) would wait behind deliveries it cannot take while it waits.
+const PREFETCH: u32 = 1_000;
 /// Messages stored here per batch.
 const BATCH: usize = 500;
 /// How often bindings are mirrored again and the lag is read.
@@ -56,15 +60,29 @@ async fn follow(
     if local_cell.is_empty() {
         return Stopped::Failed("this broker has no cell ([cells] local)".into());
     }
-    let mut sessions = match Sessions::new(broker, &federation.upstream_cell, &peer) {
+    // One name per federation link: a new run of it finds its predecessor.
+    let client_name = format!(
+        "switchyard-federation {local_cell} {} {}",
+        federation.vhost, federation.exchange
+    );
+    let mut sessions = match Sessions::new(
+        broker,
+        &federation.upstream_cell,
+        &peer,
+        client_name.clone(),
+    ) {
         Ok(sessions) => sessions,
         Err(e) => return Stopped::Failed(e),
     };
-    let channel = match sessions.channel(&federation.vhost).await {
-        Ok(channel) => channel,
-        Err(e) => return Stopped::Failed(e),
-    };
+    if let Err(e) = sessions.channel(&federation.vhost).await {
+        return Stopped::Failed(e);
+    }
+    let own = sessions.connection_id(&federation.vhost);
+    let channel = sessions.channel(&federation.vhost).await.expect("open");
     let queue = federation.upstream_queue(&local_cell);
+    if let Err(e) = retire_predecessors(channel, &client_name, own, &queue, &local_cell).await {
+        return Stopped::Failed(e);
+    }
     let mut consumer = match subscribe(broker, federation, channel, &queue, &local_cell).await {
         Ok(consumer) => consumer,
         Err(e) => return Stopped::Failed(e),
@@ -107,6 +125,66 @@ async fn follow(
             }
         }
     }
+}
+
+/// Closes what is left upstream of an earlier run of this link (a broker
+/// killed or restarted leaves its connection until the upstream's idle
+/// timeout) and waits until its consumer is gone: the group's messages it
+/// held come back first, so the new consumer reads them in order.
+async fn retire_predecessors(
+    channel: &Channel,
+    client_name: &str,
+    own: Option<u64>,
+    queue: &str,
+    group: &str,
+) -> Result<(), String> {
+    let text =
+        |row: &[Field], name: &str| row.iter().find(|f| f.name == name).map(|f| f.value.clone());
+    let connections = channel
+        .query(Query::Connections)
+        .await
+        .map_err(|e| e.to_string())?;
+    for row in &connections {
+        let Some(Value::Int(id)) = text(row, "id") else {
+            continue;
+        };
+        if text(row, "client") == Some(Value::Text(client_name.into())) && Some(id as u64) != own {
+            let closed = channel
+                .admin(|req| Frame::CloseConnection {
+                    req,
+                    id: id as u64,
+                    reason: "replaced by a new federation link".into(),
+                })
+                .await;
+            if let Err(e) = closed {
+                tracing::debug!(id, error = %e, "closing an earlier federation link");
+            }
+        }
+    }
+    for _ in 0..600 {
+        let rows = channel
+            .query(Query::Groups)
+            .await
+            .map_err(|e| e.to_string())?;
+        let consumers = rows
+            .iter()
+            .find(|row| {
+                text(row, "queue") == Some(Value::Text(queue.into()))
+                    && text(row, "group") == Some(Value::Text(group.into()))
+            })
+            .and_then(|row| match text(row, "consumers") {
+                Some(Value::Int(n)) => Some(n),
+                _ => None,
+            })
+            .unwrap_or(0);
+        if consumers == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "an earlier consumer of {queue} upstream does not go away"
+    ))
 }
 
 /// Declares and binds the upstream stream queue, and joins its group.

@@ -54,7 +54,7 @@ async fn forward(
     peer: Peer,
     mut table: watch::Receiver<Arc<CellTable>>,
 ) -> Stopped {
-    let mut sessions = match Sessions::new(broker, cell, &peer) {
+    let mut sessions = match Sessions::new(broker, cell, &peer, "switchyard-link".into()) {
         Ok(sessions) => sessions,
         Err(e) => return Stopped::Failed(e),
     };

@@ -89,17 +89,25 @@ pub(crate) fn peer_unchanged(
 /// A session (connection + channel in confirm mode) per vhost on a peer.
 pub(crate) struct Sessions {
     peer: Peer,
+    /// What the peer's `list connections` shows for these sessions.
+    client_name: String,
     trust: Trust,
     open: BTreeMap<String, (Connection, Channel)>,
 }
 
 impl Sessions {
-    pub(crate) fn new(broker: &Broker, cell: &str, peer: &Peer) -> Result<Sessions, String> {
+    pub(crate) fn new(
+        broker: &Broker,
+        cell: &str,
+        peer: &Peer,
+        client_name: String,
+    ) -> Result<Sessions, String> {
         let ca = (peer.ca.clone()).unwrap_or_else(|| broker.data_dir().join("tls/ca.pem"));
         let trust = Trust::ca_file(&ca)
             .map_err(|e| format!("the CA of cell {cell} ({}): {e}", ca.display()))?;
         Ok(Sessions {
             peer: peer.clone(),
+            client_name,
             trust,
             open: BTreeMap::new(),
         })
@@ -110,7 +118,7 @@ impl Sessions {
             let mut address = BrokerAddress::parse(&self.peer.url).map_err(|e| e.to_string())?;
             address.vhost = vhost.to_string();
             let mut options = ConnectOptions::new(self.trust.clone());
-            options.client_name = "switchyard-link".into();
+            options.client_name = self.client_name.clone();
             let connection = Connection::open(&address, options)
                 .await
                 .map_err(|e| format!("connecting to {}:{}: {e}", address.host, address.port))?;
@@ -119,5 +127,12 @@ impl Sessions {
             self.open.insert(vhost.to_string(), (connection, channel));
         }
         Ok(&self.open[vhost].1)
+    }
+
+    /// This session's connection id on the peer.
+    pub(crate) fn connection_id(&self, vhost: &str) -> Option<u64> {
+        self.open
+            .get(vhost)
+            .map(|(connection, _)| connection.connection_id())
     }
 }

@@ -110,7 +110,11 @@ impl futures::Stream for Consumer {
 pub struct ConsumeOptions {
     /// Empty: the broker generates one.
     pub tag: String,
-    /// Unacknowledged deliveries allowed at once (0 = unlimited).
+    /// Unacknowledged deliveries allowed at once (0 = unlimited). Up to
+    /// 1024 are buffered in the client; past that the channel's reader
+    /// waits for the application to take them, and so do replies to
+    /// requests made on the same channel: a consumer with a larger
+    /// prefetch should make its other requests on another channel.
     pub prefetch: u32,
     /// Deliveries count as acknowledged when sent.
     pub auto_ack: bool,
