@@ -21,10 +21,8 @@ use tokio::sync::watch;
 
 use super::peer::{Sessions, State, Stopped, keep_running, peer_unchanged};
 
-/// Messages read ahead from the upstream. At most the client's buffer of
-/// deliveries (1024): with more, a full buffer stops the channel's reader,
-/// and the replies to this link's own requests on the channel (bind,
-/// query) would wait behind deliveries it cannot take while it waits.
+/// Messages read ahead from the upstream (the client buffers as many, so
+/// this link's own requests on the channel are answered meanwhile).
 const PREFETCH: u32 = 1_000;
 /// Messages stored here per batch.
 const BATCH: usize = 500;

@@ -59,6 +59,42 @@ async fn prefetch_limits_unacknowledged_deliveries() {
     }
 }
 
+/// A consumer with a prefetch above the client's default buffer that has
+/// not taken its deliveries yet still gets answers to requests on its
+/// channel: they are not held behind the deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_answered_while_a_large_prefetch_waits_to_be_taken() {
+    let broker = Broker::start();
+    let (_c, ch) = broker.channel().await;
+    queue(&ch, "backlog").await;
+    for _ in 0..6 {
+        fill(&ch, "backlog", 500).await;
+    }
+    let options = ConsumeOptions {
+        prefetch: 3_000,
+        ..ConsumeOptions::default()
+    };
+    let mut consumer = ch.consume("backlog", options).await.unwrap();
+    // Nothing is taken: all 3,000 deliveries come while requests are made.
+    for i in 0..20 {
+        let answered = tokio::time::timeout(
+            Duration::from_secs(60),
+            ch.declare_queue(&format!("side-{i}"), QueueOptions::default()),
+        )
+        .await;
+        assert!(
+            matches!(answered, Ok(Ok(_))),
+            "request {i} was not answered"
+        );
+    }
+    for _ in 0..3_000 {
+        tokio::time::timeout(Duration::from_secs(60), consumer.next())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nack_with_requeue_redelivers_with_the_redelivered_flag() {
     let broker = Broker::start();

@@ -24,7 +24,8 @@ use switchyard_transport::{FrameReader, FrameWriter};
 /// Small: a frame may be a batch of many messages, and the writer
 /// coalesces whatever is queued into one write anyway.
 const OUTBOUND_FRAMES: usize = 256;
-/// Deliveries buffered per consumer before the channel's reader waits.
+/// Deliveries buffered per consumer before the channel's reader waits
+/// (at least the consumer's prefetch: see `consume`).
 const CONSUMER_BUFFER: usize = 1024;
 /// Room left in a frame for everything but the body.
 const FRAME_OVERHEAD: usize = 64 << 10;
@@ -427,7 +428,17 @@ impl Channel {
 
     /// Starts a consumer on a queue.
     pub async fn consume(&self, queue: &str, options: ConsumeOptions) -> Result<Consumer, Error> {
-        let (tx, deliveries) = mpsc::channel(CONSUMER_BUFFER);
+        // The broker never has more than `prefetch` deliveries of a manual-ack
+        // consumer out, so a buffer that large never fills: the channel's
+        // reader never waits on this consumer, and replies to requests on
+        // the same channel are not held behind deliveries the application
+        // has not taken yet. Without a prefetch limit (or with auto-ack) the
+        // buffer stays bounded and a slow consumer slows its channel.
+        let capacity = match (options.prefetch, options.auto_ack) {
+            (0, _) | (_, true) => CONSUMER_BUFFER,
+            (prefetch, false) => CONSUMER_BUFFER.max(prefetch as usize),
+        };
+        let (tx, deliveries) = mpsc::channel(capacity);
         let info = self
             .request_ok(|req| {
                 self.shared

@@ -110,11 +110,11 @@ impl futures::Stream for Consumer {
 pub struct ConsumeOptions {
     /// Empty: the broker generates one.
     pub tag: String,
-    /// Unacknowledged deliveries allowed at once (0 = unlimited). Up to
-    /// 1024 are buffered in the client; past that the channel's reader
-    /// waits for the application to take them, and so do replies to
-    /// requests made on the same channel: a consumer with a larger
-    /// prefetch should make its other requests on another channel.
+    /// Unacknowledged deliveries allowed at once (0 = unlimited). The
+    /// client buffers up to this many (at least 1024), so requests on the
+    /// same channel are answered while deliveries wait to be taken. With
+    /// no limit or auto-ack, past 1024 buffered deliveries the channel's
+    /// reader waits for the application, and so do replies on the channel.
     pub prefetch: u32,
     /// Deliveries count as acknowledged when sent.
     pub auto_ack: bool,
