@@ -131,7 +131,12 @@ async fn per_key_order_survives_consumers_dying_at_random() {
                 while processed < dies_after {
                     let delivery = tokio::select! {
                         d = current.consumer.next() => d.expect("the consumer ended"),
-                        _ = done.changed() => return,
+                        _ = done.changed() => {
+                            // Its acks are processed before its connection
+                            // goes with this task.
+                            let _ = current.channel.query(switchyard_client::Query::Vhosts).await;
+                            return;
+                        }
                     };
                     let body = String::from_utf8_lossy(&delivery.message.body).into_owned();
                     let (key, seq) = body.split_once(':').unwrap();
@@ -146,6 +151,10 @@ async fn per_key_order_survives_consumers_dying_at_random() {
                     delivery.ack().await.unwrap();
                     processed += 1;
                     if total == COUNT {
+                        let _ = current
+                            .channel
+                            .query(switchyard_client::Query::Vhosts)
+                            .await;
                         let _ = done_tx.send(true);
                         return;
                     }
