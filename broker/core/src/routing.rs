@@ -45,16 +45,14 @@ impl Broker {
         messages: &[Message],
         aftermath: &mut Aftermath,
     ) -> Vec<Outcome> {
-        let exchange = match vhost.exchange(exchange) {
-            Ok(exchange) => exchange,
-            Err(e) => return vec![Outcome::Refused(e); messages.len()],
-        };
-        let outcomes = match &exchange.set_router {
-            Some(router) => self.place_and_publish(vhost, &exchange, router, messages, aftermath),
-            None => self.filter_route_and_store(vhost, &exchange, messages, aftermath),
-        };
-        exchange.counters.count(&outcomes);
-        outcomes
+        self.through_exchange(vhost, exchange, messages, |exchange| {
+            match &exchange.set_router {
+                Some(router) => {
+                    self.place_and_publish(vhost, exchange, router, messages, aftermath)
+                }
+                None => self.filter_route_and_store(vhost, exchange, messages, aftermath),
+            }
+        })
     }
 
     /// Stores messages another cell forwarded (never SET-routed again).
@@ -65,11 +63,25 @@ impl Broker {
         messages: &[Message],
         aftermath: &mut Aftermath,
     ) -> Vec<Outcome> {
-        let exchange = match vhost.exchange(exchange) {
+        self.through_exchange(vhost, exchange, messages, |exchange| {
+            self.publish_forwarded(vhost, exchange, messages, aftermath)
+        })
+    }
+
+    /// `publish` through exchange `name` of `vhost` (every message refused
+    /// if there is none), counted in the exchange's totals.
+    fn through_exchange(
+        &self,
+        vhost: &Vhost,
+        name: &str,
+        messages: &[Message],
+        publish: impl FnOnce(&Exchange) -> Vec<Outcome>,
+    ) -> Vec<Outcome> {
+        let exchange = match vhost.exchange(name) {
             Ok(exchange) => exchange,
             Err(e) => return vec![Outcome::Refused(e); messages.len()],
         };
-        let outcomes = self.publish_forwarded(vhost, &exchange, messages, aftermath);
+        let outcomes = publish(&exchange);
         exchange.counters.count(&outcomes);
         outcomes
     }

@@ -8,8 +8,10 @@ use crate::support;
 
 use std::time::Duration;
 
-use support::cells::{CELLS, collect, deploy, expected_cells, keyed, publish_all, slot};
-use support::{Broker, eventually_async};
+use support::cells::{
+    CELLS, collect, deploy, expected_cells, keyed, order_bodies, orders, publish_all, slot,
+    users_of_set_b, wait_until_some,
+};
 use switchyard_client::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,32 +57,20 @@ async fn users_land_in_their_cells_exactly_once_and_globals_at_the_center() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cell_that_is_down_loses_nothing_and_gets_nothing_twice() {
     let mut deployment = deploy();
-    let users: Vec<String> = (0..40_000)
-        .map(|i| format!("u{i}"))
-        .filter(|u| slot(u) >= 5000)
-        .take(10_000)
-        .collect();
+    let users = users_of_set_b("u", 10_000);
     // set-b goes away; set-a stores its messages for it.
-    let set_b_dir = deployment.broker("set-b").data_dir.clone();
-    deployment.brokers.get_mut("set-b").unwrap().kill();
+    let set_b_dir = deployment.kill("set-b");
     let (_connection, channel) = deployment.broker("set-a").channel().await;
     channel.confirm_select().await.unwrap();
-    let messages: Vec<Message> = users
-        .iter()
-        .map(|u| keyed(Some(u), format!("order of {u}")))
-        .collect();
-    publish_all(&channel, messages).await;
+    publish_all(&channel, orders(&users)).await;
     let links = deployment
         .broker("set-a")
         .cli_ok(&["list", "links", "--json"]);
     assert!(links.contains("\"queued\":10000"), "{links}");
 
     // set-b comes back on a new port; set-a is told where it is.
-    let restarted = Broker::start_in(&set_b_dir, &[]);
-    deployment.brokers.insert("set-b", restarted);
-    deployment.configure_peers();
-    let mut expected: Vec<String> = users.iter().map(|u| format!("order of {u}")).collect();
-    expected.sort();
+    deployment.restart("set-b", &set_b_dir);
+    let expected = order_bodies(&users);
     assert_eq!(
         collect(deployment.broker("set-b"), expected.len()).await,
         expected
@@ -129,41 +119,20 @@ async fn a_moved_range_routes_later_messages_to_the_new_cell_and_bad_decisions_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarding_broker_killed_mid_stream_resumes_without_loss_or_duplicates() {
     let mut deployment = deploy();
-    let users: Vec<String> = (0..40_000)
-        .map(|i| format!("k{i}"))
-        .filter(|u| slot(u) >= 5000)
-        .take(10_000)
-        .collect();
-    let set_b_dir = deployment.broker("set-b").data_dir.clone();
-    deployment.brokers.get_mut("set-b").unwrap().kill();
+    let users = users_of_set_b("k", 10_000);
+    let set_b_dir = deployment.kill("set-b");
     {
         let (_connection, channel) = deployment.broker("set-a").channel().await;
         channel.confirm_select().await.unwrap();
-        let messages: Vec<Message> = users
-            .iter()
-            .map(|u| keyed(Some(u), format!("order of {u}")))
-            .collect();
-        publish_all(&channel, messages).await;
+        publish_all(&channel, orders(&users)).await;
     }
     // set-b returns; set-a starts forwarding and is SIGKILLed meanwhile.
-    deployment
-        .brokers
-        .insert("set-b", Broker::start_in(&set_b_dir, &[]));
-    deployment.configure_peers();
-    let set_b = deployment.broker("set-b");
-    let arrived_some = eventually_async(Duration::from_secs(60), || async {
-        support::queue_row(set_b, "orders").is_some_and(|row| row["ready"].as_u64() > Some(0))
-    })
-    .await;
-    assert!(arrived_some, "forwarding started");
-    let set_a_dir = deployment.broker("set-a").data_dir.clone();
-    deployment.brokers.get_mut("set-a").unwrap().kill();
-    deployment
-        .brokers
-        .insert("set-a", Broker::start_in(&set_a_dir, &[]));
+    deployment.restart("set-b", &set_b_dir);
+    wait_until_some(deployment.broker("set-b"), "orders").await;
+    let set_a_dir = deployment.kill("set-a");
+    deployment.restart("set-a", &set_a_dir);
 
-    let mut expected: Vec<String> = users.iter().map(|u| format!("order of {u}")).collect();
-    expected.sort();
+    let expected = order_bodies(&users);
     assert_eq!(
         collect(deployment.broker("set-b"), expected.len()).await,
         expected
@@ -173,34 +142,16 @@ async fn a_forwarding_broker_killed_mid_stream_resumes_without_loss_or_duplicate
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiving_cell_killed_mid_stream_stores_nothing_twice() {
     let mut deployment = deploy();
-    let users: Vec<String> = (0..20_000)
-        .map(|i| format!("r{i}"))
-        .filter(|u| slot(u) >= 5000)
-        .take(5_000)
-        .collect();
+    let users = users_of_set_b("r", 5_000);
     let (_connection, channel) = deployment.broker("set-a").channel().await;
     channel.confirm_select().await.unwrap();
-    let messages: Vec<Message> = users
-        .iter()
-        .map(|u| keyed(Some(u), format!("order of {u}")))
-        .collect();
-    publish_all(&channel, messages).await;
+    publish_all(&channel, orders(&users)).await;
     // set-b is SIGKILLed while the forwarded messages arrive.
-    let set_b = deployment.broker("set-b");
-    let arrived_some = eventually_async(Duration::from_secs(60), || async {
-        support::queue_row(set_b, "orders").is_some_and(|row| row["ready"].as_u64() > Some(0))
-    })
-    .await;
-    assert!(arrived_some, "forwarding started");
-    let set_b_dir = set_b.data_dir.clone();
-    deployment.brokers.get_mut("set-b").unwrap().kill();
-    deployment
-        .brokers
-        .insert("set-b", Broker::start_in(&set_b_dir, &[]));
-    deployment.configure_peers();
+    wait_until_some(deployment.broker("set-b"), "orders").await;
+    let set_b_dir = deployment.kill("set-b");
+    deployment.restart("set-b", &set_b_dir);
 
-    let mut expected: Vec<String> = users.iter().map(|u| format!("order of {u}")).collect();
-    expected.sort();
+    let expected = order_bodies(&users);
     assert_eq!(
         collect(deployment.broker("set-b"), expected.len()).await,
         expected
@@ -217,8 +168,7 @@ async fn end_to_end_confirms_wait_for_the_other_cell() {
         .map(|i| format!("e2e-{i}"))
         .find(|u| slot(u) >= 5000)
         .unwrap();
-    let set_b_dir = deployment.broker("set-b").data_dir.clone();
-    deployment.brokers.get_mut("set-b").unwrap().kill();
+    let set_b_dir = deployment.kill("set-b");
     let (_connection, channel) = deployment.broker("set-a").channel().await;
     channel.confirm_select().await.unwrap();
     let confirmation = channel
@@ -236,10 +186,7 @@ async fn end_to_end_confirms_wait_for_the_other_cell() {
             .is_err(),
         "confirmed before set-b had it"
     );
-    deployment
-        .brokers
-        .insert("set-b", Broker::start_in(&set_b_dir, &[]));
-    deployment.configure_peers();
+    deployment.restart("set-b", &set_b_dir);
     tokio::time::timeout(Duration::from_secs(120), confirmation)
         .await
         .expect("confirmed once set-b has it")
@@ -252,27 +199,18 @@ async fn end_to_end_confirms_wait_for_the_other_cell() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_waiting_for_a_cell_follow_their_range_when_it_moves() {
     let mut deployment = deploy();
-    let users: Vec<String> = (0..2_000)
-        .map(|i| format!("w{i}"))
-        .filter(|u| slot(u) >= 5000)
-        .take(300)
-        .collect();
-    deployment.brokers.get_mut("set-b").unwrap().kill();
+    let users = users_of_set_b("w", 300);
+    deployment.kill("set-b");
     let (_connection, channel) = deployment.broker("set-a").channel().await;
     channel.confirm_select().await.unwrap();
-    let messages: Vec<Message> = users
-        .iter()
-        .map(|u| keyed(Some(u), format!("order of {u}")))
-        .collect();
-    publish_all(&channel, messages).await;
+    publish_all(&channel, orders(&users)).await;
     // set-b stays down; its whole range moves to set-a.
     for cell in ["CENTER", "set-a"] {
         deployment
             .broker(cell)
             .cli_ok(&["cells", "range", "set-a", "5000-9999"]);
     }
-    let mut expected: Vec<String> = users.iter().map(|u| format!("order of {u}")).collect();
-    expected.sort();
+    let expected = order_bodies(&users);
     assert_eq!(
         collect(deployment.broker("set-a"), expected.len()).await,
         expected

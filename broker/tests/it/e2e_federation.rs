@@ -74,19 +74,12 @@ async fn a_global_exchange_reaches_every_set_exactly_once_in_order_across_restar
 
     publish_range(deployment.broker("CENTER"), 0..3_000).await;
     // set-b restarts while messages flow.
-    let set_b_dir = deployment.broker("set-b").data_dir.clone();
-    deployment.brokers.get_mut("set-b").unwrap().kill();
+    let set_b_dir = deployment.kill("set-b");
     publish_range(deployment.broker("CENTER"), 3_000..6_000).await;
-    deployment
-        .brokers
-        .insert("set-b", Broker::start_in(&set_b_dir, &[]));
+    deployment.restart("set-b", &set_b_dir);
     // CENTER restarts (new port: the SETs are told).
-    let center_dir = deployment.broker("CENTER").data_dir.clone();
-    deployment.brokers.get_mut("CENTER").unwrap().kill();
-    deployment
-        .brokers
-        .insert("CENTER", Broker::start_in(&center_dir, &[]));
-    deployment.configure_peers();
+    let center_dir = deployment.kill("CENTER");
+    deployment.restart("CENTER", &center_dir);
     publish_range(deployment.broker("CENTER"), 6_000..MESSAGES).await;
 
     let expected: Vec<String> = (0..MESSAGES).map(|i| format!("g{i:05}")).collect();

@@ -201,3 +201,52 @@ pub fn expected_cells(users: &[String]) -> BTreeMap<&'static str, Vec<String>> {
     }
     expected
 }
+
+/// `n` users named `PREFIX<i>` whose slot is in set-b's range (5000-9999).
+pub fn users_of_set_b(prefix: &str, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .filter(|u| slot(u) >= 5000)
+        .take(n)
+        .collect()
+}
+
+/// One order per user (`order of USER`, keyed by the user).
+pub fn orders(users: &[String]) -> Vec<Message> {
+    users
+        .iter()
+        .map(|u| keyed(Some(u), format!("order of {u}")))
+        .collect()
+}
+
+/// The bodies of [`orders`], sorted as [`collect`] returns them.
+pub fn order_bodies(users: &[String]) -> Vec<String> {
+    let mut bodies: Vec<String> = users.iter().map(|u| format!("order of {u}")).collect();
+    bodies.sort();
+    bodies
+}
+
+impl Deployment {
+    /// SIGKILLs `cell`'s broker; returns its data dir.
+    pub fn kill(&mut self, cell: &'static str) -> std::path::PathBuf {
+        let broker = self.brokers.get_mut(cell).unwrap();
+        broker.kill();
+        broker.data_dir.clone()
+    }
+
+    /// Starts `cell`'s broker again on its data dir (a new port) and tells
+    /// every broker where the others are.
+    pub fn restart(&mut self, cell: &'static str, data_dir: &std::path::Path) {
+        self.brokers.insert(cell, Broker::start_in(data_dir, &[]));
+        self.configure_peers();
+    }
+}
+
+/// Waits until `queue` of `broker` has a message (forwarding started).
+pub async fn wait_until_some(broker: &Broker, queue: &str) {
+    let arrived = eventually_async(Duration::from_secs(60), || async {
+        super::queue_row(broker, queue).is_some_and(|row| row["ready"].as_u64() > Some(0))
+    })
+    .await;
+    assert!(arrived, "nothing arrived in {queue}");
+}
