@@ -1,11 +1,13 @@
 //! One consumer: a task that takes messages off its queue while it has
-//! credit (prefetch), registers each as unacknowledged on its channel and
-//! sends it. It parks on the queue's ready signal when there is nothing.
+//! credit (prefetch), registers them as unacknowledged on its channel and
+//! sends them, as many as are ready and its credit allows in one
+//! `DeliverBatch` (up to a batch). It parks on the queue's ready signal
+//! when there is nothing.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use switchyard_protocol::Frame;
+use switchyard_protocol::{BatchedDelivery, Frame};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use switchyard_core::{AckMode, Broker, Delivery, Queue, Vhost};
@@ -65,54 +67,119 @@ pub struct ConsumerTask {
     pub stop: watch::Receiver<bool>,
 }
 
+/// At most this many messages go in one `DeliverBatch`…
+const BATCH_MESSAGES: u32 = 256;
+/// …and bodies of about this many bytes (the last one may go past it).
+const BATCH_BYTES: usize = 64 << 10;
+/// With more frames than this already queued for the channel's writer (a
+/// slow or stalled connection), deliveries go out one per frame: the queue
+/// is bounded in frames, and full batches in it would multiply what a
+/// stalled connection holds in memory (4,096 frames of 64 KiB).
+const BATCHING_QUEUE_DEPTH: usize = 8;
+
 impl ConsumerTask {
     pub async fn run(mut self) {
         loop {
             if !self.wait_until_active().await {
                 return;
             }
-            if let Some(credit) = &self.credit {
-                tokio::select! {
-                    permit = credit.acquire() => match permit {
-                        Ok(permit) => permit.forget(),
-                        Err(_) => return,
-                    },
-                    _ = self.stop.changed() => return,
-                }
-            }
+            let Some(granted) = self.take_credit().await else {
+                return;
+            };
             // The ready signal is armed only when the queue looks empty
             // (then checked again, so a publish in between is not missed).
-            let delivered = match self.next() {
-                Ok(Some(delivered)) => delivered,
-                Ok(None) => {
-                    let ready = self.queue.ready.notified();
-                    tokio::pin!(ready);
-                    ready.as_mut().enable();
-                    match self.next() {
-                        Ok(Some(delivered)) => delivered,
-                        Ok(None) => {
-                            if let Some(credit) = &self.credit {
-                                credit.add_permits(1);
-                            }
-                            tokio::select! {
-                                _ = &mut ready => continue,
-                                _ = self.stop.changed() => return,
-                            }
-                        }
-                        Err(reason) => return self.cancelled(reason).await,
+            let mut taken = self.take(granted);
+            if matches!(&taken, Ok(batch) if batch.is_empty()) {
+                let ready = self.queue.ready.notified();
+                tokio::pin!(ready);
+                ready.as_mut().enable();
+                taken = self.take(granted);
+                if matches!(&taken, Ok(batch) if batch.is_empty()) {
+                    self.give_back(granted);
+                    tokio::select! {
+                        _ = &mut ready => continue,
+                        _ = self.stop.changed() => return,
                     }
                 }
-                Err(reason) => return self.cancelled(reason).await,
-            };
-            let frame = self.register(delivered);
-            match self.out.try_send(frame) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(frame)) => tokio::select! {
-                    sent = self.out.send(frame) => if sent.is_err() { return },
-                    _ = self.stop.changed() => return,
-                },
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
+            let (batch, failure) = match taken {
+                Ok(batch) => (batch, None),
+                Err((batch, reason)) => (batch, Some(reason)),
+            };
+            self.give_back(granted - batch.len() as u32);
+            if !batch.is_empty() && !self.send(self.register(batch)).await {
+                return;
+            }
+            if let Some(reason) = failure {
+                return self.cancelled(reason).await;
+            }
+        }
+    }
+
+    /// Waits for credit for one delivery, then takes what more is free
+    /// without waiting (up to a batch); `None` if told to stop meanwhile.
+    async fn take_credit(&mut self) -> Option<u32> {
+        let Some(credit) = &self.credit else {
+            return Some(BATCH_MESSAGES);
+        };
+        tokio::select! {
+            permit = credit.acquire() => permit.ok()?.forget(),
+            _ = self.stop.changed() => return None,
+        }
+        let more = (credit.available_permits() as u32).min(BATCH_MESSAGES - 1);
+        match credit.try_acquire_many(more) {
+            Ok(permits) if more > 0 => {
+                permits.forget();
+                Some(1 + more)
+            }
+            _ => Some(1),
+        }
+    }
+
+    /// Returns credit taken for deliveries that were not made.
+    fn give_back(&self, unused: u32) {
+        if let Some(credit) = &self.credit
+            && unused > 0
+        {
+            credit.add_permits(unused as usize);
+        }
+    }
+
+    /// Up to `limit` messages off the queue (and about [`BATCH_BYTES`]; one
+    /// while the writer is backed up);
+    /// on a failure, what was taken before it and why the consumer ends.
+    fn take(&self, limit: u32) -> Result<Vec<Delivery>, (Vec<Delivery>, String)> {
+        let queued = self.out.max_capacity() - self.out.capacity();
+        let limit = if queued > BATCHING_QUEUE_DEPTH {
+            1
+        } else {
+            limit
+        };
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while batch.len() < limit as usize && bytes < BATCH_BYTES {
+            match self.next() {
+                Ok(Some(delivery)) => {
+                    bytes += delivery.message.body.len();
+                    batch.push(delivery);
+                }
+                Ok(None) => break,
+                Err(reason) => return Err((batch, reason)),
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Queues a frame for the channel's writer; false if the channel is
+    /// gone or the consumer told to stop.
+    async fn send(&mut self, frame: Frame) -> bool {
+        match self.out.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(frame)) => tokio::select! {
+                sent = self.out.send(frame) => sent.is_ok(),
+                _ = self.stop.changed() => false,
+            },
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 
@@ -159,24 +226,42 @@ impl ConsumerTask {
             .await;
     }
 
-    /// Registers the delivery on the channel before it is sent, so a
-    /// channel that ends returns it to the queue whatever happens next.
-    fn register(&self, delivery: Delivery) -> Frame {
-        let delivery_tag = self
-            .deliveries
-            .lock()
-            .unwrap()
-            .register((!self.auto_ack).then(|| Unacked {
-                queue: self.queue.clone(),
-                offset: delivery.offset,
-                credit: self.credit.clone(),
-            }));
-        Frame::Deliver {
-            tag: self.tag.clone(),
-            delivery_tag,
+    /// Registers the deliveries on the channel before they are sent (their
+    /// tags consecutive), so a channel that ends returns them to the queue
+    /// whatever happens next.
+    fn register(&self, batch: Vec<Delivery>) -> Frame {
+        let first_delivery_tag = {
+            let mut deliveries = self.deliveries.lock().unwrap();
+            let mut tags = batch.iter().map(|delivery| {
+                deliveries.register((!self.auto_ack).then(|| Unacked {
+                    queue: self.queue.clone(),
+                    offset: delivery.offset,
+                    credit: self.credit.clone(),
+                }))
+            });
+            let first = tags.next().expect("a batch holds a delivery");
+            tags.for_each(drop);
+            first
+        };
+        let mut deliveries = batch.into_iter().map(|delivery| BatchedDelivery {
             redelivered: delivery.redelivered,
             exchange: delivery.exchange,
             message: delivery.message,
+        });
+        if deliveries.len() == 1 {
+            let single = deliveries.next().expect("one delivery");
+            return Frame::Deliver {
+                tag: self.tag.clone(),
+                delivery_tag: first_delivery_tag,
+                redelivered: single.redelivered,
+                exchange: single.exchange,
+                message: single.message,
+            };
+        }
+        Frame::DeliverBatch {
+            tag: self.tag.clone(),
+            first_delivery_tag,
+            deliveries: deliveries.collect(),
         }
     }
 }

@@ -72,7 +72,7 @@ impl Server {
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("opening the broker in {}: {e}", config.data_dir.display()))?;
         let server_config = tls::server_config(config)?;
-        let endpoint = quinn::Endpoint::server(server_config, config.listen)
+        let endpoint = switchyard_transport::bind_endpoint(config.listen, Some(server_config))
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let broker = Arc::new(broker);
         broker

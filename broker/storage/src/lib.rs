@@ -15,6 +15,7 @@ mod layout;
 mod log;
 pub mod metadata;
 mod offset_set;
+mod prefault;
 mod record;
 mod segment;
 mod store;

@@ -22,6 +22,7 @@ mod broker_topology;
 mod conformance;
 mod dead_letter_batch;
 mod dist_manifest;
+mod e2e_batched_delivery;
 mod e2e_bench;
 mod e2e_broker_death;
 mod e2e_cells;

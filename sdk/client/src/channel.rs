@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use switchyard_protocol::{Frame, Message};
+use switchyard_protocol::{BatchedDelivery, Frame, Message};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::confirms::{ConfirmTracker, Confirmation, Settlement};
@@ -154,6 +154,37 @@ impl Channel {
         }
     }
 
+    /// Hands deliveries to consumer `tag`, delivery tags counting up from
+    /// `first_delivery_tag`.
+    async fn delivered(&self, tag: String, first_delivery_tag: u64, batch: Vec<BatchedDelivery>) {
+        let consumer = self
+            .shared
+            .state
+            .lock()
+            .unwrap()
+            .consumers
+            .get(&tag)
+            .cloned();
+        let Some(consumer) = consumer else {
+            return;
+        };
+        for (delivery_tag, delivered) in (first_delivery_tag..).zip(batch) {
+            let delivery = Delivery {
+                consumer_tag: tag.clone(),
+                delivery_tag,
+                redelivered: delivered.redelivered,
+                exchange: delivered.exchange,
+                message: delivered.message,
+                channel: self.clone(),
+            };
+            // A consumer dropped without cancelling: its deliveries stay
+            // unacknowledged until the channel closes.
+            if consumer.send(delivery).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Handles one frame from the broker; `Some` ends the channel.
     async fn dispatch(&self, frame: Frame) -> Option<Error> {
         match frame {
@@ -174,28 +205,18 @@ impl Channel {
                 exchange,
                 message,
             } => {
-                let consumer = self
-                    .shared
-                    .state
-                    .lock()
-                    .unwrap()
-                    .consumers
-                    .get(&tag)
-                    .cloned();
-                if let Some(consumer) = consumer {
-                    let delivery = Delivery {
-                        consumer_tag: tag,
-                        delivery_tag,
-                        redelivered,
-                        exchange,
-                        message,
-                        channel: self.clone(),
-                    };
-                    // A consumer dropped without cancelling: its deliveries
-                    // stay unacknowledged until the channel closes.
-                    let _ = consumer.send(delivery).await;
-                }
+                let single = BatchedDelivery {
+                    redelivered,
+                    exchange,
+                    message,
+                };
+                self.delivered(tag, delivery_tag, vec![single]).await
             }
+            Frame::DeliverBatch {
+                tag,
+                first_delivery_tag,
+                deliveries,
+            } => self.delivered(tag, first_delivery_tag, deliveries).await,
             Frame::Return {
                 seq,
                 code,

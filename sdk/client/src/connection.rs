@@ -23,7 +23,7 @@ use crate::address::BrokerAddress;
 use crate::channel::Channel;
 use crate::error::Error;
 use crate::tls::Trust;
-use switchyard_transport::{FrameReader, FrameWriter, tune_transport};
+use switchyard_transport::{FrameReader, FrameWriter, bind_endpoint, tune_transport};
 
 /// How to connect.
 #[derive(Clone, Debug)]
@@ -93,8 +93,7 @@ impl Connection {
         } else {
             "0.0.0.0:0".parse().unwrap()
         };
-        let mut endpoint =
-            quinn::Endpoint::client(local).map_err(|e| connect_error(e.to_string()))?;
+        let mut endpoint = bind_endpoint(local, None).map_err(|e| connect_error(e.to_string()))?;
         if options.keep_alive >= options.idle_timeout {
             return Err(connect_error(format!(
                 "the keep-alive interval ({:?}) must be shorter than the idle timeout ({:?})",

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 
+use crate::delivery::BatchedDelivery;
 use crate::error::DecodeError;
 use crate::stream::{GroupMode, StreamOffset};
 use crate::transaction::TxOutcome;
@@ -114,6 +115,11 @@ frames! {
     /// an empty `tag` asks the broker for one.
     0x40 => Consume { req: u32, queue: String, tag: String, prefetch: u32, auto_ack: bool, exclusive: bool },
     0x41 => Deliver { tag: String, delivery_tag: u64, redelivered: bool, exchange: String, message: Message },
+    /// Several deliveries to consumer `tag`, in order, with delivery tags
+    /// `first_delivery_tag`, `first_delivery_tag + 1`, …: what the broker
+    /// sends when more than one message is ready and the consumer has
+    /// credit for them.
+    0x4C => DeliverBatch { tag: String, first_delivery_tag: u64, deliveries: Vec<BatchedDelivery> },
     0x42 => Ack { delivery_tag: u64, multiple: bool },
     0x43 => Nack { delivery_tag: u64, multiple: bool, requeue: bool },
     0x44 => Reject { delivery_tag: u64, requeue: bool },
@@ -242,6 +248,32 @@ impl Frame {
         let decoded = Frame::get_payload(code, &mut reader)?;
         reader.finish()?;
         Ok(decoded)
+    }
+
+    /// The `Deliver` frames a `DeliverBatch` stands for, in order (`None`
+    /// for any other frame): for a writer whose batch came out larger than
+    /// the frame limit.
+    pub fn unbatched(&self) -> Option<Vec<Frame>> {
+        let Frame::DeliverBatch {
+            tag,
+            first_delivery_tag,
+            deliveries,
+        } = self
+        else {
+            return None;
+        };
+        Some(
+            (*first_delivery_tag..)
+                .zip(deliveries)
+                .map(|(delivery_tag, d)| Frame::Deliver {
+                    tag: tag.clone(),
+                    delivery_tag,
+                    redelivered: d.redelivered,
+                    exchange: d.exchange.clone(),
+                    message: d.message.clone(),
+                })
+                .collect(),
+        )
     }
 
     /// The request id of a request or response frame.

@@ -11,6 +11,7 @@
 
 pub mod cells;
 mod codec;
+mod delivery;
 mod error;
 mod frame;
 mod stream;
@@ -19,6 +20,7 @@ mod types;
 pub mod wire;
 
 pub use codec::{Codec, LENGTH_PREFIX};
+pub use delivery::BatchedDelivery;
 pub use error::{DecodeError, code};
 pub use frame::{Frame, Query};
 pub use stream::{GroupMode, StreamOffset};

@@ -3,6 +3,10 @@
 //! settings both ends use. The client and the broker's server both depend
 //! on this crate; neither depends on the other.
 
+mod endpoint;
+
+pub use endpoint::bind_endpoint;
+
 use bytes::BytesMut;
 use switchyard_protocol::{Codec, DecodeError, Frame};
 
@@ -119,9 +123,15 @@ impl FrameWriter {
         self.codec = Codec::new(max_frame);
     }
 
-    /// Buffers a frame; a frame over the negotiated limit is refused.
+    /// Buffers a frame; a frame over the negotiated limit is refused, but
+    /// for a `DeliverBatch`, which is sent as its single deliveries then.
     pub fn push(&mut self, frame: &Frame) -> Result<(), DecodeError> {
-        self.codec.encode(frame, &mut self.buf)
+        match self.codec.encode(frame, &mut self.buf) {
+            Err(DecodeError::TooLarge { .. }) if let Some(singles) = frame.unbatched() => singles
+                .iter()
+                .try_for_each(|single| self.codec.encode(single, &mut self.buf)),
+            encoded => encoded,
+        }
     }
 
     /// True when enough is buffered that it should be written now.

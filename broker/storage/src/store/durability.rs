@@ -64,7 +64,12 @@ impl Inner {
         // Messages stop at the disk's free-space floor; consumption records
         // (no queues) may use the headroom: acks must still be recorded,
         // or nothing consumed could ever be released.
-        if !queue_ids.is_empty() && inner.log.segment(base).is_none_or(|s| !s.is_reserved(upto)) {
+        if !queue_ids.is_empty()
+            && inner
+                .log
+                .segment(base)
+                .is_none_or(|s| s.needs_reserve(upto))
+        {
             inner.disk_space.check_room_for(RESERVE_CHUNK as u64)?;
         }
         let segment = inner.log.ensure_segment(position)?;
