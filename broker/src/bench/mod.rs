@@ -71,6 +71,8 @@ pub struct BenchConfig {
     pub extra_bindings: usize,
     pub prefetch: u32,
     pub auto_ack: bool,
+    /// Each consumer waits this long after every delivery (slow consumers).
+    pub consumer_pause: Duration,
     /// A live progress line on stderr.
     pub progress: bool,
     /// Each message is delayed this long (`x-delay`; 0: not delayed).
@@ -115,6 +117,7 @@ impl Default for BenchConfig {
             extra_bindings: 0,
             prefetch: 1000,
             auto_ack: false,
+            consumer_pause: Duration::ZERO,
             progress: false,
             delay_ms: 0,
             dead_letter: None,
@@ -537,6 +540,9 @@ async fn consume(
         if let Some(sent) = delivery.message.body.get(..8) {
             let sent = u64::from_le_bytes(sent.try_into().unwrap());
             latency.record(now.saturating_sub(sent) / 1000);
+        }
+        if !config.consumer_pause.is_zero() {
+            tokio::time::sleep(config.consumer_pause).await;
         }
         if !config.auto_ack {
             unacked += 1;

@@ -70,6 +70,10 @@ pub struct BenchArgs {
     /// Consumers auto-acknowledge.
     #[arg(long)]
     auto_ack: bool,
+    /// Slow consumers: each waits this many milliseconds after every
+    /// delivery (for memory under consumers that fall behind).
+    #[arg(long, default_value_t = 0)]
+    consumer_pause_ms: u64,
     /// Delay every message this many milliseconds (x-delay).
     #[arg(long, default_value_t = 0)]
     delay_ms: u64,
@@ -163,6 +167,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         extra_bindings: args.bindings,
         prefetch: args.prefetch,
         auto_ack: args.auto_ack,
+        consumer_pause: Duration::from_millis(args.consumer_pause_ms),
         progress: !args.json,
         delay_ms: args.delay_ms,
         dead_letter: args.dead_letter_policy,
