@@ -18,7 +18,7 @@ broker=
 trap '[ -n "$broker" ] && kill "$broker" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
 start_broker() {
-    rm -rf "$work/data" && mkdir -p "$work/data"
+    rm -rf "$work/data" "$work/serve.out" && mkdir -p "$work/data"
     "$server" serve --data-dir "$work/data" --listen 127.0.0.1:0 --http-listen off \
         >"$work/serve.out" 2>"$work/serve.log" &
     broker=$!
