@@ -44,7 +44,12 @@ impl StoreConfig {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         StoreConfig {
             dir: dir.into(),
-            segment_size: 1 << 30,
+            // Consumed segments are released whole: smaller ones give
+            // their disk space and page-cache pages back sooner. Pages
+            // reused soon after release are cheap to fault in again; fresh
+            // ones cost ~10 µs each to zero on this project's VMs (a
+            // quarter of the broker's CPU at 1 GiB; docs/BENCHMARKS.md).
+            segment_size: 128 << 20,
             index_entries_per_file: 1 << 20,
             flush_interval: Duration::from_millis(200),
             flush_bytes: 64 << 20,

@@ -5,7 +5,7 @@
 //! ahead of the writer, [`RESERVE_CHUNK`] at a time, with `posix_fallocate`
 //! ([`Segment::reserve`]): a full disk shows up as an error before a record
 //! is written, never as a SIGBUS when a mapped page is first written, and a
-//! small disk is not refused by a large segment size (a 1 GiB segment on a
+//! small disk is not refused by a large segment size (a 128 MiB segment on a
 //! 64 MiB disk takes what it uses).
 //!
 //! Concurrency: one writer (the owner serialises appends) writes only past

@@ -228,7 +228,7 @@ fn child_default_segments_until_full_then_consume() {
         return;
     };
     let dir = Path::new(&dir);
-    // The defaults (1 GiB segments), checkpointing often so that released
+    // The defaults (128 MiB segments), checkpointing often so that released
     // space comes back quickly.
     let config = StoreConfig {
         checkpoint_interval: std::time::Duration::from_millis(20),
