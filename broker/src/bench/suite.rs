@@ -173,9 +173,14 @@ pub fn scenarios(scale: f64) -> Vec<Scenario> {
     );
     scraped_confirm.scraped = true;
     list.extend([scraped_batch, scraped_confirm]);
+    // Issue 19's targets (end to end; fan-out counts every delivery; 16 KiB
+    // at 1 GB/s is 61k msgs/s).
     list[2].target = Some((400_000.0, None));
-    list[4].target = Some((150_000.0, None));
-    list[5].target = Some((50_000.0, Some(20.0)));
+    list[4].target = Some((250_000.0, None));
+    list[5].target = Some((150_000.0, Some(20.0)));
+    list[7].target = Some((1_000_000.0, None));
+    list[10].target = Some((1_000_000.0, None));
+    list[11].target = Some((61_035.0, None));
     list[13].target = Some((50_000.0, None));
     list
 }

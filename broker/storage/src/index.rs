@@ -146,7 +146,7 @@ impl QueueIndex {
             self.files.insert(first, file);
         }
         let slot = (self.end - first) as usize * ENTRY_LEN;
-        self.files[&first].reserve(slot + ENTRY_LEN)
+        self.files[&first].reserve(slot + ENTRY_LEN, 0)
     }
 
     /// Appends an entry; `reserve_next` must have succeeded first.

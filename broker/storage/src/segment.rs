@@ -29,9 +29,9 @@ use super::prefault;
 /// Disk space is reserved this much at a time, ahead of the writer.
 pub const RESERVE_CHUNK: usize = 1 << 20;
 
-/// How far ahead of the writer space is reserved and pages faulted in:
-/// at ~400 MB/s the writer needs 10 ms to cross it, the background thread
-/// well under 1 ms to fault it in.
+/// How far ahead of the commit log's writer space is reserved and pages
+/// faulted in: at ~400 MB/s the writer needs 10 ms to cross it, the
+/// background thread a few ms at most to fault it in.
 pub const RESERVE_AHEAD: usize = 4 * RESERVE_CHUNK;
 
 pub struct Segment {
@@ -94,11 +94,12 @@ impl Segment {
     /// Makes sure the first `upto` bytes are backed by disk space, growing
     /// the reservation a chunk at a time; `StorageError::Full` when the disk
     /// has no room (nothing is written then). Space is also reserved up to
-    /// [`RESERVE_AHEAD`] further when the disk allows, and that range is
-    /// faulted into memory in the background, so the writer finds its pages
-    /// ready.
-    pub fn reserve(self: &Arc<Self>, upto: usize) -> Result<(), StorageError> {
-        if !self.needs_reserve(upto) {
+    /// `ahead` bytes further when the disk allows (the commit log uses
+    /// [`RESERVE_AHEAD`]; index files, which grow slowly, none), and what is
+    /// newly reserved is faulted into memory in the background, so the
+    /// writer finds its pages ready.
+    pub fn reserve(self: &Arc<Self>, upto: usize, ahead: usize) -> Result<(), StorageError> {
+        if !self.needs_reserve(upto, ahead) {
             return Ok(());
         }
         let reserved = self.reserved.load(Ordering::Relaxed);
@@ -109,7 +110,7 @@ impl Segment {
         };
         let needed = chunk_end(upto).max(reserved);
         fallocate(&self.file, &self.path, reserved, needed - reserved)?;
-        let ahead = chunk_end(upto.saturating_add(RESERVE_AHEAD)).max(needed);
+        let ahead = chunk_end(upto.saturating_add(ahead)).max(needed);
         let end = match fallocate(&self.file, &self.path, needed, ahead - needed) {
             Ok(()) => ahead,
             // Only an optimisation: the writer reserves again when it
@@ -121,11 +122,11 @@ impl Segment {
         Ok(())
     }
 
-    /// Whether [`Segment::reserve`] for `upto` would reserve more space
-    /// (the writer is within [`RESERVE_AHEAD`] of the reservation's end).
-    pub fn needs_reserve(&self, upto: usize) -> bool {
+    /// Whether [`Segment::reserve`] for `upto` and `ahead` would reserve
+    /// more space (the writer is within `ahead` of the reservation's end).
+    pub fn needs_reserve(&self, upto: usize, ahead: usize) -> bool {
         let reserved = self.reserved.load(Ordering::Relaxed);
-        reserved < self.len && upto.saturating_add(RESERVE_AHEAD) > reserved
+        reserved < self.len && upto.saturating_add(ahead) > reserved
     }
 
     /// Faults `len` bytes at `offset` into memory in one call (the kernel

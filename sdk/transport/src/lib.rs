@@ -144,12 +144,10 @@ impl FrameWriter {
         self.buf.len() >= WRITE_CHUNK
     }
 
-    /// Hands what is buffered to the stream. The bytes move into QUIC's
-    /// send buffer as they are (no copy); the writer starts a new buffer.
     pub async fn flush(&mut self) -> Result<(), Error> {
         if !self.buf.is_empty() {
-            let written = self.buf.split().freeze();
-            self.send.write_chunk(written).await?;
+            self.send.write_all(&self.buf).await?;
+            self.buf.clear();
         }
         Ok(())
     }

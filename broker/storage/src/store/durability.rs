@@ -9,7 +9,7 @@ use super::super::consumption::Consumption;
 use super::super::consumption_log::{self, Change};
 use super::super::index::IndexEntry;
 use super::super::record::{Envelope, QueueId, StoredMessage, encoded_len};
-use super::super::segment::RESERVE_CHUNK;
+use super::super::segment::{RESERVE_AHEAD, RESERVE_CHUNK};
 use super::{
     Appended, CONSUMPTION_TREE, Checkpoint, EVENTS_PER_RECORD, FlushMode, Inner, Queue,
     StorageError,
@@ -68,12 +68,12 @@ impl Inner {
             && inner
                 .log
                 .segment(base)
-                .is_none_or(|s| s.needs_reserve(upto))
+                .is_none_or(|s| s.needs_reserve(upto, RESERVE_AHEAD))
         {
             inner.disk_space.check_room_for(RESERVE_CHUNK as u64)?;
         }
         let segment = inner.log.ensure_segment(position)?;
-        segment.reserve(upto)?;
+        segment.reserve(upto, RESERVE_AHEAD)?;
         let indexed = &queues[..indexed];
         let mut indexes: Vec<_> = indexed.iter().map(|q| q.index.lock().unwrap()).collect();
         for index in &mut indexes {
