@@ -9,7 +9,7 @@
 //! arrives its pages are already in memory. Faulting in is only a hint:
 //! a range not done yet is faulted by the writer itself, as before.
 
-use std::sync::mpsc::{Sender, channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::segment::Segment;
@@ -21,13 +21,19 @@ struct Job {
     len: usize,
 }
 
+/// Ranges waiting to be faulted in, at most. When the writer outruns the
+/// thread (fresh pages on a slow-to-fault machine), newer ranges are
+/// dropped rather than queued: the writer faults them itself, and a queue
+/// cannot grow or keep released segments alive.
+const QUEUED: usize = 16;
+
 /// The one background thread's queue (started on first use; a thread per
 /// store would only compete for the same cores).
-fn queue() -> Option<&'static Mutex<Sender<Job>>> {
-    static QUEUE: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
+fn queue() -> Option<&'static Mutex<SyncSender<Job>>> {
+    static QUEUE: OnceLock<Option<Mutex<SyncSender<Job>>>> = OnceLock::new();
     QUEUE
         .get_or_init(|| {
-            let (send, receive) = channel::<Job>();
+            let (send, receive) = sync_channel::<Job>(QUEUED);
             let started = std::thread::Builder::new()
                 .name("log-prefault".into())
                 .spawn(move || {
@@ -57,6 +63,6 @@ pub fn later(segment: &Arc<Segment>, offset: usize, len: usize) {
             offset,
             len,
         };
-        let _ = queue.lock().unwrap().send(job);
+        let _ = queue.lock().unwrap().try_send(job);
     }
 }
