@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_protocol::{Frame, HANDSHAKE_MAX_FRAME, VERSION, code};
+use switchyard_protocol::{
+    BATCHED_DELIVERIES_SINCE, Frame, HANDSHAKE_MAX_FRAME, MIN_VERSION, VERSION, code,
+};
 use switchyard_transport::{FrameReader, FrameWriter};
 use tokio::sync::{Semaphore, mpsc};
 
@@ -37,7 +39,7 @@ pub async fn serve_connection(
         handshake(&broker, &connection, max_frame, &logins),
     )
     .await;
-    let (principal, info, mut control, negotiated) = match handshake {
+    let (principal, info, mut control, negotiated, version) = match handshake {
         Ok(Ok(accepted)) => accepted,
         Ok(Err((code, reason))) => {
             tracing::info!(%peer, %reason, "connection refused");
@@ -80,7 +82,8 @@ pub async fn serve_connection(
                     let _ = out.send(Frame::Close { code: e.code, reason: e.message }).await;
                     continue;
                 }
-                let session = ChannelSession::new(broker.clone(), principal.clone(), vhost.clone(), info.clone(), out);
+                let batched = version >= BATCHED_DELIVERIES_SINCE;
+                let session = ChannelSession::new(broker.clone(), principal.clone(), vhost.clone(), info.clone(), out, batched);
                 channels.spawn(session.run(FrameReader::new(recv, negotiated)));
             }
             frame = control.next() => {
@@ -103,11 +106,14 @@ pub async fn serve_connection(
     tracing::info!(%peer, id = info.id, "connection closed");
 }
 
+/// Who connected, the connection stream, the frame limit and the protocol
+/// version agreed on.
 type Accepted = (
     switchyard_core::Principal,
     Arc<switchyard_core::ConnectionInfo>,
     FrameReader,
     u32,
+    u16,
 );
 
 async fn handshake(
@@ -140,12 +146,16 @@ async fn handshake(
             "the first frame of a connection must be Hello".into(),
         ));
     };
-    if version != VERSION {
+    if version < MIN_VERSION {
         return Err((
             code::NOT_ALLOWED,
-            format!("protocol version {version} is not supported (this broker speaks {VERSION})"),
+            format!(
+                "protocol version {version} is not supported (this broker speaks {MIN_VERSION} to {VERSION})"
+            ),
         ));
     }
+    // A newer client speaks this broker's version.
+    let version = version.min(VERSION);
     let peer = connection.remote_address();
     // The core bounds password checks too, but a login waiting there holds
     // a blocking thread: a flood of them would starve the pool the confirm
@@ -175,7 +185,7 @@ async fn handshake(
     };
     let negotiated = max_frame.min(client_max.max(HANDSHAKE_MAX_FRAME));
     let welcome = Frame::Welcome {
-        version: VERSION,
+        version,
         max_frame: negotiated,
         server_name: format!("switchyard {}", env!("CARGO_PKG_VERSION")),
         connection_id: info.id,
@@ -188,5 +198,5 @@ async fn handshake(
     // send Close on its half.
     let _ = writer.finish().await;
     reader.set_max_frame(HANDSHAKE_MAX_FRAME);
-    Ok((principal, info, reader, negotiated))
+    Ok((principal, info, reader, negotiated, version))
 }

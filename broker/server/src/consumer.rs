@@ -61,6 +61,8 @@ pub struct ConsumerTask {
     pub queue: Arc<Queue>,
     pub tag: String,
     pub auto_ack: bool,
+    /// The client takes `DeliverBatch` frames (protocol version 2 on).
+    pub batched: bool,
     pub credit: Option<Arc<Semaphore>>,
     pub deliveries: Arc<Mutex<Deliveries>>,
     pub out: mpsc::Sender<Frame>,
@@ -146,11 +148,11 @@ impl ConsumerTask {
     }
 
     /// Up to `limit` messages off the queue (and about [`BATCH_BYTES`]; one
-    /// while the writer is backed up);
+    /// while the writer is backed up, or for a client before batches);
     /// on a failure, what was taken before it and why the consumer ends.
     fn take(&self, limit: u32) -> Result<Vec<Delivery>, (Vec<Delivery>, String)> {
         let queued = self.out.max_capacity() - self.out.capacity();
-        let limit = if queued > BATCHING_QUEUE_DEPTH {
+        let limit = if queued > BATCHING_QUEUE_DEPTH || !self.batched {
             1
         } else {
             limit

@@ -1,8 +1,9 @@
 //! End to end through the real binary, at the wire: deliveries batched in
 //! `DeliverBatch` frames honour prefetch exactly (never one delivery over
 //! the credit, however it is returned), their delivery tags run on without
-//! gaps, and a batch too large for the consumer's frame limit arrives as
-//! single `Deliver` frames instead.
+//! gaps, a batch too large for the consumer's frame limit arrives as
+//! single `Deliver` frames instead, and a client of protocol version 1
+//! (before batches) gets single frames only.
 
 use crate::support;
 
@@ -11,6 +12,9 @@ use std::time::Duration;
 use support::{Broker, SHORT, publish_confirmed, queue};
 use switchyard_client::Message;
 use switchyard_protocol::{Frame, HANDSHAKE_MAX_FRAME, VERSION};
+
+/// Protocol version 1: no `DeliverBatch`.
+const BEFORE_BATCHES: u16 = 1;
 use switchyard_transport::{FrameReader, FrameWriter};
 
 /// A channel spoken frame by frame, with the frame limit the test asks for.
@@ -23,6 +27,11 @@ struct RawChannel {
 
 impl RawChannel {
     async fn open(broker: &Broker, max_frame: u32) -> RawChannel {
+        Self::open_as(broker, max_frame, VERSION).await
+    }
+
+    /// Says protocol `version` in `Hello`; the broker answers with it.
+    async fn open_as(broker: &Broker, max_frame: u32, version: u16) -> RawChannel {
         let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
         endpoint.set_default_client_config(broker.trust().client_config().unwrap());
         let connection = endpoint
@@ -34,7 +43,7 @@ impl RawChannel {
         let mut control = FrameWriter::new(send, HANDSHAKE_MAX_FRAME);
         control
             .send(&Frame::Hello {
-                version: VERSION,
+                version,
                 user: "guest".into(),
                 password: "guest".into(),
                 vhost: "/".into(),
@@ -49,12 +58,14 @@ impl RawChannel {
             .unwrap();
         let Some(Frame::Welcome {
             max_frame: negotiated,
+            version: spoken,
             ..
         }) = welcome
         else {
             panic!("expected Welcome, got {welcome:?}");
         };
         assert_eq!(negotiated, max_frame, "the frame limit asked for");
+        assert_eq!(spoken, version, "the broker speaks the client's version");
         // The control stream stays open for the connection's life.
         std::mem::forget(control);
         let (send, recv) = connection.open_bi().await.unwrap();
@@ -226,4 +237,19 @@ async fn a_batch_over_the_frame_limit_arrives_as_single_deliveries() {
     let expected: Vec<String> = (0..100).map(|i| format!("{i:04}").repeat(375)).collect();
     assert_eq!(received.bodies, expected);
     assert_eq!(raw.next().await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_from_before_batches_gets_single_deliveries() {
+    let broker = Broker::start();
+    let (_c, ch) = broker.channel().await;
+    queue(&ch, "work").await;
+    publish_confirmed(&ch, "work", 300).await;
+    let mut raw = RawChannel::open_as(&broker, 1 << 20, BEFORE_BATCHES).await;
+    raw.consume("work", 200).await;
+    let received = raw.deliveries(200).await;
+    assert_eq!(received.batches, 0, "a version 1 client got a DeliverBatch");
+    assert_eq!(received.tags, (1..=200).collect::<Vec<_>>());
+    assert_eq!(received.bodies, numbered(0..=199));
+    assert_eq!(raw.next().await, None, "a delivery beyond prefetch 200");
 }

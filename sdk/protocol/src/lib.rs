@@ -32,8 +32,15 @@ pub use types::{
 
 /// The QUIC application protocol name.
 pub const ALPN: &[u8] = b"switchyard/1";
-/// The protocol version sent in `Hello` and `Welcome`.
-pub const VERSION: u16 = 1;
+/// The protocol version sent in `Hello` and `Welcome`. Version 2 added
+/// `DeliverBatch`: a broker sends it only on connections whose `Hello` said
+/// 2 or more, and answers `Welcome` with the version it speaks on the
+/// connection (the lower of the two).
+pub const VERSION: u16 = 2;
+/// The oldest protocol version a broker accepts.
+pub const MIN_VERSION: u16 = 1;
+/// The first version whose clients take `DeliverBatch` frames.
+pub const BATCHED_DELIVERIES_SINCE: u16 = 2;
 /// The default port.
 pub const DEFAULT_PORT: u16 = 5673;
 /// The default largest frame (type byte + payload) either side accepts.

@@ -68,6 +68,7 @@ impl ChannelSession {
             queue: q.clone(),
             tag: tag.clone(),
             auto_ack,
+            batched: self.batched_deliveries,
             credit: (prefetch > 0 && !auto_ack)
                 .then(|| Arc::new(Semaphore::new(prefetch as usize))),
             deliveries: self.deliveries.clone(),

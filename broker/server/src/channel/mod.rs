@@ -47,6 +47,8 @@ pub struct ChannelSession {
     pub vhost: Arc<Vhost>,
     pub connection: Arc<ConnectionInfo>,
     pub out: mpsc::Sender<Frame>,
+    /// The client takes `DeliverBatch` frames (protocol version 2 on).
+    batched_deliveries: bool,
     confirms: Option<(mpsc::Sender<Settled>, JoinHandle<()>)>,
     deliveries: Arc<Mutex<Deliveries>>,
     consumers: HashMap<String, ConsumerHandle>,
@@ -80,8 +82,10 @@ impl ChannelSession {
         vhost: Arc<Vhost>,
         connection: Arc<ConnectionInfo>,
         out: mpsc::Sender<Frame>,
+        batched_deliveries: bool,
     ) -> Self {
         ChannelSession {
+            batched_deliveries,
             broker,
             principal,
             vhost,
