@@ -41,6 +41,9 @@ pub fn tune_transport(transport: &mut quinn::TransportConfig) {
 /// How much a writer buffers before it writes to the stream.
 const WRITE_CHUNK: usize = 256 << 10;
 
+/// A writer's buffer to begin with, and what an idle writer keeps.
+const IDLE_BUFFER: usize = 64 << 10;
+
 pub struct FrameReader {
     recv: quinn::RecvStream,
     buf: BytesMut,
@@ -119,7 +122,7 @@ impl FrameWriter {
     pub fn new(send: quinn::SendStream, max_frame: u32) -> Self {
         FrameWriter {
             send,
-            buf: BytesMut::with_capacity(64 << 10),
+            buf: BytesMut::with_capacity(IDLE_BUFFER),
             codec: Codec::new(max_frame),
         }
     }
@@ -179,8 +182,21 @@ impl FrameWriter {
                 }
             }
             self.flush().await?;
+            if frames.is_empty() {
+                self.release_grown_buffer();
+            }
         }
         self.finish().await
+    }
+
+    /// Gives back a buffer that grew past [`IDLE_BUFFER`] while the writer
+    /// waits: a burst of batched deliveries grows it to 512 KiB, and a
+    /// broker with 100 mostly idle consumer channels held ~15 MiB in them
+    /// (scripts/bench-memory.sh).
+    fn release_grown_buffer(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > IDLE_BUFFER {
+            self.buf = BytesMut::with_capacity(IDLE_BUFFER);
+        }
     }
 
     fn push_or_report(&mut self, frame: &Frame) {
