@@ -119,16 +119,18 @@ impl ConsumerTask {
     }
 
     /// Waits for credit for one delivery, then takes what more is free
-    /// without waiting (up to a batch); `None` if told to stop meanwhile.
+    /// without waiting (up to a batch; none more for a client before
+    /// batches); `None` if told to stop meanwhile.
     async fn take_credit(&mut self) -> Option<u32> {
+        let batch = if self.batched { BATCH_MESSAGES } else { 1 };
         let Some(credit) = &self.credit else {
-            return Some(BATCH_MESSAGES);
+            return Some(batch);
         };
         tokio::select! {
             permit = credit.acquire() => permit.ok()?.forget(),
             _ = self.stop.changed() => return None,
         }
-        let more = (credit.available_permits() as u32).min(BATCH_MESSAGES - 1);
+        let more = (credit.available_permits() as u32).min(batch - 1);
         match credit.try_acquire_many(more) {
             Ok(permits) if more > 0 => {
                 permits.forget();
@@ -148,11 +150,11 @@ impl ConsumerTask {
     }
 
     /// Up to `limit` messages off the queue (and about [`BATCH_BYTES`]; one
-    /// while the writer is backed up, or for a client before batches);
+    /// while the writer is backed up);
     /// on a failure, what was taken before it and why the consumer ends.
     fn take(&self, limit: u32) -> Result<Vec<Delivery>, (Vec<Delivery>, String)> {
         let queued = self.out.max_capacity() - self.out.capacity();
-        let limit = if queued > BATCHING_QUEUE_DEPTH || !self.batched {
+        let limit = if queued > BATCHING_QUEUE_DEPTH {
             1
         } else {
             limit

@@ -9,9 +9,10 @@ use crate::support;
 
 use std::time::Duration;
 
+use support::raw::{self, RawConnection};
 use support::{Broker, SHORT, publish_confirmed, queue};
 use switchyard_client::Message;
-use switchyard_protocol::{Frame, HANDSHAKE_MAX_FRAME, VERSION};
+use switchyard_protocol::{Frame, VERSION};
 
 /// Protocol version 1: no `DeliverBatch`.
 const BEFORE_BATCHES: u16 = 1;
@@ -19,8 +20,7 @@ use switchyard_transport::{FrameReader, FrameWriter};
 
 /// A channel spoken frame by frame, with the frame limit the test asks for.
 struct RawChannel {
-    _endpoint: quinn::Endpoint,
-    _connection: quinn::Connection,
+    _raw: RawConnection,
     writer: FrameWriter,
     reader: FrameReader,
 }
@@ -32,46 +32,20 @@ impl RawChannel {
 
     /// Says protocol `version` in `Hello`; the broker answers with it.
     async fn open_as(broker: &Broker, max_frame: u32, version: u16) -> RawChannel {
-        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        endpoint.set_default_client_config(broker.trust().client_config().unwrap());
-        let connection = endpoint
-            .connect(broker.addr, "127.0.0.1")
-            .unwrap()
-            .await
-            .unwrap();
-        let (send, recv) = connection.open_bi().await.unwrap();
-        let mut control = FrameWriter::new(send, HANDSHAKE_MAX_FRAME);
-        control
-            .send(&Frame::Hello {
-                version,
-                user: "guest".into(),
-                password: "guest".into(),
-                vhost: "/".into(),
-                max_frame,
-                client_name: "raw".into(),
-            })
-            .await
-            .unwrap();
-        let welcome = FrameReader::new(recv, HANDSHAKE_MAX_FRAME)
-            .next()
-            .await
-            .unwrap();
+        let raw = raw::connect(broker, version, max_frame).await;
         let Some(Frame::Welcome {
             max_frame: negotiated,
             version: spoken,
             ..
-        }) = welcome
+        }) = raw.welcome.clone()
         else {
-            panic!("expected Welcome, got {welcome:?}");
+            panic!("expected Welcome, got {:?}", raw.welcome);
         };
         assert_eq!(negotiated, max_frame, "the frame limit asked for");
         assert_eq!(spoken, version, "the broker speaks the client's version");
-        // The control stream stays open for the connection's life.
-        std::mem::forget(control);
-        let (send, recv) = connection.open_bi().await.unwrap();
+        let (send, recv) = raw.connection.open_bi().await.unwrap();
         RawChannel {
-            _endpoint: endpoint,
-            _connection: connection,
+            _raw: raw,
             writer: FrameWriter::new(send, max_frame),
             reader: FrameReader::new(recv, max_frame),
         }

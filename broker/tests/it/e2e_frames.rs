@@ -6,8 +6,8 @@ use crate::support;
 
 use bytes::BytesMut;
 use support::{Broker, queue};
-use switchyard_protocol::{Codec, Frame, HANDSHAKE_MAX_FRAME, VERSION, code};
-use switchyard_transport::{FrameReader, FrameWriter};
+use switchyard_protocol::{Codec, Frame, VERSION, code};
+use switchyard_transport::FrameReader;
 
 /// Opens a stream, writes raw bytes and returns the broker's first frame.
 async fn send_raw(connection: &quinn::Connection, bytes: &[u8]) -> Frame {
@@ -40,31 +40,9 @@ fn assert_closed(frame: Frame, expected: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_close_only_their_channel() {
     let broker = Broker::start();
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(broker.trust().client_config().unwrap());
-    let connection = endpoint
-        .connect(broker.addr, "127.0.0.1")
-        .unwrap()
-        .await
-        .unwrap();
-
-    let (send, recv) = connection.open_bi().await.unwrap();
-    let mut control = FrameWriter::new(send, HANDSHAKE_MAX_FRAME);
-    control
-        .send(&Frame::Hello {
-            version: VERSION,
-            user: "guest".into(),
-            password: "guest".into(),
-            vhost: "/".into(),
-            max_frame: 1 << 20,
-            client_name: "raw".into(),
-        })
-        .await
-        .unwrap();
-    let welcome = FrameReader::new(recv, HANDSHAKE_MAX_FRAME)
-        .next()
-        .await
-        .unwrap();
+    let raw = support::raw::connect(&broker, VERSION, 1 << 20).await;
+    let connection = &raw.connection;
+    let welcome = raw.welcome.clone();
     assert!(
         matches!(
             welcome,
@@ -78,14 +56,14 @@ async fn bad_frames_close_only_their_channel() {
 
     // An unknown frame type.
     assert_closed(
-        send_raw(&connection, &[1, 0, 0, 0, 0xee]).await,
+        send_raw(connection, &[1, 0, 0, 0, 0xee]).await,
         "unknown frame type 0xee",
     );
     // A length over the negotiated limit: refused before the body arrives.
     let mut oversized = (64u32 << 20).to_le_bytes().to_vec();
     oversized.extend_from_slice(&[0x31; 100]);
     assert_closed(
-        send_raw(&connection, &oversized).await,
+        send_raw(connection, &oversized).await,
         "exceeds the limit of 1048576 bytes",
     );
     // A valid frame with its last byte cut off (length adjusted).
@@ -101,7 +79,7 @@ async fn bad_frames_close_only_their_channel() {
     truncated.pop();
     let len = (truncated.len() - 4) as u32;
     truncated[..4].copy_from_slice(&len.to_le_bytes());
-    assert_closed(send_raw(&connection, &truncated).await, "truncated");
+    assert_closed(send_raw(connection, &truncated).await, "truncated");
     // Invalid UTF-8 in a name.
     let mut bad_utf8 = encode(&Frame::PurgeQueue {
         req: 1,
@@ -109,10 +87,10 @@ async fn bad_frames_close_only_their_channel() {
     });
     let at = bad_utf8.len() - 1;
     bad_utf8[at] = 0xff;
-    assert_closed(send_raw(&connection, &bad_utf8).await, "UTF-8");
+    assert_closed(send_raw(connection, &bad_utf8).await, "UTF-8");
     // A frame only the broker may send.
     match send_raw(
-        &connection,
+        connection,
         &encode(&Frame::Confirm {
             ranges: vec![(1, 1)],
         }),
@@ -128,7 +106,7 @@ async fn bad_frames_close_only_their_channel() {
 
     // The same connection still serves a well-formed channel…
     let reply = send_raw(
-        &connection,
+        connection,
         &encode(&Frame::DeclareQueue {
             req: 7,
             name: "still-here".into(),

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cells;
+pub mod raw;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
