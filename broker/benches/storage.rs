@@ -1,5 +1,6 @@
 //! Storage engine throughput: appends of 1 KiB records (async, and sync with
-//! group commit at 1, 16 and 256 concurrent appenders), reads, and recovery
+//! group commit at 1, 16 and 256 concurrent appenders, as threads and as
+//! tasks), reads, and recovery
 //! (log replay) speed. Also prints anonymous resident memory against backlog
 //! size.
 //!
@@ -124,6 +125,57 @@ fn append_sync(c: &mut Criterion) {
     group.finish();
 }
 
+/// Group commit as the broker drives it: each appender is a task on a
+/// two-worker runtime, and waits for its flush without holding a thread
+/// ([`MessageStore::durable`]).
+fn append_sync_tasks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("storage/append-1KiB-sync-tasks");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    for appenders in [16usize, 256] {
+        let per_task = (20_000 / appenders).max(200) as u64;
+        group.throughput(Throughput::Elements(per_task * appenders as u64));
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(MessageStore::open(config(dir.path())).unwrap().0);
+        let queue = store.create_queue("q", FlushMode::Sync).unwrap();
+        group.bench_function(
+            BenchmarkId::new("group-commit", format!("{appenders}-appenders")),
+            |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        runtime.block_on(async {
+                            let tasks: Vec<_> = (0..appenders)
+                                .map(|_| {
+                                    let store = store.clone();
+                                    tokio::spawn(async move {
+                                        let message = record();
+                                        for _ in 0..per_task {
+                                            let appended =
+                                                store.append(&message, &[queue]).unwrap();
+                                            store.durable(appended.end).await.unwrap();
+                                        }
+                                    })
+                                })
+                                .collect();
+                            for task in tasks {
+                                task.await.unwrap();
+                            }
+                        });
+                    }
+                    start.elapsed()
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
 fn read(c: &mut Criterion) {
     let mut group = c.benchmark_group("storage/read-1KiB");
     const COUNT: u64 = 200_000;
@@ -180,5 +232,12 @@ fn recovery(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append_async, append_sync, read, recovery);
+criterion_group!(
+    benches,
+    append_async,
+    append_sync,
+    append_sync_tasks,
+    read,
+    recovery
+);
 criterion_main!(benches);

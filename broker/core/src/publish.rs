@@ -63,6 +63,11 @@ impl Broker {
         Ok(self.store.wait_durable(point.0)?)
     }
 
+    /// [`Broker::wait_durable`] for async callers: no thread waits.
+    pub async fn durable(&self, point: DurableAt) -> Result<(), BrokerError> {
+        Ok(self.store.durable(point.0).await?)
+    }
+
     /// Publishes `messages` to `exchange` as `principal`. A named exchange
     /// needs write permission on the exchange; the default exchange ("")
     /// needs write permission on the queue each message's routing key

@@ -38,17 +38,7 @@ pub async fn confirm_pipeline(
             .max();
         let mut flush_error = None;
         if let Some(point) = durable_after {
-            let broker = broker.clone();
-            match tokio::task::spawn_blocking(move || broker.wait_durable(point)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => flush_error = Some(e),
-                Err(e) => {
-                    flush_error = Some(BrokerError::new(
-                        switchyard_protocol::code::INTERNAL_ERROR,
-                        e.to_string(),
-                    ))
-                }
-            }
+            flush_error = broker.durable(point).await.err();
         }
         for (_, outcome) in &mut round {
             if let Outcome::Forwarding { cell, offset } = outcome

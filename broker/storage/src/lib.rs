@@ -29,6 +29,6 @@ pub use layout::MIN_SEGMENT_SIZE;
 pub use metadata::Metadata;
 pub use record::{FLAG_PERSISTENT, QueueId, StoredMessage};
 pub use store::{
-    Appended, Commit, Delivered, HalfMessage, LogFiles, MessageStore, Promotion, QueueSpace,
-    QueueStats, RecoveryReport, StorageStats, StreamBounds,
+    Appended, Commit, Delivered, DurableFuture, HalfMessage, LogFiles, MessageStore, Promotion,
+    QueueSpace, QueueStats, RecoveryReport, StorageStats, StreamBounds,
 };

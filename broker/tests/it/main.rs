@@ -69,6 +69,7 @@ mod storage;
 mod storage_churn;
 mod storage_crash;
 mod storage_delays;
+mod storage_group_commit;
 mod storage_halves;
 mod storage_props;
 mod storage_streams;

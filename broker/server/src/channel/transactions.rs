@@ -8,7 +8,6 @@ use tokio::sync::mpsc;
 
 use super::{ChannelSession, Failure, unexpected};
 use switchyard_core::{BrokerError, DurableAt, GroupSettings};
-use switchyard_protocol::code;
 
 /// Checks buffered for a member before it counts as not answering.
 const CHECKS_BUFFERED: usize = 256;
@@ -93,9 +92,7 @@ impl ChannelSession {
         tokio::spawn(async move {
             let flushed = match durable {
                 None => Ok(()),
-                Some(point) => tokio::task::spawn_blocking(move || broker.wait_durable(point))
-                    .await
-                    .unwrap_or_else(|e| Err(BrokerError::new(code::INTERNAL_ERROR, e.to_string()))),
+                Some(point) => broker.durable(point).await,
             };
             let frame = match flushed {
                 Ok(()) => Frame::Ok {

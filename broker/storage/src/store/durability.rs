@@ -170,15 +170,18 @@ impl Inner {
             }
             Ok(())
         })();
-        let mut durability = self.durability.lock().unwrap();
-        match result {
-            Ok(()) => {
-                durability.flushed = durability.flushed.max(position);
-                durability.written = durability.written.max(position);
+        let ended = {
+            let mut durability = self.durability.lock().unwrap();
+            match result {
+                Ok(()) => {
+                    durability.flushed = durability.flushed.max(position);
+                    durability.written = durability.written.max(position);
+                }
+                Err(ref error) => durability.failure = Some(error.clone()),
             }
-            Err(ref error) => durability.failure = Some(error.clone()),
-        }
-        self.flushed_cv.notify_all();
+            durability.ended_waits()
+        };
+        Self::wake(ended);
         result.map(|()| position)
     }
 
@@ -250,6 +253,19 @@ impl Inner {
         self.log.release_before(keep_from)
     }
 
+    /// Tells the flusher to stop (waits already covered by a flush end;
+    /// the others wait for the final checkpoint, or [`Inner::end_waits`]).
+    pub(super) fn stop_flusher(&self) {
+        self.durability.lock().unwrap().shutdown = true;
+        self.flusher_cv.notify_all();
+    }
+
+    /// Ends every wait still pending once the flusher has stopped.
+    pub(super) fn end_waits(&self) {
+        let ended = self.durability.lock().unwrap().ended_waits();
+        Self::wake(ended);
+    }
+
     pub(super) fn flusher_loop(&self) {
         let mut last_flush = Instant::now();
         let mut last_checkpoint = Instant::now();
@@ -263,7 +279,7 @@ impl Inner {
                     let pending = durability.written > durability.flushed
                         || !self.events.lock().unwrap().is_empty();
                     if pending
-                        && (durability.sync_waiters > 0
+                        && (!durability.waiters.is_empty()
                             || durability.written - durability.flushed >= self.config.flush_bytes
                             || last_flush.elapsed() >= self.config.flush_interval)
                     {

@@ -14,9 +14,12 @@
 //! - `delays` — delayed messages: the delay queue, timers, promotion.
 //! - `durability` — the write path and the flusher: append, group commit,
 //!   consumption events, checkpoints and retention.
+//! - `durable_wait` — waiting for a flush: waiters by position, each woken
+//!   by the flush that covers it.
 
 mod delays;
 mod durability;
+mod durable_wait;
 mod flush_stats;
 mod halves;
 mod queue;
@@ -25,10 +28,12 @@ mod scan;
 mod settlement;
 mod views;
 
+use durable_wait::Durability;
 use queue::{Queue, QueueMeta, new_queue, queue_dir};
 
 pub use delays::Promotion;
 pub use durability::LogFiles;
+pub use durable_wait::DurableFuture;
 pub use flush_stats::StorageStats;
 pub use halves::{Commit, HalfMessage};
 pub use views::StreamBounds;
@@ -65,15 +70,6 @@ struct Writer {
     next_queue_id: QueueId,
 }
 
-#[derive(Default)]
-struct Durability {
-    written: u64,
-    flushed: u64,
-    sync_waiters: usize,
-    shutdown: bool,
-    failure: Option<StorageError>,
-}
-
 struct Inner {
     config: StoreConfig,
     log: CommitLog,
@@ -99,8 +95,6 @@ struct Inner {
     /// [`Inner::write_events`] knows every event pushed before is in the log.
     events_writer: Mutex<()>,
     durability: Mutex<Durability>,
-    /// Wakes sync appenders when `flushed` moves.
-    flushed_cv: Condvar,
     /// Wakes the flusher.
     flusher_cv: Condvar,
 }
@@ -259,26 +253,6 @@ impl MessageStore {
         queue_ids: &[QueueId],
     ) -> Result<Appended, StorageError> {
         self.inner.append(message, queue_ids)
-    }
-
-    /// Blocks until the log is on disk up to `end`. Concurrent
-    /// waiters share one flush (group commit).
-    pub fn wait_durable(&self, end: u64) -> Result<(), StorageError> {
-        let inner = &self.inner;
-        let mut durability = inner.durability.lock().unwrap();
-        durability.sync_waiters += 1;
-        inner.flusher_cv.notify_one();
-        while durability.flushed < end && durability.failure.is_none() && !durability.shutdown {
-            durability = inner.flushed_cv.wait(durability).unwrap();
-        }
-        durability.sync_waiters -= 1;
-        if let Some(error) = &durability.failure {
-            return Err(error.clone());
-        }
-        if durability.flushed < end {
-            return Err(StorageError::Closed);
-        }
-        Ok(())
     }
 
     /// Appends and, if a destination is in sync mode, waits until durable.
@@ -555,9 +529,9 @@ impl MessageStore {
     #[doc(hidden)]
     pub fn abandon(mut self) {
         if let Some(flusher) = self.flusher.take() {
-            self.inner.durability.lock().unwrap().shutdown = true;
-            self.inner.flusher_cv.notify_all();
+            self.inner.stop_flusher();
             let _ = flusher.join();
+            self.inner.end_waits();
         }
     }
 
@@ -565,10 +539,11 @@ impl MessageStore {
         let Some(flusher) = self.flusher.take() else {
             return Ok(());
         };
-        self.inner.durability.lock().unwrap().shutdown = true;
-        self.inner.flusher_cv.notify_all();
+        self.inner.stop_flusher();
         let _ = flusher.join();
-        self.inner.checkpoint(true).map(drop)
+        let checkpointed = self.inner.checkpoint(true).map(drop);
+        self.inner.end_waits();
+        checkpointed
     }
 }
 

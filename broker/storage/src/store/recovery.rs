@@ -292,7 +292,6 @@ impl MessageStore {
                 flushed: end,
                 ..Durability::default()
             }),
-            flushed_cv: Condvar::new(),
             flusher_cv: Condvar::new(),
         });
         inner.checkpoint(false)?;
