@@ -159,7 +159,7 @@ impl ConsumerTask {
         } else {
             limit
         };
-        let mut batch = Vec::new();
+        let mut batch = Vec::with_capacity(limit as usize);
         let mut bytes = 0;
         while batch.len() < limit as usize && bytes < BATCH_BYTES {
             match self.next() {
