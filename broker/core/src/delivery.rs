@@ -60,9 +60,7 @@ impl Broker {
     ) -> Result<(), BrokerError> {
         match how {
             Settle::Ack => {
-                for &offset in offsets {
-                    self.store.ack(queue.id, offset)?;
-                }
+                self.store.ack_many(queue.id, offsets)?;
                 queue.counters.acked(offsets.len() as u64);
             }
             Settle::Requeue => {

@@ -93,6 +93,44 @@ fn acknowledged_messages_stay_acknowledged_across_a_restart() {
 }
 
 #[test]
+fn a_multiple_ack_settles_only_what_is_in_flight_and_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open_unchecked(dir.path());
+        let q = store.create_queue("q", FlushMode::Async).unwrap();
+        for n in 0..8 {
+            store.append(&message(n), &[q]).unwrap();
+        }
+        for _ in 0..5 {
+            store.deliver(q).unwrap().unwrap();
+        }
+        let before = store.stats(q).unwrap();
+        // 0, 2 and 4 are in flight; 6 was never delivered; 2 twice.
+        assert_eq!(store.ack_many(q, &[0, 2, 2, 4, 6]).unwrap(), 3);
+        let after = store.stats(q).unwrap();
+        assert_eq!(
+            (after.unacked, after.ready, after.ready_bytes),
+            (before.unacked - 3, before.ready, before.ready_bytes)
+        );
+        assert_eq!(store.ack_many(q, &[0, 2, 4]).unwrap(), 0, "already settled");
+        // Acks are durable with the next flush: a sync append forces one.
+        let barrier = store.create_queue("barrier", FlushMode::Sync).unwrap();
+        store.append_confirmed(&message(99), &[barrier]).unwrap();
+        store.abandon();
+    }
+    let store = open(dir.path());
+    let q = store.queue_id("q").unwrap();
+    // What was in flight comes back flagged (so may the rest, below the
+    // delivery lease); what was acknowledged does not come back.
+    let mut again = Vec::new();
+    while let Some(d) = store.deliver(q).unwrap() {
+        assert!(d.redelivered || d.offset >= 5, "offset {}", d.offset);
+        again.push(d.offset);
+    }
+    assert_eq!(again, vec![1, 3, 5, 6, 7]);
+}
+
+#[test]
 fn a_crash_before_any_checkpoint_loses_nothing_that_was_written() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_unchecked(dir.path());

@@ -410,18 +410,38 @@ impl MessageStore {
 
     /// Acknowledges a delivery; durable with the next flush.
     pub fn ack(&self, queue_id: QueueId, offset: u64) -> Result<bool, StorageError> {
+        Ok(self.ack_many(queue_id, &[offset])? == 1)
+    }
+
+    /// Acknowledges deliveries of one queue together (a consumer's
+    /// multiple ack): each lock is taken once for all of them, not once
+    /// per message. Returns how many were in flight (and are now settled);
+    /// durable with the next flush.
+    pub fn ack_many(&self, queue_id: QueueId, offsets: &[u64]) -> Result<u64, StorageError> {
         let queue = self.inner.queue(queue_id)?;
-        let len = queue.entry_len(offset);
-        let acked = self.with_consumption(queue_id, |c| {
-            let acked = c.ack(offset);
-            if acked {
-                self.inner.record(c, queue_id, Change::Settled { offset });
+        let lens: Vec<u64> = {
+            let index = queue.index.lock().unwrap();
+            offsets
+                .iter()
+                .map(|&offset| index.get(offset).map_or(0, |entry| u64::from(entry.len)))
+                .collect()
+        };
+        let (mut acked, mut settled_bytes) = (0, 0);
+        {
+            let mut consumption = queue.consumption.lock().unwrap();
+            let mut events = Vec::with_capacity(offsets.len());
+            for (&offset, len) in offsets.iter().zip(lens) {
+                if consumption.ack(offset) {
+                    events.push(consumption.record(queue_id, Change::Settled { offset }));
+                    acked += 1;
+                    settled_bytes += len;
+                }
             }
-            acked
-        })?;
-        if acked {
-            queue.settled(len, true);
+            // Under the consumption lock: events reach the log in each
+            // queue's order.
+            self.inner.events.lock().unwrap().extend(events);
         }
+        queue.settled(settled_bytes, true);
         Ok(acked)
     }
 
