@@ -89,17 +89,24 @@ fn append_async(c: &mut Criterion) {
     group.finish();
 }
 
+/// A fresh store with one sync-flush queue, and how many records each of
+/// `appenders` appends per iteration.
+fn sync_queue(appenders: usize) -> (tempfile::TempDir, MessageStore, u32, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MessageStore::open(config(dir.path())).unwrap().0;
+    let queue = store.create_queue("q", FlushMode::Sync).unwrap();
+    let each = (20_000 / appenders).max(200) as u64;
+    (dir, store, queue, each)
+}
+
 fn append_sync(c: &mut Criterion) {
     let mut group = c.benchmark_group("storage/append-1KiB-sync");
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(10));
     for appenders in [1usize, 16, 256] {
-        let per_thread = (20_000 / appenders).max(200) as u64;
+        let (_dir, store, queue, per_thread) = sync_queue(appenders);
         group.throughput(Throughput::Elements(per_thread * appenders as u64));
-        let dir = tempfile::tempdir().unwrap();
-        let store = MessageStore::open(config(dir.path())).unwrap().0;
-        let queue = store.create_queue("q", FlushMode::Sync).unwrap();
         let message = record();
         group.bench_function(
             BenchmarkId::new("group-commit", format!("{appenders}-appenders")),
@@ -138,11 +145,9 @@ fn append_sync_tasks(c: &mut Criterion) {
         .build()
         .unwrap();
     for appenders in [16usize, 256] {
-        let per_task = (20_000 / appenders).max(200) as u64;
+        let (_dir, store, queue, per_task) = sync_queue(appenders);
+        let store = std::sync::Arc::new(store);
         group.throughput(Throughput::Elements(per_task * appenders as u64));
-        let dir = tempfile::tempdir().unwrap();
-        let store = std::sync::Arc::new(MessageStore::open(config(dir.path())).unwrap().0);
-        let queue = store.create_queue("q", FlushMode::Sync).unwrap();
         group.bench_function(
             BenchmarkId::new("group-commit", format!("{appenders}-appenders")),
             |b| {

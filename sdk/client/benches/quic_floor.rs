@@ -98,13 +98,15 @@ fn runtime() -> tokio::runtime::Runtime {
 struct Relay {
     runtime: tokio::runtime::Runtime,
     addr: SocketAddr,
-    ca: rustls_pki_types::CertificateDer<'static>,
+    /// Its self-signed certificate, which the clients trust.
+    ca_pem: String,
 }
 
 impl Relay {
     fn start() -> Relay {
         let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let ca = certified.cert.der().clone();
+        let ca_pem = certified.cert.pem();
         let key =
             rustls_pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -112,7 +114,7 @@ impl Relay {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(vec![ca.clone()], key)
+            .with_single_cert(vec![ca], key)
             .unwrap();
         tls.alpn_protocols = vec![switchyard_protocol::ALPN.to_vec()];
         let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
@@ -124,7 +126,11 @@ impl Relay {
             .unwrap();
         let addr = endpoint.local_addr().unwrap();
         runtime.spawn(relay(endpoint));
-        Relay { runtime, addr, ca }
+        Relay {
+            runtime,
+            addr,
+            ca_pem,
+        }
     }
 }
 
@@ -305,17 +311,11 @@ async fn one_run(addr: SocketAddr, client: quinn::ClientConfig, work: &Workload)
 
 fn relayed(c: &mut Criterion) {
     let relay = Relay::start();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(relay.ca.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
+    // The client's own TLS configuration, trusting the relay's certificate.
+    let mut client = switchyard_client::Trust::ca_pem(relay.ca_pem.as_bytes())
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![switchyard_protocol::ALPN.to_vec()];
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut client = quinn::ClientConfig::new(Arc::new(quic));
+        .client_config()
+        .unwrap();
     client.transport_config(transport());
     let clients = runtime();
     let mut group = c.benchmark_group("quic-floor");
