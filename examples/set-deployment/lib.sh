@@ -41,16 +41,20 @@ on() {
     "$switchyard" "$@" --server "switchyard://guest:guest@${address[$cell]}" --ca "$work/ca/ca.pem"
 }
 
-say "the same peer user, SET table and peers on every broker"
+say "on every broker: a peer user per other cell (bound to it), the SET table and peers"
 for cell in "${cells[@]}"; do
-    on "$cell" user add peer --password peer-secret --tag cell-peer
-    on "$cell" user permit peer --vhost / --configure 'federation\..*' --write '.*' --read '.*'
+    for other in "${cells[@]}"; do
+        [ "$other" = "$cell" ] && continue
+        # The user cell $other's broker logs in as; it may forward for $other only.
+        on "$cell" user add "peer-$other" --password peer-secret --tag "cell-peer:$other"
+        on "$cell" user permit "peer-$other" --vhost / --configure 'federation\..*' --write '.*' --read '.*'
+    done
     on "$cell" cells local "$cell"
     on "$cell" cells range set-a 0-4999
     on "$cell" cells range set-b 5000-9999
     for other in "${cells[@]}"; do
         [ "$other" = "$cell" ] && continue
-        on "$cell" cells peer "$other" "switchyard://peer:peer-secret@${address[$other]}" \
+        on "$cell" cells peer "$other" "switchyard://peer-$cell:peer-secret@${address[$other]}" \
             --peer-ca "$work/ca/ca.pem"
     done
 done

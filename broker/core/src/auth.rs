@@ -23,8 +23,19 @@ use switchyard_storage::Metadata;
 
 pub const ADMINISTRATOR: &str = "administrator";
 /// The tag of users other cells' brokers log in as: their forwarded
-/// messages are stored here as such (docs/SET.md).
+/// messages are stored here as such (docs/SET.md). `cell-peer:NAME` speaks
+/// for cell NAME only; a plain `cell-peer` for the cell named like the
+/// user. A peer's claim to forward for any other cell is refused.
 pub const CELL_PEER: &str = "cell-peer";
+
+/// The cell a user with these tags speaks for, if it is a cell peer.
+fn peer_cell(user: &str, tags: &[String]) -> Option<String> {
+    tags.iter().find_map(|tag| match tag.split_once(':') {
+        Some((CELL_PEER, cell)) if !cell.is_empty() => Some(cell.to_string()),
+        None if tag == CELL_PEER => Some(user.to_string()),
+        _ => None,
+    })
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Permission {
@@ -67,8 +78,8 @@ pub struct Principal {
     pub user: String,
     pub vhost: String,
     pub administrator: bool,
-    /// Another cell's broker (tag `cell-peer`).
-    pub cell_peer: bool,
+    /// Another cell's broker (tag `cell-peer`): the one cell it speaks for.
+    pub cell_peer: Option<String>,
     configure: Regex,
     write: Regex,
     read: Regex,
@@ -82,7 +93,7 @@ impl Principal {
             user: user.into(),
             vhost: vhost.into(),
             administrator: true,
-            cell_peer: false,
+            cell_peer: None,
             configure: compile(".*").expect("a valid pattern"),
             write: compile(".*").expect("a valid pattern"),
             read: compile(".*").expect("a valid pattern"),
@@ -228,6 +239,17 @@ impl Users {
         self.put(&user)
     }
 
+    /// Removes every user's permission on `vhost` (deleted): a vhost made
+    /// again later under the same name starts with no one's access.
+    pub fn forget_vhost(&self, vhost: &str) -> Result<(), BrokerError> {
+        for mut user in self.list()? {
+            if user.permissions.remove(vhost).is_some() {
+                self.put(&user)?;
+            }
+        }
+        Ok(())
+    }
+
     /// How many passwords were verified with argon2 so far, known users
     /// or not.
     pub fn passwords_verified(&self) -> u64 {
@@ -292,10 +314,28 @@ impl Users {
             user: user.name.clone(),
             vhost: vhost.into(),
             administrator: user.tags.iter().any(|t| t == ADMINISTRATOR),
-            cell_peer: user.tags.iter().any(|t| t == CELL_PEER),
+            cell_peer: peer_cell(&user.name, &user.tags),
             configure: compile(&permission.configure)?,
             write: compile(&permission.write)?,
             read: compile(&permission.read)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_peer_speaks_for_the_cell_its_tag_or_name_says() {
+        let tags = |t: &[&str]| t.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            super::peer_cell("p", &tags(&["cell-peer:set-a"])).as_deref(),
+            Some("set-a")
+        );
+        assert_eq!(
+            super::peer_cell("set-b", &tags(&["cell-peer"])).as_deref(),
+            Some("set-b")
+        );
+        assert_eq!(super::peer_cell("p", &tags(&["administrator"])), None);
+        assert_eq!(super::peer_cell("p", &tags(&["cell-peer:"])), None);
     }
 }

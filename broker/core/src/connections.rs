@@ -183,6 +183,17 @@ impl Broker {
         Ok(())
     }
 
+    /// Asks the front doors to close every connection to `vhost`.
+    pub(crate) fn close_connections_of(&self, vhost: &str, why: &str) {
+        for connection in self.connections.lock().unwrap().values() {
+            if connection.vhost == vhost {
+                connection
+                    .close_requested
+                    .send_replace(Some(why.to_string()));
+            }
+        }
+    }
+
     /// Forgets a connection and deletes the exclusive queues it owned.
     pub fn disconnect(&self, connection: u64) {
         let Some(info) = self.connections.lock().unwrap().remove(&connection) else {

@@ -106,7 +106,7 @@ impl Broker {
                 tracing::error!(%lost, "delayed message unreadable: lost");
             }
             promoted += promotion.promoted;
-            self.arrived(&promotion.queues);
+            self.arrived(&promotion.queues, false);
             if promotion.promoted < PROMOTION_BATCH as u64 {
                 return promoted;
             }
@@ -114,9 +114,10 @@ impl Broker {
     }
 
     /// Wakes the consumers of queues that received promoted (or committed)
-    /// messages and
-    /// keeps drop-head queues at their max-length.
-    pub(crate) fn arrived(&self, ids: &[QueueId]) {
+    /// messages and keeps drop-head queues at their max-length. A committed
+    /// half message is `published` to its queues now (a delayed one was
+    /// counted when it was published).
+    pub(crate) fn arrived(&self, ids: &[QueueId], published: bool) {
         if ids.is_empty() {
             return;
         }
@@ -135,6 +136,9 @@ impl Broker {
             }
             let mut aftermath = Aftermath::default();
             for queue in queues {
+                if published {
+                    queue.counters.published(1);
+                }
                 queue.ready.notify_waiters();
                 aftermath.overfull.push(queue);
             }

@@ -39,6 +39,11 @@ impl BrokerError {
     pub fn invalid_argument(message: impl Into<String>) -> Self {
         Self::new(code::SYNTAX_ERROR, message)
     }
+
+    /// The same refusal, saying what it was about first.
+    pub fn context(self, what: &str) -> Self {
+        Self::new(self.code, format!("{what}: {}", self.message))
+    }
 }
 
 impl From<StorageError> for BrokerError {

@@ -78,6 +78,14 @@ impl Exchange {
         self.bindings.lock().unwrap().clone()
     }
 
+    pub fn binding_count(&self) -> usize {
+        self.bindings.lock().unwrap().len()
+    }
+
+    pub fn has_binding(&self, binding: &BindingRecord) -> bool {
+        self.bindings.lock().unwrap().contains(binding)
+    }
+
     /// Adds a binding after the plugin accepted it; false if it existed.
     pub fn bind(&self, binding: BindingRecord) -> Result<bool, BrokerError> {
         let Some(router) = &self.router else {

@@ -34,6 +34,7 @@ mod exchange_arguments;
 mod expiry;
 mod groups;
 mod handout;
+mod header_limits;
 mod json;
 mod limits;
 mod listing;
@@ -46,6 +47,8 @@ mod publish;
 mod queue;
 mod queue_expiry;
 mod records;
+mod reserved_headers;
+mod resource_limits;
 mod routing;
 mod stream;
 mod topology;
@@ -53,6 +56,7 @@ mod transaction_checks;
 mod transactions;
 mod uploads;
 mod user_admin;
+mod vhosts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -85,6 +89,7 @@ pub use queue::{Overflow, Queue, QueueSettings};
 pub use records::{BindingRecord, EncodedFields, ExchangeRecord, QueueRecord, VhostRecord};
 pub use stream::{STREAM_OFFSET_HEADER, StreamSettings, ViewOf};
 pub use switchyard_plugin_host::PluginSummary;
+pub use switchyard_storage::file_handles::raise_file_limit;
 pub use topology::{BindingSpec, ExchangeSpec, QueueSpec};
 pub use transaction_checks::{GroupSettings, ProducerGroupMetrics, TransactionCheck};
 pub use transactions::{TRANSACTION_GROUP_HEADER, TRANSACTION_VHOST_HEADER};
@@ -219,7 +224,9 @@ impl Broker {
                 format!("cannot create data dir {}: {e}", options.data_dir.display()),
             )
         })?;
-        let (store, report) = MessageStore::open(options.store.clone())?;
+        let mut store_config = options.store.clone();
+        store_config.file_handle_reserve = options.limits.file_handle_reserve;
+        let (store, report) = MessageStore::open(store_config)?;
         for damage in &report.damage {
             tracing::warn!(%damage, "storage recovery");
         }

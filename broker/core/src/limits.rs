@@ -32,6 +32,15 @@ pub struct Limits {
     /// Bytes of plugin uploads buffered at once, all connections together
     /// (one upload may hold up to 64 MiB).
     pub max_upload_bytes: u64,
+    /// Queues one vhost may hold (each holds an open file).
+    pub max_queues_per_vhost: u32,
+    /// Exchanges one vhost may hold.
+    pub max_exchanges_per_vhost: u32,
+    /// Bindings one exchange may hold.
+    pub max_bindings_per_exchange: u32,
+    /// File handles always left free for the commit log, the metadata and
+    /// connections: a queue that would take one of them is refused.
+    pub file_handle_reserve: u32,
 }
 
 impl Default for Limits {
@@ -46,6 +55,10 @@ impl Default for Limits {
             login_failures_per_address: 30,
             login_failure_refill_ms: 2_000,
             max_upload_bytes: 256 << 20,
+            max_queues_per_vhost: 10_000,
+            max_exchanges_per_vhost: 10_000,
+            max_bindings_per_exchange: 100_000,
+            file_handle_reserve: 512,
         }
     }
 }
@@ -79,6 +92,15 @@ impl Limits {
                 self.login_failures_per_address as u64,
             ),
             ("login_failure_refill_ms", self.login_failure_refill_ms),
+            ("max_queues_per_vhost", self.max_queues_per_vhost as u64),
+            (
+                "max_exchanges_per_vhost",
+                self.max_exchanges_per_vhost as u64,
+            ),
+            (
+                "max_bindings_per_exchange",
+                self.max_bindings_per_exchange as u64,
+            ),
         ];
         for (name, value) in positive {
             if value == 0 {

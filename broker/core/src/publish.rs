@@ -8,6 +8,8 @@ use switchyard_protocol::Message;
 use super::Broker;
 use super::auth::{Access, Principal};
 use super::error::BrokerError;
+use super::header_limits::publish_within_limits;
+use super::reserved_headers::without_reserved;
 use super::routing::Aftermath;
 
 /// What became of one published message.
@@ -80,7 +82,13 @@ impl Broker {
         exchange: &str,
         messages: &[Message],
     ) -> Published {
-        let allowed = self.authorize_publish(principal, exchange, messages);
+        let forwarded = Broker::is_forwarded(principal, messages);
+        let allowed = self
+            .authorize_publish(principal, exchange, messages)
+            .and_then(|()| match forwarded {
+                true => Broker::authorize_forwarded(principal, messages),
+                false => Ok(()),
+            });
         let (count, stopped) = match allowed {
             Ok(()) => (messages.len(), None),
             Err((count, e)) => (count, Some(e)),
@@ -89,11 +97,16 @@ impl Broker {
             Ok(vhost) if count > 0 => {
                 let mut aftermath = Aftermath::default();
                 let messages = &messages[..count];
-                let outcomes = match Broker::is_forwarded(principal, messages) {
+                let outcomes = match forwarded {
                     true => {
                         self.publish_unchecked_forwarded(&vhost, exchange, messages, &mut aftermath)
                     }
-                    false => self.publish_unchecked(&vhost, exchange, messages, &mut aftermath),
+                    false => {
+                        let messages = without_reserved(messages);
+                        publish_within_limits(&messages, |messages| {
+                            self.publish_unchecked(&vhost, exchange, messages, &mut aftermath)
+                        })
+                    }
                 };
                 self.bury(&vhost, aftermath);
                 outcomes

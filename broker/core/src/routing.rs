@@ -16,6 +16,7 @@ use super::convert::{message_to_plugin, to_stored};
 use super::delays::due_time;
 use super::error::BrokerError;
 use super::exchange::Exchange;
+use super::header_limits::plugin_call_pieces;
 use super::publish::{DurableAt, Outcome};
 use super::queue::{Overflow, Queue};
 use super::{Broker, Vhost};
@@ -86,8 +87,28 @@ impl Broker {
         outcomes
     }
 
-    /// The exchange's filter (if any), then routing and storing.
+    /// The exchange's filter (if any), then routing and storing, in
+    /// pieces of bounded metadata per plugin call (`header_limits.rs`).
     pub(crate) fn filter_route_and_store(
+        &self,
+        vhost: &Vhost,
+        exchange: &Exchange,
+        messages: &[Message],
+        aftermath: &mut Aftermath,
+    ) -> Vec<Outcome> {
+        let pieces = plugin_call_pieces(messages);
+        if pieces.len() == 1 {
+            return self.filter_route_and_store_piece(vhost, exchange, messages, aftermath);
+        }
+        pieces
+            .into_iter()
+            .flat_map(|piece| {
+                self.filter_route_and_store_piece(vhost, exchange, &messages[piece], aftermath)
+            })
+            .collect()
+    }
+
+    fn filter_route_and_store_piece(
         &self,
         vhost: &Vhost,
         exchange: &Exchange,
@@ -260,10 +281,13 @@ impl Broker {
         if let Some(due) = due {
             self.delayed_until(due);
         }
-        for queue in queues
-            .iter()
-            .filter(|q| ids.contains(&q.id) && due.is_none())
-        {
+        for queue in queues.iter().filter(|q| ids.contains(&q.id)) {
+            // A delayed message counts as published now (what its
+            // publisher did), and is ready (and may overfill) when due.
+            queue.counters.published(1);
+            if due.is_some() {
+                continue;
+            }
             if queue.settings.has_limits()
                 && queue.settings.overflow == Overflow::DropHead
                 && self
@@ -274,7 +298,6 @@ impl Broker {
             {
                 aftermath.overfull.push(queue.clone());
             }
-            queue.counters.published(1);
             queue.ready.notify_waiters();
         }
         match full {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use switchyard_protocol::{Field, code};
 
-use super::auth::{Access, Permission, Principal};
+use super::auth::{Access, Principal};
 use super::convert::{describe_arguments, fields_to_plugin};
 use super::error::BrokerError;
 use super::exchange::Exchange;
@@ -74,7 +74,7 @@ impl Broker {
         Ok(meta.flush()?)
     }
 
-    fn unpersist(&self, tree: &str, k: &str) -> Result<(), BrokerError> {
+    pub(crate) fn unpersist(&self, tree: &str, k: &str) -> Result<(), BrokerError> {
         let meta = self.store.metadata();
         meta.remove(tree, k)?;
         Ok(meta.flush()?)
@@ -114,7 +114,7 @@ impl Broker {
         Ok(exchange)
     }
 
-    fn add_vhost_runtime(&self, name: &str) -> Arc<Vhost> {
+    pub(crate) fn add_vhost_runtime(&self, name: &str) -> Arc<Vhost> {
         let vhost = Arc::new(Vhost::new(name));
         let default = ExchangeRecord {
             vhost: name.into(),
@@ -140,7 +140,9 @@ impl Broker {
     /// store's queues that no durable queue owns (transient ones).
     pub(super) fn restore_topology(&self) -> Result<(), BrokerError> {
         let meta = self.store.metadata().clone();
-        if meta.get::<VhostRecord>(VHOSTS, "/")?.is_none() {
+        // A new broker has `/`; one whose `/` was deleted (another vhost
+        // remained) does not get it back.
+        if meta.scan::<VhostRecord>(VHOSTS, "")?.is_empty() {
             self.persist(VHOSTS, "/", &VhostRecord { name: "/".into() })?;
         }
         for (_, v) in meta.scan::<VhostRecord>(VHOSTS, "")? {
@@ -194,43 +196,6 @@ impl Broker {
         Ok(())
     }
 
-    /// Adds a vhost and gives its creator full permissions on it, as
-    /// RabbitMQ's management interface does: an administrator can use the
-    /// vhost it just made without a separate `user permit`. Others get
-    /// access only through `user permit`.
-    pub fn add_vhost(&self, principal: &Principal, name: &str) -> Result<(), BrokerError> {
-        principal.require_administrator("adding a vhost")?;
-        check_name("vhost", name)?;
-        if self.vhost(name).is_ok() {
-            return Err(BrokerError::precondition(format!(
-                "vhost '{name}' already exists"
-            )));
-        }
-        self.persist(VHOSTS, name, &VhostRecord { name: name.into() })?;
-        self.add_vhost_runtime(name);
-        self.users
-            .permit(&principal.user, name, Permission::all())?;
-        Ok(())
-    }
-
-    pub fn delete_vhost(&self, principal: &Principal, name: &str) -> Result<(), BrokerError> {
-        principal.require_administrator("deleting a vhost")?;
-        let vhost = self.vhost(name)?;
-        let queues: Vec<String> = vhost.queues.read().unwrap().keys().cloned().collect();
-        for queue in queues {
-            self.remove_queue(&vhost, &queue)?;
-        }
-        let exchanges: Vec<String> = vhost.exchanges.read().unwrap().keys().cloned().collect();
-        for exchange in exchanges.iter().filter(|e| !e.is_empty()) {
-            self.unpersist(EXCHANGES, &key(&[name, exchange]))?;
-            self.forget_plugin_state(&KvScope::exchange(name, exchange));
-        }
-        self.forget_plugin_state(&KvScope::vhost(name));
-        self.unpersist(VHOSTS, name)?;
-        self.vhosts.write().unwrap().remove(name);
-        Ok(())
-    }
-
     pub fn declare_exchange(
         &self,
         principal: &Principal,
@@ -258,7 +223,10 @@ impl Broker {
             kind: spec.kind.into(),
             durable: spec.durable,
             auto_delete: spec.auto_delete,
-            arguments: EncodedFields::encode(&spec.arguments),
+            arguments: EncodedFields::bounded(
+                &spec.arguments,
+                &format!("exchange '{}'", spec.name),
+            )?,
         };
         if let Ok(existing) = vhost.exchange(spec.name) {
             if existing.record.kind != record.kind
@@ -275,6 +243,7 @@ impl Broker {
             }
             return Ok(());
         }
+        self.admit_exchange(&vhost)?;
         let exchange = self.make_exchange(record.clone())?;
         if record.durable {
             self.persist(EXCHANGES, &key(&[&vhost.name, spec.name]), &record)?;
@@ -316,7 +285,7 @@ impl Broker {
     }
 
     /// Drops what plugins kept for a deleted exchange or vhost.
-    fn forget_plugin_state(&self, scope: &KvScope) {
+    pub(crate) fn forget_plugin_state(&self, scope: &KvScope) {
         let dropped = self.registry.kv().drop_scope(scope);
         if dropped > 0 {
             tracing::debug!(%scope, dropped, "plugin state of a deleted scope dropped");
@@ -363,6 +332,10 @@ impl Broker {
         if let Some(dlx) = &settings.dead_letter_exchange {
             principal.check(Access::Write, "exchange", dlx)?;
         }
+        if let Some(fallback) = &settings.dead_letter_fallback {
+            self.authorize_keep_in(principal, &vhost, fallback)
+                .map_err(|e| e.context("queue argument 'dead-letter-fallback'"))?;
+        }
         if let Some(policy) = &settings.dead_letter_policy {
             let slot = self.registry.get(policy).map_err(|e| {
                 BrokerError::invalid_argument(format!("queue argument 'dead-letter-policy': {e}"))
@@ -377,11 +350,30 @@ impl Broker {
             durable: spec.durable,
             exclusive: spec.exclusive,
             auto_delete: spec.auto_delete,
-            arguments: EncodedFields::encode(&spec.arguments),
+            arguments: EncodedFields::bounded(&spec.arguments, &format!("queue '{name}'"))?,
         };
         let owner = spec.exclusive.then_some(connection);
+        self.admit_queue(&vhost)?;
         self.create_queue(&vhost, record, settings, owner)?;
         Ok((name, 0, 0))
+    }
+
+    /// Whether `principal` may have the broker keep messages in `queue` of
+    /// `vhost` later (a dead-letter fallback, a give-up queue): write
+    /// permission on it, and configure permission if it does not exist yet
+    /// (keeping a message creates it).
+    pub(crate) fn authorize_keep_in(
+        &self,
+        principal: &Principal,
+        vhost: &Vhost,
+        queue: &str,
+    ) -> Result<(), BrokerError> {
+        check_name("queue", queue)?;
+        principal.check(Access::Write, "queue", queue)?;
+        if vhost.queue(queue).is_err() {
+            principal.check(Access::Configure, "queue", queue)?;
+        }
+        Ok(())
     }
 
     /// Creates a queue the checks allowed (or the broker wants).
@@ -492,7 +484,7 @@ impl Broker {
             exchange: spec.exchange.into(),
             queue: spec.queue.into(),
             key: spec.key.into(),
-            arguments: EncodedFields::encode(spec.arguments),
+            arguments: EncodedFields::bounded(spec.arguments, "a binding")?,
         };
         Ok((vhost, x, binding))
     }
@@ -505,6 +497,7 @@ impl Broker {
     ) -> Result<(), BrokerError> {
         let (vhost, x, binding) = self.binding_target(principal, connection, spec)?;
         let q = vhost.queue(spec.queue)?;
+        self.admit_binding(&x, &binding)?;
         if x.bind(binding.clone())? && q.record.durable && x.record.durable && q.owner.is_none() {
             self.persist(BINDINGS, &Self::binding_key(&binding), &binding)?;
         }

@@ -18,7 +18,7 @@ use switchyard_storage::metadata::key;
 use tokio::sync::mpsc;
 
 use super::Broker;
-use super::auth::Principal;
+use super::auth::{Access, Principal};
 use super::error::BrokerError;
 use super::transactions::Pending;
 
@@ -49,9 +49,11 @@ impl Default for GroupSettings {
 }
 
 impl GroupSettings {
-    /// From `TxSelect` arguments; unknown ones are refused by name.
-    pub fn parse(arguments: &[Field]) -> Result<Self, BrokerError> {
-        let mut settings = GroupSettings::default();
+    /// `TxSelect` arguments over `base` (the group's settings so far):
+    /// each argument given replaces its setting, the others stay. Unknown
+    /// arguments are refused by name.
+    pub fn parse(arguments: &[Field], base: GroupSettings) -> Result<Self, BrokerError> {
+        let mut settings = base;
         for field in arguments {
             let number = || {
                 match &field.value {
@@ -161,20 +163,29 @@ impl ProducerGroup {
 }
 
 impl Broker {
-    /// `principal`'s channel joins producer group `group` with `settings`:
+    /// `principal`'s channel joins producer group `group` of its vhost:
     /// checks for the group may come to `checks`. Returns its membership
     /// id (for [`Broker::leave_producer_group`]).
+    ///
+    /// Joining needs *write* permission on the group's name (a group is a
+    /// tenant's resource like a queue: another tenant can neither join it
+    /// nor receive its checks). `arguments` (check-timeout, check-interval,
+    /// max-checks, give-up) change the group's settings only when given,
+    /// and only with *configure* permission on the group's name; a give-up
+    /// queue needs write permission on that queue (and configure if it
+    /// does not exist yet: giving up creates it). A member that joins
+    /// without arguments keeps the group's settings as they are.
     pub fn join_producer_group(
         &self,
         principal: Arc<Principal>,
         group: &str,
-        settings: GroupSettings,
+        arguments: &[Field],
         checks: mpsc::Sender<TransactionCheck>,
     ) -> Result<u64, BrokerError> {
         super::topology::check_name("producer group", group)?;
-        let record_key = key(&[&principal.vhost, group]);
-        if self.group_settings(&principal.vhost, group) != settings {
-            self.persist(GROUP_SETTINGS, &record_key, &settings)?;
+        principal.check(Access::Write, "producer group", group)?;
+        if !arguments.is_empty() {
+            self.change_group_settings(&principal, group, arguments)?;
         }
         let id = (self.transactions.next_member).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut groups = self.transactions.groups.lock().unwrap();
@@ -187,6 +198,27 @@ impl Broker {
             checks,
         });
         Ok(id)
+    }
+
+    /// The explicit, permission-checked change of a group's settings.
+    fn change_group_settings(
+        &self,
+        principal: &Principal,
+        group: &str,
+        arguments: &[Field],
+    ) -> Result<(), BrokerError> {
+        let current = self.group_settings(&principal.vhost, group);
+        let settings = GroupSettings::parse(arguments, current.clone())?;
+        if settings == current {
+            return Ok(());
+        }
+        principal.check(Access::Configure, "producer group", group)?;
+        if let Some(queue) = &settings.give_up_queue {
+            let vhost = self.vhost(&principal.vhost)?;
+            self.authorize_keep_in(principal, &vhost, queue)
+                .map_err(|e| e.context("producer group argument 'give-up'"))?;
+        }
+        self.persist(GROUP_SETTINGS, &key(&[&principal.vhost, group]), &settings)
     }
 
     /// Membership `id` of `group` ends (its channel closed).

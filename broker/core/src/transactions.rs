@@ -93,6 +93,9 @@ impl Broker {
     ) -> Result<(u64, Option<DurableAt>), BrokerError> {
         self.authorize_publish(principal, exchange, std::slice::from_ref(&message))
             .map_err(|(_, e)| e)?;
+        message
+            .headers
+            .retain(|f| !super::reserved_headers::is_reserved(&f.name));
         if message
             .headers
             .iter()
@@ -183,7 +186,7 @@ impl Broker {
         let ended = match outcome {
             TxOutcome::Unknown => return Ok(None),
             TxOutcome::Commit => self.store.commit_half(id)?.map(|commit| {
-                self.arrived(&commit.queues);
+                self.arrived(&commit.queues, true);
                 commit
                     .appended
                     .filter(|a| a.needs_sync)

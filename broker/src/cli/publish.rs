@@ -37,7 +37,11 @@ pub struct PublishArgs {
     /// Generate bodies of this many bytes.
     #[arg(long, conflicts_with_all = ["body", "file"])]
     pub size: Option<usize>,
-    /// Wait for the broker to confirm every message.
+    /// Wait for the broker to confirm every message. Without it the CLI
+    /// hears only of refusals that close the channel (no such exchange, no
+    /// permission, a malformed message); a full queue, a filter's rejection
+    /// or a delay past the maximum refuse single messages, which only a
+    /// confirm reports.
     #[arg(long)]
     pub confirm: bool,
     /// Mark messages persistent.
@@ -215,11 +219,14 @@ pub fn run(args: PublishArgs) -> anyhow::Result<()> {
         for confirmation in in_flight {
             duplicates += confirmation.outcome().await?.duplicates().len();
         }
-        if args.mandatory {
-            // A return precedes its confirm; without confirms, wait for the
-            // broker to have seen everything with one round trip.
-            if !args.confirm {
-                channel.query(switchyard_client::Query::Vhosts).await?;
+        if !args.confirm {
+            // Without confirms, one round trip after the last message: the
+            // broker has then seen everything, so a return has arrived and
+            // a refusal that closed the channel (no such exchange, no
+            // permission) is heard of instead of exiting 0 in silence.
+            if let Err(e) = channel.query(switchyard_client::Query::Vhosts).await {
+                let why = channel.closed_error().unwrap_or(e);
+                return Err(anyhow!("the broker refused the publish: {why}"));
             }
         }
         let elapsed = started.elapsed().as_secs_f64();

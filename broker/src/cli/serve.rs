@@ -73,6 +73,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         print!("{}", toml::to_string_pretty(&config)?);
         return Ok(());
     }
+    // Each queue holds an open file: start with all the handles allowed.
+    if let Some(limit) = switchyard_core::raise_file_limit() {
+        tracing::debug!(limit, "open file limit");
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let server = Server::bind(&config).await.map_err(|e| anyhow!(e))?;

@@ -38,6 +38,9 @@ pub struct StoreConfig {
     /// (headroom for acks, checkpoints, metadata and restarts); `None`: a
     /// sixteenth of the filesystem, at most 50 MiB.
     pub disk_free_limit: Option<u64>,
+    /// File handles a queue's new index file must leave free (for the
+    /// log's segments, the metadata and connections).
+    pub file_handle_reserve: u32,
 }
 
 impl StoreConfig {
@@ -56,6 +59,7 @@ impl StoreConfig {
             checkpoint_interval: Duration::from_secs(1),
             max_log_bytes: None,
             disk_free_limit: None,
+            file_handle_reserve: 512,
         }
     }
 

@@ -136,6 +136,12 @@ impl QueueIndex {
         }
     }
 
+    /// Whether the next entry needs a file not yet open.
+    pub fn needs_new_file(&self) -> bool {
+        let first = self.end - self.end % self.entries_per_file;
+        !self.files.contains_key(&first)
+    }
+
     /// Makes sure the file for the next entry exists, so that a following
     /// `append` cannot fail (the commit log record is written in between).
     pub fn reserve_next(&mut self) -> Result<(), StorageError> {

@@ -10,6 +10,7 @@ mod consumption;
 mod consumption_log;
 mod disk_space;
 mod error;
+pub mod file_handles;
 mod index;
 mod layout;
 mod log;

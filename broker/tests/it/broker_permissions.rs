@@ -291,3 +291,72 @@ fn consumer_limits_and_exclusive_consumers_are_enforced_by_the_core() {
         "exclusive consumer",
     );
 }
+
+#[test]
+fn a_dead_letter_fallback_needs_the_declarers_rights_on_its_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    let admin = guest(&broker);
+    broker
+        .declare_queue(&admin, 0, queue_spec("alice.inbox", false))
+        .unwrap();
+    let mallory = tenant(&broker, "mallory", "mallory\\..*", "mallory\\..*", ".*");
+    let with_fallback = |fallback: &'static str| QueueSpec {
+        arguments: vec![switchyard_protocol::Field::new(
+            "dead-letter-fallback",
+            switchyard_protocol::Value::Text(fallback.into()),
+        )],
+        ..queue_spec("mallory.work", false)
+    };
+    // Another tenant's queue: no write permission on it.
+    refused(
+        broker.declare_queue(&mallory, 0, with_fallback("alice.inbox")),
+        code::ACCESS_REFUSED,
+        "'dead-letter-fallback': user 'mallory' has no write permission on queue 'alice.inbox'",
+    );
+    // A missing one it could not create either.
+    refused(
+        broker.declare_queue(&mallory, 0, with_fallback("alice.later")),
+        code::ACCESS_REFUSED,
+        "queue 'alice.later'",
+    );
+    // Its own, even before it exists.
+    broker
+        .declare_queue(&mallory, 0, with_fallback("mallory.parked"))
+        .unwrap();
+}
+
+#[test]
+fn deleting_a_vhost_forgets_who_had_access_and_the_last_one_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    let admin = guest(&broker);
+    broker.add_vhost(&admin, "shop").unwrap();
+    broker.add_user(&admin, "nina", "pw", vec![]).unwrap();
+    broker
+        .permit(&admin, "nina", "shop", Permission::all())
+        .unwrap();
+    broker.delete_vhost(&admin, "shop").unwrap();
+    // Made again, it grants nobody access that was given before.
+    broker.add_vhost(&admin, "shop").unwrap();
+    let nina = broker.users().get("nina").unwrap().unwrap();
+    refused(
+        broker.users().principal(&nina, "shop"),
+        code::ACCESS_REFUSED,
+        "no access to vhost 'shop'",
+    );
+
+    broker.delete_vhost(&admin, "shop").unwrap();
+    refused(
+        broker.delete_vhost(&admin, "/"),
+        code::PRECONDITION_FAILED,
+        "last vhost",
+    );
+    // Deleted while another remained, `/` stays deleted after a restart.
+    broker.add_vhost(&admin, "shop").unwrap();
+    broker.delete_vhost(&admin, "/").unwrap();
+    drop(broker);
+    let broker = open(dir.path());
+    assert!(broker.vhost("/").is_err());
+    assert!(broker.vhost("shop").is_ok());
+}

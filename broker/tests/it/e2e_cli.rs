@@ -389,3 +389,25 @@ fn print_config_shows_the_effective_settings_and_reads_back() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("idle_timout_ms"), "{}", stderr(&out));
 }
+
+#[test]
+fn an_unconfirmed_publish_the_broker_refuses_fails_with_its_reason() {
+    let broker = Broker::start();
+    let out = broker.cli(&[
+        "publish",
+        "--exchange",
+        "nowhere",
+        "--routing-key",
+        "k",
+        "x",
+    ]);
+    assert!(!out.status.success(), "exited 0: {}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("refused") && said.contains("'nowhere'"),
+        "{said}"
+    );
+    // What the broker accepts still exits 0.
+    broker.cli_ok(&["declare", "queue", "kept"]);
+    broker.cli_ok(&["publish", "--routing-key", "kept", "x"]);
+}

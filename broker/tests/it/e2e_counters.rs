@@ -172,3 +172,49 @@ async fn counters_are_exact_through_every_path() {
         assert_eq!(counts(&broker, "q"), (0, 0), "round {round}, drained");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_and_committed_messages_count_as_published() {
+    let broker = Broker::start();
+    let (_connection, ch) = broker.channel().await;
+    ch.declare_queue("later", support::durable()).await.unwrap();
+    ch.confirm_select().await.unwrap();
+    let mut delayed = Message::new("later", "in a moment");
+    delayed.headers.push(switchyard_client::Field::new(
+        "x-delay",
+        switchyard_client::Value::Int(200),
+    ));
+    ch.publish_batch("", vec![delayed])
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let _checks = ch
+        .join_producer_group(
+            "counted",
+            switchyard_client::ProducerGroupOptions::default(),
+        )
+        .await
+        .unwrap();
+    let id = ch
+        .send_half("", Message::new("later", "committed"))
+        .await
+        .unwrap();
+    ch.commit(id).await.unwrap();
+
+    let got = std::sync::Mutex::new(0);
+    let arrived = support::eventually_async(Duration::from_secs(60), || async {
+        let drained = support::drain(&ch, "later").await.len();
+        let mut got = got.lock().unwrap();
+        *got += drained;
+        *got >= 2
+    })
+    .await;
+    assert!(arrived, "{} of 2 delivered", got.lock().unwrap());
+    let row = queue_row(&broker, "later").unwrap();
+    assert_eq!(
+        (row["published"].as_i64(), row["delivered"].as_i64()),
+        (Some(2), Some(2)),
+        "{row}"
+    );
+}

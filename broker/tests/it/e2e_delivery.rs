@@ -259,3 +259,29 @@ async fn a_killed_consumers_unacknowledged_messages_are_redelivered() {
         killed.elapsed().as_secs_f64()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_sent_just_before_the_connection_closes_are_applied() {
+    let broker = Broker::start();
+    let (connection, channel) = broker.channel().await;
+    channel
+        .declare_queue("jobs", support::durable())
+        .await
+        .unwrap();
+    support::publish_confirmed(&channel, "jobs", 200).await;
+    let consumer_channel = connection.channel().await.unwrap();
+    let mut consumer = consumer_channel
+        .consume("jobs", ConsumeOptions::default())
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        let delivery = consumer.next().await.unwrap();
+        delivery.ack().await.unwrap();
+    }
+    // Closed at once: the channels are not closed first by the caller.
+    connection.close().await;
+
+    let (_connection, channel) = broker.channel().await;
+    let left = support::drain(&channel, "jobs").await;
+    assert!(left.is_empty(), "{} acked messages redelivered", left.len());
+}

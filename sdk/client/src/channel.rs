@@ -83,7 +83,20 @@ impl std::fmt::Debug for Channel {
     }
 }
 
+/// A channel its connection remembers without keeping it open.
+pub(crate) struct WeakChannel(std::sync::Weak<Shared>);
+
+impl WeakChannel {
+    pub(crate) fn upgrade(&self) -> Option<Channel> {
+        self.0.upgrade().map(|shared| Channel { shared })
+    }
+}
+
 impl Channel {
+    pub(crate) fn downgrade(&self) -> WeakChannel {
+        WeakChannel(Arc::downgrade(&self.shared))
+    }
+
     /// Where the broker's transaction checks go from now on.
     pub(crate) fn route_checks(&self, to: mpsc::Sender<CheckRequest>) {
         self.shared.state.lock().unwrap().checks = Some(to);
@@ -293,6 +306,12 @@ impl Channel {
         state.closed.get_or_insert(error);
         drop(state);
         self.shared.ended.send_replace(true);
+    }
+
+    /// Whether the channel has ended (closed by either side, or its
+    /// connection gone).
+    pub fn is_ended(&self) -> bool {
+        *self.shared.ended.borrow()
     }
 
     /// Why the channel closed, if it has.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use switchyard_protocol::{DEFAULT_MAX_FRAME, Frame, HANDSHAKE_MAX_FRAME, VERSION};
 
 use crate::address::BrokerAddress;
-use crate::channel::Channel;
+use crate::channel::{Channel, WeakChannel};
 use crate::error::Error;
 use crate::tls::Trust;
 use switchyard_transport::{FrameReader, FrameWriter, bind_endpoint, tune_transport};
@@ -59,6 +59,9 @@ impl ConnectOptions {
 }
 
 /// An authenticated connection to a broker.
+/// How long [`Connection::close`] waits for each channel's close.
+pub const CHANNEL_CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 pub struct Connection {
     connection: quinn::Connection,
     endpoint: quinn::Endpoint,
@@ -66,6 +69,9 @@ pub struct Connection {
     max_frame: u32,
     server_name: String,
     connection_id: u64,
+    /// Channels opened here, closed (in order after what each sent) by
+    /// [`Connection::close`].
+    channels: std::sync::Mutex<Vec<WeakChannel>>,
 }
 
 impl Connection {
@@ -170,6 +176,7 @@ impl Connection {
                     max_frame,
                     server_name,
                     connection_id,
+                    channels: std::sync::Mutex::default(),
                 })
             }
             Frame::Close { code, reason } => Err(Error::Refused { code, reason }),
@@ -180,7 +187,11 @@ impl Connection {
     /// Opens a channel: an independent, ordered stream of operations.
     pub async fn channel(&self) -> Result<Channel, Error> {
         let (send, recv) = self.connection.open_bi().await?;
-        Ok(Channel::start(&self.connection, send, recv, self.max_frame))
+        let channel = Channel::start(&self.connection, send, recv, self.max_frame);
+        let mut channels = self.channels.lock().unwrap();
+        channels.retain(|c| c.upgrade().is_some_and(|c| !c.is_ended()));
+        channels.push(channel.downgrade());
+        Ok(channel)
     }
 
     /// Why the connection ended, once it has: then every operation on it
@@ -210,8 +221,18 @@ impl Connection {
     }
 
     /// Closes every channel and the connection, waiting until the broker
-    /// has been told.
+    /// has been told. Each open channel is closed first, after everything
+    /// sent on it: acks sent just before `close` are applied, not lost
+    /// with the connection (a closing channel waits at most
+    /// [`CHANNEL_CLOSE_WAIT`] for the broker).
     pub async fn close(self) {
+        let open: Vec<Channel> = (self.channels.lock().unwrap().drain(..))
+            .filter_map(|c| c.upgrade())
+            .collect();
+        futures::future::join_all(open.iter().map(|channel| async move {
+            let _ = tokio::time::timeout(CHANNEL_CLOSE_WAIT, channel.close()).await;
+        }))
+        .await;
         let _ = self
             .control
             .lock()

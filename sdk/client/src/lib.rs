@@ -95,7 +95,7 @@ mod transactions;
 pub use address::BrokerAddress;
 pub use channel::{Channel, Returned};
 pub use confirms::{Confirmation, Confirmed};
-pub use connection::{ConnectOptions, Connection};
+pub use connection::{CHANNEL_CLOSE_WAIT, ConnectOptions, Connection};
 pub use consumer::{ConsumeOptions, Consumer, Delivery};
 pub use error::Error;
 pub use plugins::PluginLoadOptions;

@@ -17,6 +17,7 @@ use super::super::auth::Principal;
 use super::super::error::BrokerError;
 use super::super::exchange_arguments::bare_name;
 use super::super::publish::Outcome;
+use super::super::reserved_headers::set_header;
 use super::super::routing::Aftermath;
 use super::super::stream::STREAM_OFFSET_HEADER;
 
@@ -95,11 +96,6 @@ pub(crate) fn federation_arguments(
         ))),
         None => Ok(None),
     }
-}
-
-fn set_header(message: &mut Message, name: &str, value: Value) {
-    message.headers.retain(|f| f.name != name);
-    message.headers.push(Field::new(name, value));
 }
 
 impl Broker {

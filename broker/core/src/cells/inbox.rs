@@ -106,12 +106,47 @@ impl Broker {
 
     /// Whether `principal` publishes messages another cell forwarded:
     /// only brokers of other cells (users tagged `cell-peer`, or
-    /// administrators) may claim so; anyone else's claim is ignored.
+    /// administrators) may claim so; anyone else's claim is ignored (and
+    /// its reserved headers removed: `reserved_headers.rs`).
     pub(crate) fn is_forwarded(principal: &Principal, messages: &[Message]) -> bool {
-        (principal.administrator || principal.cell_peer)
+        (principal.administrator || principal.cell_peer.is_some())
             && messages
                 .first()
                 .is_some_and(|m| find(&m.headers, FORWARDED_FROM_HEADER).is_some())
+    }
+
+    /// How many leading messages of a forwarded batch `principal` may
+    /// forward, and why not the next: a cell peer forwards only for the
+    /// cell it is bound to (so one cell cannot fill another's places in
+    /// the duplicate filter); administrators for any.
+    pub(crate) fn authorize_forwarded(
+        principal: &Principal,
+        messages: &[Message],
+    ) -> Result<(), (usize, BrokerError)> {
+        let Some(cell) = principal
+            .cell_peer
+            .as_deref()
+            .filter(|_| !principal.administrator)
+        else {
+            return Ok(());
+        };
+        for (i, message) in messages.iter().enumerate() {
+            let origin = match find(&message.headers, FORWARDED_FROM_HEADER) {
+                Some(Value::Text(origin)) => origin.as_str(),
+                _ => "",
+            };
+            if origin != cell {
+                return Err((
+                    i,
+                    BrokerError::access_refused(format!(
+                        "user '{}' speaks for cell '{cell}' (tag cell-peer:{cell}); it may not \
+                         forward a message from cell '{origin}'",
+                        principal.user
+                    )),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Stores forwarded messages here (never forwarded again), each place

@@ -20,6 +20,7 @@ use super::super::Broker;
 use super::super::convert::{from_stored, to_stored};
 use super::super::error::BrokerError;
 use super::super::publish::Outcome;
+use super::super::reserved_headers::set_header;
 use super::CELLS;
 use super::table::{CellTable, ForwardConfirm};
 
@@ -149,12 +150,8 @@ impl Broker {
             .iter()
             .map(|message| {
                 let mut message = (*message).clone();
-                message
-                    .headers
-                    .push(Field::new(VHOST_HEADER, Value::Text(vhost.into())));
-                message
-                    .headers
-                    .push(Field::new(TABLE_HEADER, Value::Int(table.version as i64)));
+                set_header(&mut message, VHOST_HEADER, Value::Text(vhost.into()));
+                set_header(&mut message, TABLE_HEADER, Value::Int(table.version as i64));
                 let mut stored = to_stored(exchange, &message, now);
                 // Its time to live starts again where it is delivered.
                 stored.expiry_ms = 0;
@@ -206,14 +203,17 @@ impl Broker {
             let Some(mut forward) = self.unpack(cell, &outbox, &table, &delivered)? else {
                 continue;
             };
-            forward.message.headers.push(Field::new(
+            // Replaced, never added beside a copy a publisher wrote.
+            set_header(
+                &mut forward.message,
                 FORWARDED_FROM_HEADER,
                 Value::Text(table.local.clone()),
-            ));
-            forward.message.headers.push(Field::new(
+            );
+            set_header(
+                &mut forward.message,
                 FORWARD_SEQ_HEADER,
                 Value::Text(format!("{}/{}", self.cells.epoch, delivered.offset)),
-            ));
+            );
             taken.push(forward);
         }
         Ok(taken)

@@ -7,7 +7,7 @@ use switchyard_protocol::Frame;
 use tokio::sync::mpsc;
 
 use super::{ChannelSession, Failure, unexpected};
-use switchyard_core::{BrokerError, DurableAt, GroupSettings};
+use switchyard_core::{BrokerError, DurableAt};
 
 /// Checks buffered for a member before it counts as not answering.
 const CHECKS_BUFFERED: usize = 256;
@@ -27,13 +27,12 @@ impl ChannelSession {
                 group,
                 arguments,
             } => {
-                let settings = GroupSettings::parse(&arguments)?;
                 self.leave_producer_group();
                 let (checks, mut rx) = mpsc::channel(CHECKS_BUFFERED);
                 let id = self.broker.join_producer_group(
                     self.principal.clone(),
                     &group,
-                    settings,
+                    &arguments,
                     checks,
                 )?;
                 let out = self.out.clone();

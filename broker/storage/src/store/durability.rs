@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::super::consumption::Consumption;
 use super::super::consumption_log::{self, Change};
+use super::super::file_handles::file_handles_left;
 use super::super::index::IndexEntry;
 use super::super::record::{Envelope, QueueId, StoredMessage, encoded_len};
 use super::super::segment::{RESERVE_AHEAD, RESERVE_CHUNK};
@@ -77,6 +78,9 @@ impl Inner {
         let indexed = &queues[..indexed];
         let mut indexes: Vec<_> = indexed.iter().map(|q| q.index.lock().unwrap()).collect();
         for index in &mut indexes {
+            if index.needs_new_file() {
+                file_handles_left(inner.config.file_handle_reserve)?;
+            }
             index.reserve_next()?;
         }
         inner.flush_stats.appended(len as u64);

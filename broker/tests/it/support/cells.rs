@@ -1,6 +1,7 @@
 //! A SET deployment for the end-to-end tests: three broker processes on
-//! loopback (CENTER, set-a, set-b), each with a `cell-peer` user, the
-//! same topology and SET table, and the others as peers.
+//! loopback (CENTER, set-a, set-b), each with a `cell-peer` user per
+//! other cell (`peer-<cell>`, bound to it by its tag `cell-peer:<cell>`),
+//! the same topology and SET table, and the others as peers.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -38,7 +39,12 @@ impl Deployment {
                 if other == cell {
                     continue;
                 }
-                let url = format!("switchyard://peer:{PEER_PASSWORD}@{}", peer.addr);
+                // Logs in there as the user bound to this cell.
+                let url = format!(
+                    "switchyard://{}:{PEER_PASSWORD}@{}",
+                    peer_user(cell),
+                    peer.addr
+                );
                 let ca = peer.data_dir.join("tls/ca.pem");
                 broker.cli_ok(&[
                     "cells",
@@ -53,7 +59,12 @@ impl Deployment {
     }
 }
 
-/// Three brokers, each with user `peer` (tag cell-peer), exchange
+/// The user another cell's broker logs in as to forward for `cell`.
+pub fn peer_user(cell: &str) -> String {
+    format!("peer-{cell}")
+}
+
+/// Three brokers, each with a peer user per other cell, exchange
 /// `orders` (direct, set-router) bound to queue `orders`, and the table
 /// set-a = 0-4999, set-b = 5000-9999.
 pub fn deploy() -> Deployment {
@@ -62,16 +73,9 @@ pub fn deploy() -> Deployment {
     for cell in CELLS {
         let dir = tempfile::tempdir().unwrap();
         let broker = Broker::start_in(dir.path(), &[]);
-        broker.cli_ok(&[
-            "user",
-            "add",
-            "peer",
-            "--password",
-            PEER_PASSWORD,
-            "--tag",
-            "cell-peer",
-        ]);
-        add_user_rights(&broker);
+        for other in CELLS.into_iter().filter(|&other| other != cell) {
+            add_peer_user(&broker, other);
+        }
         broker.cli_ok(&[
             "declare",
             "exchange",
@@ -98,13 +102,25 @@ pub fn deploy() -> Deployment {
     deployment
 }
 
-/// What another cell's broker may do here: publish (forwarding), and
-/// keep and read its federation queues.
-fn add_user_rights(broker: &Broker) {
+/// The user cell `other`'s broker logs in as here, bound to `other`, and
+/// what it may do: publish (forwarding), and keep and read its
+/// federation queues.
+pub fn add_peer_user(broker: &Broker, other: &str) {
+    let user = peer_user(other);
+    let tag = format!("cell-peer:{other}");
+    broker.cli_ok(&[
+        "user",
+        "add",
+        &user,
+        "--password",
+        PEER_PASSWORD,
+        "--tag",
+        &tag,
+    ]);
     broker.cli_ok(&[
         "user",
         "permit",
-        "peer",
+        &user,
         "--vhost",
         "/",
         "--configure",

@@ -45,11 +45,37 @@ impl Broker {
 
     /// Like `start_in`; the broker's log (stderr) goes to `log` if given.
     pub fn start_logging(data_dir: &Path, extra: &[&str], log: Option<&Path>) -> Broker {
+        Broker::spawn(data_dir, extra, log, None)
+    }
+
+    /// Like `start_in`, in a process that may open at most `files` files
+    /// (soft and hard `RLIMIT_NOFILE`).
+    pub fn start_with_file_limit(data_dir: &Path, extra: &[&str], files: u64) -> Broker {
+        Broker::spawn(data_dir, extra, None, Some(files))
+    }
+
+    fn spawn(data_dir: &Path, extra: &[&str], log: Option<&Path>, files: Option<u64>) -> Broker {
+        use std::os::unix::process::CommandExt;
         let stderr = match log {
             Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
             None => Stdio::inherit(),
         };
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        if let Some(files) = files {
+            let limit = libc::rlimit {
+                rlim_cur: files,
+                rlim_max: files,
+            };
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs
+            // between fork and exec.
+            unsafe {
+                command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+        }
+        let mut child = command
             .args([
                 "serve",
                 "--listen",
