@@ -11,6 +11,7 @@
 //! - `changes` — `/api/…`: declare, delete, bind, purge, users, plugins.
 //! - `metrics` — `/metrics`: Prometheus text exposition (`cell_metrics`:
 //!   links to other cells and federated exchanges).
+//! - `upload` — `POST /api/plugins`: refused before the body is read.
 //! - `console` — `/`: the web console (embedded assets in `console/`).
 //! - `https` — the same routes over TLS, with the broker's certificate.
 
@@ -23,15 +24,14 @@ mod histograms;
 mod https;
 mod login_cache;
 mod metrics;
+mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use switchyard_core::Broker;
-use switchyard_core::MAX_PLUGIN_BYTES;
 use switchyard_protocol::Query;
 
 /// The routes, over `broker`.
@@ -71,9 +71,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/permissions/{user}", put(changes::permit))
         .route(
             "/api/plugins",
-            get(|s, a| api::listing(s, a, Query::Plugins))
-                .post(changes::load_plugin)
-                .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
+            get(|s, a| api::listing(s, a, Query::Plugins)).post(upload::load_plugin),
         )
         .route(
             "/api/plugins/{name}/activate/{version}",
