@@ -149,6 +149,23 @@ impl Broker {
             .expect("RssAnon in /proc/PID/status")
     }
 
+    /// A field of the broker's /proc/PID/status, as a number (`Threads:`).
+    pub fn proc_status(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
+    }
+
+    /// File descriptors the broker holds open now.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .count()
+    }
+
     /// SIGKILL: no shutdown, no final checkpoint.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
