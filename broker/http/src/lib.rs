@@ -13,6 +13,8 @@
 //!   links to other cells and federated exchanges).
 //! - `upload` — `POST /api/plugins`: refused before the body is read.
 //! - `console` — `/`: the web console (embedded assets in `console/`).
+//! - `origin`, `headers` — every request: changes from other sites
+//!   refused (CSRF), anti-framing and content-policy headers.
 //! - `limits`, `listener`, `login_turns` — what clients may hold:
 //!   connections, request-head deadlines, turns at a password check.
 //! - `https` — the same routes over TLS, with the broker's certificate.
@@ -22,6 +24,7 @@ mod auth;
 mod cell_metrics;
 mod changes;
 mod console;
+mod headers;
 mod histograms;
 mod https;
 mod limits;
@@ -29,6 +32,7 @@ mod listener;
 mod login_cache;
 mod login_turns;
 mod metrics;
+mod origin;
 mod upload;
 
 pub use limits::Limits;
@@ -96,6 +100,9 @@ pub fn router(broker: Arc<Broker>, limits: &Limits) -> Router {
             Arc::new(login_cache::LoginCache::default()),
         ))
         .layer(axum::Extension(Arc::new(turns)))
+        // Before any login or body: a cross-site change costs nothing.
+        .layer(axum::middleware::from_fn(origin::refuse_cross_site))
+        .layer(axum::middleware::from_fn(headers::security_headers))
         .with_state(broker)
 }
 
