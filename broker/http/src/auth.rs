@@ -1,6 +1,7 @@
 //! Who a request is: HTTP Basic credentials, checked by the broker's login
-//! (argon2 off the async threads), in the vhost `?vhost=` names (default
-//! `/`). Missing or wrong credentials are a 401 that asks for them.
+//! (argon2 off the async threads, after a turn in `login_turns`), in the
+//! vhost `?vhost=` names (default `/`). Missing or wrong credentials are a
+//! 401 that asks for them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use base64::Engine;
 use switchyard_core::{Broker, BrokerError, Principal};
 
 use super::login_cache::{self, LoginCache};
+use super::login_turns::LoginTurns;
 use switchyard_protocol::code;
 
 /// The principal a request acts as.
@@ -126,12 +128,25 @@ impl FromRequestParts<Arc<Broker>> for Authenticated {
         if let Some(principal) = cache.as_ref().and_then(|c| c.get(&key)) {
             return Ok(Authenticated(principal));
         }
+        // A turn first, waited for as a future: only then a blocking
+        // thread (`login_turns`).
+        let turns = parts
+            .extensions
+            .get::<Arc<LoginTurns>>()
+            .cloned()
+            .ok_or_else(|| {
+                let missing = BrokerError::new(code::INTERNAL_ERROR, "no login turns installed");
+                Refused(missing).into_response()
+            })?;
+        let turn = turns.turn().await?;
         let broker = broker.clone();
-        let login =
-            tokio::task::spawn_blocking(move || broker.login(&user, &password, &vhost, peer))
-                .await
-                .map_err(|e| Refused(BrokerError::new(code::INTERNAL_ERROR, e.to_string())))
-                .map_err(IntoResponse::into_response)?;
+        let login = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            broker.login(&user, &password, &vhost, peer)
+        })
+        .await
+        .map_err(|e| Refused(BrokerError::new(code::INTERNAL_ERROR, e.to_string())))
+        .map_err(IntoResponse::into_response)?;
         match login {
             Ok(principal) => {
                 if let Some(cache) = cache {

@@ -1,21 +1,20 @@
 //! The API's changes: declare / delete exchanges and queues, bind /
-//! unbind, purge, vhosts, users and permissions, plugins (upload,
-//! activate, roll back, unload). Each is one core call as the requesting
-//! principal (connection 0: no client connection owns anything over HTTP,
-//! so another connection's exclusive queue stays refused); the core
-//! decides who may. Answers: `204` done, `200` with JSON when there is
+//! unbind, purge, vhosts, users and permissions, plugins (activate, roll
+//! back, unload; the upload is `upload`). Each is one core call as the
+//! requesting principal (connection 0: no client connection owns anything
+//! over HTTP, so another connection's exclusive queue stays refused); the
+//! core decides who may. Answers: `204` done, `200` with JSON when there is
 //! something to say, errors as in `auth::Refused`.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use switchyard_core::{
-    BindingSpec, Broker, BrokerError, ExchangeSpec, Permission, PluginUpload, QueueSpec,
+    BindingSpec, Broker, BrokerError, ExchangeSpec, Permission, QueueSpec,
     fields_from_json as arguments,
 };
 use switchyard_protocol::code;
@@ -254,65 +253,6 @@ pub async fn permit(
         read: body.read,
     };
     done(broker.permit(&principal, &user, &body.vhost, permission))
-}
-
-#[derive(Deserialize, Default)]
-pub struct UploadOptions {
-    /// Register under this name instead of the one the plugin reports.
-    name: Option<String>,
-    /// Make the new version active at once (default true).
-    activate: Option<bool>,
-}
-
-/// The plugin configuration a query string carries as `config.KEY=VALUE`.
-fn plugin_config(query: Option<&str>) -> Vec<switchyard_protocol::Field> {
-    (query.unwrap_or_default().split('&'))
-        .filter_map(|pair| pair.strip_prefix("config."))
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(key, value)| {
-            let decode = |s: &str| super::auth::percent_decode(s);
-            switchyard_protocol::Field::new(
-                decode(key),
-                switchyard_protocol::Value::Text(decode(value)),
-            )
-        })
-        .collect()
-}
-
-/// `POST /api/plugins?name=&activate=&config.KEY=VALUE` with the component
-/// as the body: loads a plugin version (administrators), within the
-/// broker-wide upload budget.
-pub async fn load_plugin(
-    State(broker): State<Arc<Broker>>,
-    Authenticated(principal): Authenticated,
-    Query(options): Query<UploadOptions>,
-    RawQuery(query): RawQuery,
-    component: Bytes,
-) -> Response {
-    let config = plugin_config(query.as_deref());
-    let loaded = tokio::task::spawn_blocking(move || {
-        let mut reservation = broker.upload_reservation();
-        reservation.grow(component.len() as u64)?;
-        let upload = PluginUpload {
-            component: &component,
-            name: options.name.as_deref(),
-            config: &config,
-            activate: options.activate.unwrap_or(true),
-        };
-        broker
-            .load_plugin(&principal, upload)
-            .map(|version| version.label().to_string())
-    })
-    .await
-    .unwrap_or_else(|e| Err(BrokerError::new(code::INTERNAL_ERROR, e.to_string())));
-    match loaded {
-        Ok(label) => (
-            StatusCode::CREATED,
-            Json(serde_json::json!({ "loaded": label })),
-        )
-            .into_response(),
-        Err(e) => Refused(e).into_response(),
-    }
 }
 
 pub async fn activate_plugin(

@@ -1,74 +1,33 @@
-//! HTTPS: TLS over the TCP listener, then the same router as plain HTTP.
-//! `axum::serve` takes plain listeners only, so each connection's TLS
-//! handshake runs on its own task (a slow client never holds up the
-//! accept loop) and hyper serves the decrypted stream.
+//! HTTPS: the TLS handshake of an accepted connection, with the broker's
+//! certificate; `listener` then serves the decrypted stream with the same
+//! router and limits as plain HTTP. Each handshake runs on its
+//! connection's own task (a slow client never holds up the accept loop).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ConnectInfo;
-use hyper_util::rt::TokioIo;
-use tower::ServiceExt;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
-/// A client that has not finished its handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Serves `app` over TLS on `listener` until `shutdown` resolves.
-pub async fn serve(
-    app: Router,
-    listener: tokio::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause rather
-                    // than spin.
-                    tracing::warn!(error = %e, "HTTPS accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        tokio::spawn(serve_connection(app.clone(), acceptor.clone(), tcp, peer));
-    }
-}
-
-async fn serve_connection(
-    app: Router,
-    acceptor: tokio_rustls::TlsAcceptor,
-    tcp: tokio::net::TcpStream,
+/// The TLS stream, or `None` if the handshake failed or did not finish
+/// within `timeout` (the request-head deadline: a client that says
+/// nothing is dropped as soon over TLS as over plain HTTP).
+pub async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
     peer: SocketAddr,
-) {
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => stream,
+    timeout: Duration,
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(stream),
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "HTTPS handshake failed");
-            return;
+            None
         }
         Err(_) => {
             tracing::debug!(%peer, "HTTPS handshake timed out");
-            return;
+            None
         }
-    };
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
-        // What `into_make_service_with_connect_info` gives plain HTTP:
-        // the loopback-only users rule needs the peer address.
-        request.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(request)
-    });
-    if let Err(e) = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
     }
 }

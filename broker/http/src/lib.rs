@@ -11,7 +11,12 @@
 //! - `changes` — `/api/…`: declare, delete, bind, purge, users, plugins.
 //! - `metrics` — `/metrics`: Prometheus text exposition (`cell_metrics`:
 //!   links to other cells and federated exchanges).
+//! - `upload` — `POST /api/plugins`: refused before the body is read.
 //! - `console` — `/`: the web console (embedded assets in `console/`).
+//! - `origin`, `headers` — every request: changes from other sites
+//!   refused (CSRF), anti-framing and content-policy headers.
+//! - `limits`, `listener`, `login_turns` — what clients may hold:
+//!   connections, request-head deadlines, turns at a password check.
 //! - `https` — the same routes over TLS, with the broker's certificate.
 
 mod api;
@@ -19,23 +24,32 @@ mod auth;
 mod cell_metrics;
 mod changes;
 mod console;
+mod headers;
 mod histograms;
 mod https;
+mod limits;
+mod listener;
 mod login_cache;
+mod login_turns;
 mod metrics;
+mod origin;
+mod upload;
 
-use std::net::SocketAddr;
+pub use limits::Limits;
+
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use switchyard_core::Broker;
-use switchyard_core::MAX_PLUGIN_BYTES;
 use switchyard_protocol::Query;
 
-/// The routes, over `broker`.
-pub fn router(broker: Arc<Broker>) -> Router {
+/// The routes, over `broker`, within `limits`.
+pub fn router(broker: Arc<Broker>, limits: &Limits) -> Router {
+    let turns = login_turns::LoginTurns::new(
+        broker.limits().max_concurrent_password_checks as usize,
+        limits.login_wait,
+    );
     Router::new()
         .route("/", get(console::page))
         .route("/console.js", get(console::script))
@@ -71,9 +85,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/permissions/{user}", put(changes::permit))
         .route(
             "/api/plugins",
-            get(|s, a| api::listing(s, a, Query::Plugins))
-                .post(changes::load_plugin)
-                .layer(DefaultBodyLimit::max(MAX_PLUGIN_BYTES)),
+            get(|s, a| api::listing(s, a, Query::Plugins)).post(upload::load_plugin),
         )
         .route(
             "/api/plugins/{name}/activate/{version}",
@@ -87,24 +99,23 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .layer(axum::Extension(
             Arc::new(login_cache::LoginCache::default()),
         ))
+        .layer(axum::Extension(Arc::new(turns)))
+        // Before any login or body: a cross-site change costs nothing.
+        .layer(axum::middleware::from_fn(origin::refuse_cross_site))
+        .layer(axum::middleware::from_fn(headers::security_headers))
         .with_state(broker)
 }
 
 /// Serves HTTP on `listener` until `shutdown` resolves; HTTPS if `tls`
-/// is given.
+/// is given; within `limits`.
 pub async fn serve(
     broker: Arc<Broker>,
     listener: tokio::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if let Some(tls) = tls {
-        return https::serve(router(broker), listener, tls, shutdown).await;
-    }
-    axum::serve(
-        listener,
-        router(broker).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let app = router(broker, &limits);
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    listener::serve(app, listener, tls, limits, shutdown).await
 }

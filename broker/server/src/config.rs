@@ -68,6 +68,16 @@ pub struct HttpSettings {
     /// Serve HTTPS with the broker's certificate (`[tls]`, or the
     /// development one) instead of plain HTTP.
     pub tls: bool,
+    /// HTTP connections open at once; one more is answered 503 and closed.
+    /// Well under the usual 1,024 file descriptors, so idle HTTP clients
+    /// never take the broker's (issue 27).
+    pub max_connections: u32,
+    /// A connection is closed unless it sends a complete request head
+    /// this soon after opening, and after each response (keep-alive).
+    pub request_head_timeout_ms: u64,
+    /// A login waits at most this long for a turn at a password check,
+    /// then is answered 503.
+    pub login_wait_ms: u64,
 }
 
 impl Default for HttpSettings {
@@ -76,7 +86,25 @@ impl Default for HttpSettings {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_HTTP_PORT)),
             tls: false,
+            max_connections: 256,
+            request_head_timeout_ms: 10_000,
+            login_wait_ms: 10_000,
         }
+    }
+}
+
+impl HttpSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("max_connections", self.max_connections as u64),
+            ("request_head_timeout_ms", self.request_head_timeout_ms),
+            ("login_wait_ms", self.login_wait_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("http.{name} must be at least 1"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -167,6 +195,7 @@ impl ServerConfig {
             ));
         }
         self.limits.validate()?;
+        self.http.validate()?;
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err("tls.cert and tls.key must be given together".into());
         }

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
@@ -98,8 +99,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     let _ = stopped.changed().await;
                 };
                 let broker = server.broker().clone();
+                let limits = switchyard_http::Limits {
+                    max_connections: config.http.max_connections as usize,
+                    request_head_timeout: Duration::from_millis(
+                        config.http.request_head_timeout_ms,
+                    ),
+                    login_wait: Duration::from_millis(config.http.login_wait_ms),
+                };
                 tokio::spawn(async move {
-                    if let Err(e) = switchyard_http::serve(broker, listener, tls, shutdown).await {
+                    let served = switchyard_http::serve(broker, listener, tls, limits, shutdown);
+                    if let Err(e) = served.await {
                         tracing::error!(error = %e, "the HTTP listener stopped");
                     }
                 });

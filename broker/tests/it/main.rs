@@ -43,6 +43,8 @@ mod e2e_durable_acks;
 mod e2e_federation;
 mod e2e_frames;
 mod e2e_http;
+mod e2e_http_limits;
+mod e2e_http_origin;
 mod e2e_https;
 mod e2e_isolation;
 mod e2e_limits;

@@ -175,6 +175,23 @@ impl Broker {
             .expect("RssAnon in /proc/PID/status")
     }
 
+    /// A field of the broker's /proc/PID/status, as a number (`Threads:`).
+    pub fn proc_status(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
+    }
+
+    /// File descriptors the broker holds open now.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .unwrap()
+            .count()
+    }
+
     /// SIGKILL: no shutdown, no final checkpoint.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -279,7 +296,21 @@ pub fn http_send(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String) {
-    use base64::Engine;
+    let content_type = format!("Content-Type: {content_type}");
+    let (status, _, body) = http_raw(broker, method, path, credentials, &[&content_type], body);
+    (status, body)
+}
+
+/// An HTTP/1.1 request with the extra header lines given
+/// (`"Origin: …"`): status, the response's head and its body.
+pub fn http_raw(
+    broker: &Broker,
+    method: &str,
+    path: &str,
+    credentials: Option<(&str, &str)>,
+    headers: &[&str],
+    body: &[u8],
+) -> (u16, String, String) {
     use std::io::{Read, Write};
     let address = broker.http.expect("the broker's HTTP listener is on");
     let mut stream = std::net::TcpStream::connect(address).unwrap();
@@ -288,14 +319,13 @@ pub fn http_send(
         .unwrap();
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-    if let Some((user, password)) = credentials {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        request.push_str(&format!("Authorization: Basic {token}\r\n"));
+    if let Some(credentials) = credentials {
+        request.push_str(&basic_authorization(credentials));
     }
-    request.push_str(&format!(
-        "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    ));
+    for header in headers {
+        request.push_str(&format!("{header}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     stream.write_all(request.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
     let mut response = String::new();
@@ -307,7 +337,15 @@ pub fn http_send(
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     // axum answers small bodies with Content-Length, never chunked.
-    (status, body.to_string())
+    (status, head.to_string(), body.to_string())
+}
+
+/// The `Authorization: Basic …` header line (with its CRLF) of
+/// `(user, password)`.
+pub fn basic_authorization((user, password): (&str, &str)) -> String {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Authorization: Basic {token}\r\n")
 }
 
 /// `queue`'s row of `list queues --json`, if it exists.
