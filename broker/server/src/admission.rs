@@ -266,7 +266,9 @@ mod tests {
             admit(&admission, "2001:db8::3").err(),
             Some("max_connections_per_address")
         );
-        let _other = admit(&admission, "2001:db8:0:1::1").unwrap();
+        // Another /64 has its own count.
+        let mut other = admit(&admission, "2001:db8:0:1::1").unwrap();
+        other.logged_in();
         drop(first);
         let _again = admit(&admission, "2001:db8::3").unwrap();
     }
