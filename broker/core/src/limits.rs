@@ -41,6 +41,26 @@ pub struct Limits {
     /// File handles always left free for the commit log, the metadata and
     /// connections: a queue that would take one of them is refused.
     pub file_handle_reserve: u32,
+    /// Connections not logged in yet (from the first QUIC packet to an
+    /// accepted `Hello`), all addresses together; more are refused before
+    /// any TLS work.
+    pub max_handshakes: u32,
+    /// Connections not logged in yet from one source address (an IPv6
+    /// address counts by its /64).
+    pub max_handshakes_per_address: u32,
+    /// Connections from one source address, logged in or not.
+    pub max_connections_per_address: u32,
+    /// A connection must finish TLS and be welcomed within this.
+    pub handshake_timeout_ms: u64,
+    /// A frame a channel has begun to receive must be complete within this
+    /// much waiting for it, or the channel is closed.
+    pub frame_timeout_ms: u64,
+    /// Bytes of large frames (over 64 KiB) being received, all connections
+    /// together; a channel waits (and QUIC stops its peer) for its share.
+    pub max_unfinished_frame_bytes: u64,
+    /// The same, per connection; at least `max_frame`, so the largest
+    /// frame always fits.
+    pub max_unfinished_frame_bytes_per_connection: u64,
 }
 
 impl Default for Limits {
@@ -59,6 +79,13 @@ impl Default for Limits {
             max_exchanges_per_vhost: 10_000,
             max_bindings_per_exchange: 100_000,
             file_handle_reserve: 512,
+            max_handshakes: 1_024,
+            max_handshakes_per_address: 32,
+            max_connections_per_address: 2_000,
+            handshake_timeout_ms: 10_000,
+            frame_timeout_ms: 60_000,
+            max_unfinished_frame_bytes: 512 << 20,
+            max_unfinished_frame_bytes_per_connection: 64 << 20,
         }
     }
 }
@@ -101,11 +128,29 @@ impl Limits {
                 "max_bindings_per_exchange",
                 self.max_bindings_per_exchange as u64,
             ),
+            ("max_handshakes", self.max_handshakes as u64),
+            (
+                "max_handshakes_per_address",
+                self.max_handshakes_per_address as u64,
+            ),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address as u64,
+            ),
+            ("handshake_timeout_ms", self.handshake_timeout_ms),
+            ("frame_timeout_ms", self.frame_timeout_ms),
         ];
         for (name, value) in positive {
             if value == 0 {
                 return Err(format!("limits.{name} must be at least 1"));
             }
+        }
+        if self.max_unfinished_frame_bytes < self.max_unfinished_frame_bytes_per_connection {
+            return Err(format!(
+                "limits.max_unfinished_frame_bytes ({}) must be at least \
+                 limits.max_unfinished_frame_bytes_per_connection ({})",
+                self.max_unfinished_frame_bytes, self.max_unfinished_frame_bytes_per_connection
+            ));
         }
         Ok(())
     }

@@ -196,6 +196,13 @@ impl ServerConfig {
         }
         self.limits.validate()?;
         self.http.validate()?;
+        if self.limits.max_unfinished_frame_bytes_per_connection < self.max_frame as u64 {
+            return Err(format!(
+                "limits.max_unfinished_frame_bytes_per_connection ({}) must be at least \
+                 max_frame ({}): the largest frame must fit",
+                self.limits.max_unfinished_frame_bytes_per_connection, self.max_frame
+            ));
+        }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             return Err("tls.cert and tls.key must be given together".into());
         }

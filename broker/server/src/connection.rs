@@ -8,35 +8,57 @@ use std::time::Duration;
 use switchyard_protocol::{
     BATCHED_DELIVERIES_SINCE, Frame, HANDSHAKE_MAX_FRAME, MIN_VERSION, VERSION, code,
 };
-use switchyard_transport::{FrameReader, FrameWriter};
+use switchyard_transport::{FrameReader, FrameWriter, SharedBudget};
 use tokio::sync::{Semaphore, mpsc};
 
+use super::admission::{Ticket, open_after_login};
 use super::channel::ChannelSession;
 use switchyard_core::{Broker, BrokerError};
 
-/// A client must finish the handshake within this.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames queued for a channel's writer.
 const CHANNEL_OUTBOUND: usize = 4096;
 
-/// `logins`: turns at checking a password (see `handshake`).
+/// What every connection of a server is served with.
+pub struct Settings {
+    /// The largest frame the broker accepts.
+    pub max_frame: u32,
+    /// TLS and the `Hello` must be done within this.
+    pub handshake_timeout: Duration,
+    /// The broker-wide pool for frames being received.
+    pub frames: SharedBudget,
+    /// Each connection's share of it.
+    pub frame_bytes_per_connection: usize,
+}
+
+/// `ticket`: the connection's place in the handshake phase and against its
+/// address (`admission.rs`). `logins`: turns at checking a password (see
+/// `handshake`).
 pub async fn serve_connection(
     broker: Arc<Broker>,
     incoming: quinn::Incoming,
-    max_frame: u32,
+    mut ticket: Ticket,
+    settings: Arc<Settings>,
     logins: Arc<Semaphore>,
 ) {
-    let connection = match incoming.await {
-        Ok(connection) => connection,
-        Err(e) => {
+    // One deadline for TLS and the Hello: without one on TLS a client
+    // could sit in it until the idle timeout, keep-alives and all.
+    let deadline = tokio::time::Instant::now() + settings.handshake_timeout;
+    let connection = match tokio::time::timeout_at(deadline, incoming).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, "QUIC handshake failed");
+            return;
+        }
+        Err(_) => {
+            // Dropping the handshake abandons the connection.
+            tracing::debug!("QUIC handshake timed out");
             return;
         }
     };
     let peer = connection.remote_address();
-    let handshake = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        handshake(&broker, &connection, max_frame, &logins),
+    let handshake = tokio::time::timeout_at(
+        deadline,
+        handshake(&broker, &connection, settings.max_frame, &logins),
     )
     .await;
     let (principal, info, mut control, negotiated, version) = match handshake {
@@ -54,7 +76,11 @@ pub async fn serve_connection(
             return;
         }
     };
+    ticket.logged_in();
     tracing::info!(%peer, user = %principal.user, vhost = %principal.vhost, id = info.id, "connection open");
+    let budget = settings
+        .frames
+        .connection(settings.frame_bytes_per_connection);
     let principal = Arc::new(principal);
     let vhost = match broker.vhost(&principal.vhost) {
         Ok(vhost) => vhost,
@@ -84,7 +110,8 @@ pub async fn serve_connection(
                 }
                 let batched = version >= BATCHED_DELIVERIES_SINCE;
                 let session = ChannelSession::new(broker.clone(), principal.clone(), vhost.clone(), info.clone(), out, batched);
-                channels.spawn(session.run(FrameReader::new(recv, negotiated)));
+                let reader = FrameReader::new(recv, negotiated).with_budget(budget.clone());
+                channels.spawn(session.run(reader));
             }
             frame = control.next() => {
                 // Only Close is meaningful on the connection stream after the handshake.
@@ -184,6 +211,10 @@ async fn handshake(
         }
     };
     let negotiated = max_frame.min(client_max.max(HANDSHAKE_MAX_FRAME));
+    // The client may now open its channels; the credit goes out before
+    // (or with) the Welcome, so a client opening a channel at once does
+    // not wait a round trip for it.
+    open_after_login(connection);
     let welcome = Frame::Welcome {
         version,
         max_frame: negotiated,

@@ -5,6 +5,8 @@
 //! - `config` — `switchyard serve` settings (TOML, flags, env).
 //! - `tls` — the server certificate, or a generated development CA.
 //! - `certificates` — minting a CA and broker certificates signed by it.
+//! - `admission` — which connection attempts are taken on, and what a
+//!   connection may hold before it has logged in.
 //! - `connection` — handshake and channel acceptance.
 //! - `channel` — frames in, broker operations, frames out.
 //! - `consumer`, `confirms` — deliveries with prefetch credit; confirms
@@ -14,6 +16,7 @@
 //! - `memory` — freed memory handed back to the system after connections
 //!   close.
 
+mod admission;
 mod certificates;
 mod channel;
 mod config;
@@ -28,6 +31,7 @@ mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use certificates::{CA_CERT, CA_KEY, create_ca, issue};
 pub use config::{HttpSettings, ServerConfig, StorageSettings, TlsSettings};
@@ -60,6 +64,7 @@ pub struct Server {
     endpoint: quinn::Endpoint,
     broker: Arc<Broker>,
     max_frame: u32,
+    limits: switchyard_core::Limits,
 }
 
 impl Server {
@@ -88,6 +93,7 @@ impl Server {
             endpoint,
             broker,
             max_frame: config.max_frame,
+            limits: config.limits.clone(),
         })
     }
 
@@ -110,14 +116,45 @@ impl Server {
         let logins = Arc::new(tokio::sync::Semaphore::new(
             self.broker.limits().max_concurrent_password_checks as usize,
         ));
+        let admission = admission::Admission::new(&self.limits);
+        let frames = switchyard_transport::SharedBudget::new(
+            usize::try_from(self.limits.max_unfinished_frame_bytes).unwrap_or(usize::MAX),
+            Duration::from_millis(self.limits.frame_timeout_ms),
+        );
+        let settings = Arc::new(connection::Settings {
+            max_frame: self.max_frame,
+            handshake_timeout: Duration::from_millis(self.limits.handshake_timeout_ms),
+            frames,
+            frame_bytes_per_connection: usize::try_from(
+                self.limits.max_unfinished_frame_bytes_per_connection,
+            )
+            .unwrap_or(usize::MAX),
+        });
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
+                    // Decided before any TLS work: a refusal costs one
+                    // small packet.
+                    let address = incoming.remote_address().ip();
+                    let ticket = match admission.decide(address, incoming.remote_address_validated()) {
+                        admission::Decision::Admit(ticket) => ticket,
+                        admission::Decision::Validate => {
+                            // Not validated, so a Retry is allowed.
+                            let _ = incoming.retry();
+                            continue;
+                        }
+                        admission::Decision::Refuse(refusal) => {
+                            admission.log_refusal(address, &refusal);
+                            incoming.refuse();
+                            continue;
+                        }
+                    };
                     let serve = connection::serve_connection(
                         self.broker.clone(),
                         incoming,
-                        self.max_frame,
+                        ticket,
+                        settings.clone(),
                         logins.clone(),
                     );
                     let memory = memory.clone();

@@ -123,6 +123,8 @@ pub fn server_config(config: &ServerConfig) -> Result<quinn::ServerConfig, Strin
         .keep_alive_interval(Some(config.keep_alive_interval()));
     switchyard_transport::tune_transport(&mut transport);
     transport.send_window(config.send_buffer_bytes);
+    // Every connection starts unauthenticated; the login opens it up.
+    super::admission::restrict_before_login(&mut transport);
     server.transport_config(Arc::new(transport));
     Ok(server)
 }

@@ -84,6 +84,12 @@ impl From<switchyard_transport::Error> for Error {
             switchyard_transport::Error::Protocol(e) => Error::Protocol(e),
             switchyard_transport::Error::Read(e) => e.into(),
             switchyard_transport::Error::Write(e) => e.into(),
+            // The client reads without a frame budget, so without a
+            // frame timeout; should it use one, a stalled frame is a
+            // lost connection to it.
+            e @ switchyard_transport::Error::FrameTimeout { .. } => {
+                Error::ConnectionLost(e.to_string())
+            }
         }
     }
 }

@@ -3,12 +3,16 @@
 //! settings both ends use. The client and the broker's server both depend
 //! on this crate; neither depends on the other.
 
+mod budget;
 mod endpoint;
 
+pub use budget::{FrameBudget, Reservation, SharedBudget, UNRESERVED_FRAME};
 pub use endpoint::bind_endpoint;
 
+use std::time::Duration;
+
 use bytes::BytesMut;
-use switchyard_protocol::{Codec, DecodeError, Frame};
+use switchyard_protocol::{Codec, DecodeError, Frame, LENGTH_PREFIX};
 
 /// Why reading or writing frames failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +25,17 @@ pub enum Error {
     Read(#[from] quinn::ReadError),
     #[error(transparent)]
     Write(#[from] quinn::WriteError),
+    /// A frame under a [`FrameBudget`] was not finished in time.
+    #[error(
+        "frame not finished in time ({received} of {} bytes received after {timeout:?} of waiting)",
+        len.map_or_else(|| "?".to_string(), |len| len.to_string())
+    )]
+    FrameTimeout {
+        timeout: Duration,
+        received: usize,
+        /// The frame's size with its prefix, if the prefix had arrived.
+        len: Option<usize>,
+    },
 }
 
 /// Flow-control windows large enough for a full pipeline of 1 KiB messages
@@ -32,11 +47,22 @@ pub enum Error {
 /// the same throughput.
 pub fn tune_transport(transport: &mut quinn::TransportConfig) {
     transport
-        .stream_receive_window(quinn::VarInt::from_u32(4 << 20))
-        .receive_window(quinn::VarInt::from_u32(16 << 20))
+        .stream_receive_window(quinn::VarInt::from_u32(STREAM_WINDOW))
+        .receive_window(quinn::VarInt::from_u32(CONNECTION_WINDOW))
         .send_window(64 << 20)
-        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(1024));
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_STREAMS));
 }
+
+/// Bytes a peer may send on one stream ahead of the reader.
+pub const STREAM_WINDOW: u32 = 4 << 20;
+/// Bytes a peer may send on all streams of a connection ahead of the
+/// readers.
+pub const CONNECTION_WINDOW: u32 = 16 << 20;
+/// Streams a peer may have open at once on a connection.
+pub const MAX_STREAMS: u32 = 1024;
+
+/// The most a reader takes from the stream at once.
+const READ_CHUNK: usize = 1 << 20;
 
 /// How much a writer buffers before it writes to the stream.
 const WRITE_CHUNK: usize = 256 << 10;
@@ -49,6 +75,13 @@ pub struct FrameReader {
     buf: BytesMut,
     codec: Codec,
     finished: bool,
+    /// Without one the reader buffers any frame up to the limit as it
+    /// arrives (the client: its peer is the broker it chose).
+    budget: Option<FrameBudget>,
+    /// The reservation of the large frame at the front of `buf`.
+    held: Option<Reservation>,
+    /// How long the reader has waited for the frame at the front of `buf`.
+    waited: Duration,
 }
 
 impl FrameReader {
@@ -58,7 +91,18 @@ impl FrameReader {
             buf: BytesMut::with_capacity(64 << 10),
             codec: Codec::new(max_frame),
             finished: false,
+            budget: None,
+            held: None,
+            waited: Duration::ZERO,
         }
+    }
+
+    /// Reserves large frames from `budget` before reading them, and gives
+    /// up on a frame not finished within its timeout
+    /// ([`Error::FrameTimeout`]).
+    pub fn with_budget(mut self, budget: FrameBudget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     pub fn set_max_frame(&mut self, max_frame: u32) {
@@ -67,7 +111,17 @@ impl FrameReader {
 
     /// A frame already buffered, without waiting.
     pub fn try_next(&mut self) -> Result<Option<Frame>, DecodeError> {
-        self.codec.decode(&mut self.buf)
+        // The codec makes room for the whole of a partial frame; a large
+        // one is reserved first.
+        if self.unreserved_frame().is_some() {
+            return Ok(None);
+        }
+        let frame = self.codec.decode(&mut self.buf)?;
+        if frame.is_some() {
+            self.held = None;
+            self.waited = Duration::ZERO;
+        }
+        Ok(frame)
     }
 
     /// The next frame; `Ok(None)` when the peer finished the stream cleanly.
@@ -76,13 +130,36 @@ impl FrameReader {
             if let Some(frame) = self.try_next()? {
                 return Ok(Some(frame));
             }
-            if !self.fill().await? {
+            // Only a frame that has begun is under its timeout.
+            let timeout = (self.budget.as_ref())
+                .filter(|_| !self.buf.is_empty())
+                .map(FrameBudget::frame_timeout);
+            let more = match timeout {
+                Some(timeout) => {
+                    let left = timeout.saturating_sub(self.waited);
+                    let started = tokio::time::Instant::now();
+                    let more = tokio::time::timeout(left, self.reserve_and_fill()).await;
+                    self.waited += started.elapsed();
+                    match more {
+                        Ok(more) => more?,
+                        Err(_) => {
+                            return Err(Error::FrameTimeout {
+                                timeout,
+                                received: self.buf.len(),
+                                len: self.declared_len().map(|len| LENGTH_PREFIX + len),
+                            });
+                        }
+                    }
+                }
+                None => self.fill().await?,
+            };
+            if !more {
                 return if self.buf.is_empty() {
                     Ok(None)
                 } else {
                     Err(Error::Protocol(DecodeError::Truncated {
                         what: "frame at the end of the stream",
-                        needed: switchyard_protocol::LENGTH_PREFIX,
+                        needed: LENGTH_PREFIX,
                         available: self.buf.len(),
                     }))
                 };
@@ -90,12 +167,60 @@ impl FrameReader {
         }
     }
 
+    /// The length the frame at the front of `buf` declares, once known.
+    fn declared_len(&self) -> Option<usize> {
+        let prefix = self.buf.get(..LENGTH_PREFIX)?;
+        Some(u32::from_le_bytes(prefix.try_into().unwrap()) as usize)
+    }
+
+    /// The length of a large frame at the front of `buf` that is neither
+    /// complete nor reserved yet, under a budget: what to reserve (the
+    /// prefix is not counted, so a budget of `max_frame` holds any frame).
+    fn unreserved_frame(&self) -> Option<usize> {
+        self.budget.as_ref()?;
+        if self.held.is_some() {
+            return None;
+        }
+        let len = self.declared_len()?;
+        // Over the limit: left to the codec, which refuses it.
+        if len > self.codec.max_frame() as usize {
+            return None;
+        }
+        let bytes = LENGTH_PREFIX + len;
+        (bytes > UNRESERVED_FRAME && self.buf.len() < bytes).then_some(len)
+    }
+
+    /// Under a budget: reserves the frame in progress if it is large, then
+    /// reads at most what the frame still lacks (so a reservation covers
+    /// all that is buffered), or a small read otherwise.
+    async fn reserve_and_fill(&mut self) -> Result<bool, Error> {
+        if let (Some(len), Some(budget)) = (self.unreserved_frame(), &self.budget) {
+            self.held = Some(budget.reserve(len).await);
+        }
+        let limit = match (self.declared_len(), &self.held) {
+            (Some(len), Some(_)) => (LENGTH_PREFIX + len)
+                .saturating_sub(self.buf.len())
+                .clamp(1, READ_CHUNK),
+            _ => UNRESERVED_FRAME,
+        };
+        self.read(limit).await
+    }
+
     /// Reads more bytes from the stream; false at its end.
     pub async fn fill(&mut self) -> Result<bool, Error> {
+        let limit = if self.budget.is_some() {
+            UNRESERVED_FRAME
+        } else {
+            READ_CHUNK
+        };
+        self.read(limit).await
+    }
+
+    async fn read(&mut self, limit: usize) -> Result<bool, Error> {
         if self.finished {
             return Ok(false);
         }
-        match self.recv.read_chunk(1 << 20, true).await? {
+        match self.recv.read_chunk(limit, true).await? {
             Some(chunk) => {
                 self.buf.extend_from_slice(&chunk.bytes);
                 Ok(true)

@@ -111,6 +111,15 @@ impl ChannelSession {
                     Ok(Some(frame)) => frame,
                     Ok(None) => break None,
                     Err(TransportError::Protocol(e)) => break Some(frame_error(&e)),
+                    Err(e @ TransportError::FrameTimeout { timeout, .. }) => {
+                        let limit = timeout.as_millis();
+                        break Some(Close {
+                            code: code::FRAME_ERROR,
+                            reason: format!(
+                                "{e}: the limit is {limit} ms (limits.frame_timeout_ms in the broker's configuration)"
+                            ),
+                        });
+                    }
                     Err(_) => break None,
                 },
             };

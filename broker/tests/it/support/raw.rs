@@ -49,3 +49,17 @@ pub async fn connect(broker: &Broker, version: u16, max_frame: u32) -> RawConnec
         welcome,
     }
 }
+
+/// A QUIC + TLS connection from `local` (any address of 127/8, so tests
+/// can stand for several sources) that says nothing: no `Hello`. The
+/// endpoint must outlive the connection.
+pub async fn tls_only(
+    broker: &Broker,
+    local: std::net::IpAddr,
+) -> Result<(quinn::Endpoint, quinn::Connection), quinn::ConnectionError> {
+    let mut endpoint =
+        switchyard_transport::bind_endpoint(std::net::SocketAddr::new(local, 0), None).unwrap();
+    endpoint.set_default_client_config(broker.trust().client_config().unwrap());
+    let connection = endpoint.connect(broker.addr, "127.0.0.1").unwrap().await?;
+    Ok((endpoint, connection))
+}
