@@ -309,6 +309,12 @@ impl Broker {
                     user.name
                 )));
             }
+            super::password::check_importable(&user.password_hash).map_err(|why| {
+                BrokerError::invalid_argument(format!(
+                    "user '{}': its password hash cannot be imported: {why}; nothing was imported",
+                    user.name
+                ))
+            })?;
         }
         Ok(())
     }

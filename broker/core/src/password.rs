@@ -111,6 +111,37 @@ impl PasswordGate {
     }
 }
 
+/// The most an imported hash may cost per login: a definitions file with
+/// a hash asking for gigabytes or thousands of passes would stall every
+/// login behind it.
+const MAX_IMPORTED_MEMORY_KIB: u32 = 256 << 10;
+const MAX_IMPORTED_PASSES: u32 = 16;
+const MAX_IMPORTED_LANES: u32 = 16;
+
+/// Whether `hash` is an argon2 PHC string this broker can check at a
+/// bounded cost (definitions import); why not if it is not.
+pub(crate) fn check_importable(hash: &str) -> Result<(), String> {
+    let parsed = PasswordHash::new(hash).map_err(|e| format!("not a PHC string: {e}"))?;
+    Algorithm::try_from(parsed.algorithm.as_str()).map_err(|e| format!("not argon2: {e}"))?;
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err("it has no salt or no hash".into());
+    }
+    let params = Params::try_from(&parsed).map_err(|e| format!("bad argon2 parameters: {e}"))?;
+    if params.m_cost() > MAX_IMPORTED_MEMORY_KIB
+        || params.t_cost() > MAX_IMPORTED_PASSES
+        || params.p_cost() > MAX_IMPORTED_LANES
+    {
+        return Err(format!(
+            "its cost (m={} KiB, t={}, p={}) is above m={MAX_IMPORTED_MEMORY_KIB}, \
+             t={MAX_IMPORTED_PASSES}, p={MAX_IMPORTED_LANES}",
+            params.m_cost(),
+            params.t_cost(),
+            params.p_cost()
+        ));
+    }
+    Ok(())
+}
+
 /// A hash with the default parameters (those every stored hash is made
 /// with), computed once. What it hashes does not matter: a match against
 /// it is never accepted.
@@ -164,5 +195,21 @@ impl MappedBlocks {
         // u64s, for which zero is valid) and is borrowed mutably for as long
         // as the slice lives.
         unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().cast::<Block>(), self.len) }
+    }
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+
+    #[test]
+    fn imported_hashes_must_be_argon2_at_a_bounded_cost() {
+        assert!(check_importable(dummy_hash()).is_ok());
+        assert!(check_importable("not a hash").is_err());
+        let costly = dummy_hash().replacen("m=19456", "m=4000000", 1);
+        assert!(
+            check_importable(&costly).unwrap_err().contains("cost"),
+            "{costly}"
+        );
     }
 }

@@ -48,10 +48,22 @@ pub struct QueueSpec<'a> {
     pub arguments: Vec<Field>,
 }
 
+/// Characters that reorder the text around them (bidirectional embeddings,
+/// overrides and isolates): a name holding them reads differently in a
+/// listing than it is (`evil\u{202e}gpj.exe`).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 pub(crate) fn check_name(kind: &str, name: &str) -> Result<(), BrokerError> {
-    if name.len() > 255 || name.chars().any(|c| c.is_control()) {
+    if name.len() > 255
+        || name
+            .chars()
+            .any(|c| c.is_control() || is_bidi_control(c) || matches!(c, '<' | '>'))
+    {
         return Err(BrokerError::invalid_argument(format!(
-            "{kind} name '{}' is invalid: at most 255 bytes, no control characters",
+            "{kind} name '{}' is invalid: at most 255 bytes, no control or bidirectional \
+             formatting characters, no '<' or '>'",
             name.escape_debug()
         )));
     }

@@ -55,7 +55,7 @@ pub struct ConsumeArgs {
     pub member: Option<String>,
     /// Stream queues: where a new position starts — first, last, next
     /// (default), an offset, an RFC 3339 time, @<ms>, or -<age> (-10m).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub offset: Option<String>,
     /// Consumer tag (default: one the broker makes up).
     #[arg(long)]

@@ -360,3 +360,24 @@ fn deleting_a_vhost_forgets_who_had_access_and_the_last_one_stays() {
     assert!(broker.vhost("/").is_err());
     assert!(broker.vhost("shop").is_ok());
 }
+
+#[test]
+fn names_that_would_mislead_a_listing_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    let admin = guest(&broker);
+    for name in [
+        "invoice\u{202e}fdp.exe",
+        "<img src=x onerror=alert(1)>",
+        "a\u{2066}b",
+    ] {
+        refused(
+            broker.declare_queue(&admin, 0, queue_spec(name, false)),
+            code::SYNTAX_ERROR,
+            "bidirectional",
+        );
+    }
+    broker
+        .declare_queue(&admin, 0, queue_spec("orders.eu-1 (ünïcode)", false))
+        .unwrap();
+}

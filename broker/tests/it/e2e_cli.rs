@@ -411,3 +411,35 @@ fn an_unconfirmed_publish_the_broker_refuses_fails_with_its_reason() {
     broker.cli_ok(&["declare", "queue", "kept"]);
     broker.cli_ok(&["publish", "--routing-key", "kept", "x"]);
 }
+
+#[test]
+fn the_readmes_relative_offsets_and_times_run_as_written() {
+    let broker = Broker::start();
+    broker.cli_ok(&[
+        "declare",
+        "queue",
+        "events",
+        "--durable",
+        "--arg",
+        "queue-type=stream",
+    ]);
+    broker.cli_ok(&["publish", "--routing-key", "events", "--confirm", "e1"]);
+    // `-10m` is a value of --offset, not a flag.
+    let out = broker.cli_ok(&[
+        "consume", "--queue", "events", "--offset", "-10m", "--count", "1",
+    ]);
+    assert!(out.contains("e1"), "{out}");
+    broker.cli_ok(&["declare", "queue", "errors", "--durable"]);
+    let tomorrow = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + Duration::from_secs(86_400),
+    )
+    .to_string();
+    broker.cli_ok(&[
+        "publish",
+        "--routing-key",
+        "errors",
+        "--deliver-at",
+        &tomorrow,
+        "at a given time",
+    ]);
+}

@@ -34,9 +34,13 @@ impl Value {
         }
     }
 
-    /// Parses command-line text: integers and booleans become typed values.
+    /// Parses command-line text: integers and booleans become typed values
+    /// when they read back as written (`02134`, `+5` and `1e3` stay text: a
+    /// zip code must not lose its zero).
     pub fn parse_text(text: &str) -> Value {
-        if let Ok(i) = text.parse::<i64>() {
+        if let Ok(i) = text.parse::<i64>()
+            && i.to_string() == text
+        {
             Value::Int(i)
         } else if let Ok(b) = text.parse::<bool>() {
             Value::Bool(b)
@@ -327,5 +331,19 @@ impl Wire for Message {
             headers: Vec::get(r)?,
             body: r.long_bytes()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod parse_text_tests {
+    use super::Value;
+
+    #[test]
+    fn only_canonical_numbers_become_integers() {
+        assert_eq!(Value::parse_text("2134"), Value::Int(2134));
+        assert_eq!(Value::parse_text("-7"), Value::Int(-7));
+        assert_eq!(Value::parse_text("02134"), Value::Text("02134".into()));
+        assert_eq!(Value::parse_text("+5"), Value::Text("+5".into()));
+        assert_eq!(Value::parse_text("true"), Value::Bool(true));
     }
 }

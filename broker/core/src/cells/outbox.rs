@@ -318,8 +318,11 @@ impl Broker {
             status.since_ms = self.now_ms();
         }
         status.state = state;
-        if let Some(error) = error {
-            status.last_error = error;
+        match error {
+            Some(error) => status.last_error = error,
+            // Up again: an error from before is no longer the link's state.
+            None if state == LinkState::Up => status.last_error.clear(),
+            None => {}
         }
     }
 
