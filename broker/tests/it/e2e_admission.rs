@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use support::{Broker, eventually, eventually_async};
-use switchyard_client::{ConnectOptions, Connection, Message};
+use switchyard_client::{ConnectOptions, Connection};
 use switchyard_protocol::HANDSHAKE_MAX_FRAME;
 
 const MIB: u64 = 1024;
@@ -139,28 +139,7 @@ async fn connections_that_never_log_in_hold_little_and_let_a_real_client_in() {
     );
 
     // Meanwhile a real client connects, publishes and consumes.
-    let url = broker.guest_url();
-    let trust = broker.trust();
-    let client = tokio::spawn(async move {
-        let mut options = ConnectOptions::new(trust);
-        options.connect_timeout = Duration::from_secs(60);
-        let connection = Connection::connect(&url, options).await.unwrap();
-        let ch = connection.channel().await.unwrap();
-        ch.confirm_select().await.unwrap();
-        ch.publish("", Message::new("work", "still served"))
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        let got = support::drain(&ch, "work").await;
-        connection.close().await;
-        support::bodies(&got)
-    });
-    while !client.is_finished() {
-        sample(&broker);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(client.await.unwrap(), ["still served"]);
+    support::a_real_client_is_served(&broker, || sample(&broker)).await;
 
     // Until the handshake deadline has closed every attacker's connection
     // once: the attack ran its whole course.

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use support::{Broker, eventually};
-use switchyard_client::{ConnectOptions, Connection, Message};
 use switchyard_protocol::{DEFAULT_MAX_FRAME, Frame, VERSION, code};
 use switchyard_transport::FrameReader;
 
@@ -107,28 +106,7 @@ async fn large_frames_one_byte_short_cannot_pin_memory_and_time_out() {
     );
 
     // Meanwhile a real client publishes and consumes.
-    let url = broker.guest_url();
-    let trust = broker.trust();
-    let client = tokio::spawn(async move {
-        let mut options = ConnectOptions::new(trust);
-        options.connect_timeout = Duration::from_secs(60);
-        let connection = Connection::connect(&url, options).await.unwrap();
-        let ch = connection.channel().await.unwrap();
-        ch.confirm_select().await.unwrap();
-        ch.publish("", Message::new("work", "still served"))
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        let got = support::drain(&ch, "work").await;
-        connection.close().await;
-        support::bodies(&got)
-    });
-    while !client.is_finished() {
-        sample(&broker);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(client.await.unwrap(), ["still served"]);
+    support::a_real_client_is_served(&broker, || sample(&broker)).await;
 
     // Every stalled frame's channel is closed, naming the limit.
     let all_closed = eventually(Duration::from_secs(120), || {

@@ -402,3 +402,31 @@ pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) ->
     }
     condition()
 }
+
+/// A real client connects (waiting up to a minute), publishes to queue
+/// `work` and gets its message back, while `meanwhile` runs every few
+/// milliseconds (an attack test samples the broker's memory with it).
+pub async fn a_real_client_is_served(broker: &Broker, mut meanwhile: impl FnMut()) {
+    let url = broker.guest_url();
+    let trust = broker.trust();
+    let client = tokio::spawn(async move {
+        let mut options = ConnectOptions::new(trust);
+        options.connect_timeout = Duration::from_secs(60);
+        let connection = Connection::connect(&url, options).await.unwrap();
+        let ch = connection.channel().await.unwrap();
+        ch.confirm_select().await.unwrap();
+        ch.publish("", switchyard_client::Message::new("work", "still served"))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let got = drain(&ch, "work").await;
+        connection.close().await;
+        bodies(&got)
+    });
+    while !client.is_finished() {
+        meanwhile();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(client.await.unwrap(), ["still served"]);
+}
