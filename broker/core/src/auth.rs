@@ -121,6 +121,17 @@ impl Principal {
         )))
     }
 
+    /// Whether a listing shows `principal` the resource `name`: to
+    /// administrators everything, to others what one of their patterns
+    /// covers (another tenant's queues, bindings and groups stay out of
+    /// sight, not only out of reach).
+    pub fn sees(&self, name: &str) -> bool {
+        self.administrator
+            || self.configure.is_match(name)
+            || self.write.is_match(name)
+            || self.read.is_match(name)
+    }
+
     pub fn require_administrator(&self, what: &str) -> Result<(), BrokerError> {
         if self.administrator {
             return Ok(());

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use switchyard_protocol::{Field, Query, Value};
+use switchyard_protocol::{Field, Query, Value, find};
 
 use super::Broker;
 use super::auth::Principal;
@@ -204,7 +204,42 @@ impl Broker {
                 .map(|name| vec![text("name", name.clone())])
                 .collect(),
         };
+        if !principal.administrator {
+            self.hide_others(principal, what, &mut rows)?;
+        }
         rows.sort_by(|a, b| format!("{:?}", a.first()).cmp(&format!("{:?}", b.first())));
         Ok(rows)
+    }
+
+    /// Keeps the rows of resources a tenant's patterns cover (by the
+    /// column naming the resource), and only the vhosts it may use.
+    fn hide_others(
+        &self,
+        principal: &Principal,
+        what: Query,
+        rows: &mut Vec<Vec<Field>>,
+    ) -> Result<(), BrokerError> {
+        let column = match what {
+            Query::Queues | Query::Exchanges => "name",
+            Query::Bindings | Query::Groups => "queue",
+            Query::Transactions => "group",
+            Query::Vhosts => {
+                let permitted = match self.users.get(&principal.user)? {
+                    Some(user) => user.permissions,
+                    None => Default::default(),
+                };
+                rows.retain(|row| {
+                    matches!(find(row, "name"), Some(Value::Text(name)) if permitted.contains_key(name))
+                });
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        rows.retain(|row| match find(row, column) {
+            // The default exchange is everyone's.
+            Some(Value::Text(name)) => name.is_empty() || principal.sees(name),
+            _ => true,
+        });
+        Ok(())
     }
 }

@@ -381,3 +381,41 @@ fn names_that_would_mislead_a_listing_are_refused() {
         .declare_queue(&admin, 0, queue_spec("orders.eu-1 (ünïcode)", false))
         .unwrap();
 }
+
+#[test]
+fn a_tenant_lists_its_own_resources_and_vhosts_only() {
+    use switchyard_protocol::{Query, Value, find};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path());
+    let admin = guest(&broker);
+    broker.add_vhost(&admin, "secret-shop").unwrap();
+    for queue in ["alice.inbox", "bob.inbox"] {
+        broker
+            .declare_queue(&admin, 0, queue_spec(queue, false))
+            .unwrap();
+    }
+    broker
+        .declare_exchange(&admin, exchange_spec("bob.events"))
+        .unwrap();
+    broker
+        .bind(&admin, 0, &binding("bob.inbox", "bob.events"))
+        .unwrap();
+    let alice = tenant(&broker, "alice", "alice\\..*", "alice\\..*", "alice\\..*");
+    let names = |what: Query, column: &str| -> Vec<String> {
+        broker
+            .list(&alice, what)
+            .unwrap()
+            .iter()
+            .filter_map(|row| match find(row, column) {
+                Some(Value::Text(name)) => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(names(Query::Queues, "name"), ["alice.inbox"]);
+    assert!(names(Query::Bindings, "queue").is_empty());
+    assert!(!names(Query::Exchanges, "name").contains(&"bob.events".to_string()));
+    assert_eq!(names(Query::Vhosts, "name"), ["/"]);
+    // Administrators see everything.
+    assert_eq!(broker.list(&admin, Query::Queues).unwrap().len(), 2);
+}
