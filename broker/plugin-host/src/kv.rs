@@ -22,6 +22,7 @@ use std::time::Duration;
 use switchyard_base::clock::system_now_ms;
 
 use super::error::PluginError;
+use super::kv_disk::{KvDisk, open_compacted};
 pub use super::kv_limits::{KvLimits, KvRefused, KvUsage};
 use super::kv_limits::{Usage, entry_bytes};
 
@@ -105,6 +106,7 @@ pub struct KvStore {
 
 struct StoreInner {
     db: sled::Db,
+    disk: Arc<KvDisk>,
     limits: KvLimits,
     plugins: Mutex<HashMap<String, PluginKv>>,
 }
@@ -112,12 +114,17 @@ struct StoreInner {
 impl KvStore {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path, limits: KvLimits) -> Result<Self, PluginError> {
-        let db = sled::Config::new()
-            .path(dir)
-            // sled's default page cache is 1 GiB; plugin state is small.
-            .cache_capacity(32 << 20)
-            .open()
+        let config = |path: &Path| {
+            sled::Config::new()
+                .path(path)
+                // sled's default page cache is 1 GiB; plugin state is small.
+                .cache_capacity(32 << 20)
+        };
+        let (db, rewritten) = open_compacted(dir, config)
             .map_err(|e| PluginError::storage(format!("plugin kv at {}: {e}", dir.display())))?;
+        if let Some((before, after)) = rewritten {
+            tracing::info!(before, after, "plugin kv database rewritten compactly");
+        }
         Ok(Self::with_db(db, limits))
     }
 
@@ -134,6 +141,7 @@ impl KvStore {
     fn with_db(db: sled::Db, limits: KvLimits) -> Self {
         KvStore {
             inner: Arc::new(StoreInner {
+                disk: Arc::new(KvDisk::new(db.clone())),
                 db,
                 limits,
                 plugins: Mutex::new(HashMap::new()),
@@ -157,7 +165,12 @@ impl KvStore {
             .db
             .open_tree(format!("plugin/{name}"))
             .map_err(PluginError::storage)?;
-        let kv = PluginKv::open(name, tree, self.inner.limits.clone());
+        let kv = PluginKv::open(
+            name,
+            tree,
+            self.inner.limits.clone(),
+            self.inner.disk.clone(),
+        );
         plugins.insert(name.into(), kv.clone());
         Ok(kv)
     }
@@ -236,6 +249,8 @@ struct PluginInner {
     plugin: String,
     tree: sled::Tree,
     limits: KvLimits,
+    /// The whole database's files (shared by every plugin's store).
+    disk: Arc<KvDisk>,
     /// Per scope, taken around every change of that scope so the counts
     /// stay exact.
     scopes: Mutex<HashMap<KvScope, Arc<Mutex<Usage>>>>,
@@ -246,7 +261,7 @@ struct PluginInner {
 
 impl PluginKv {
     /// Counts what the tree already holds (bounded by the quotas).
-    fn open(plugin: &str, tree: sled::Tree, limits: KvLimits) -> Self {
+    fn open(plugin: &str, tree: sled::Tree, limits: KvLimits, disk: Arc<KvDisk>) -> Self {
         let mut scopes: HashMap<KvScope, Usage> = HashMap::new();
         let mut total = 0;
         for (key, stored) in tree.iter().flatten() {
@@ -264,6 +279,7 @@ impl PluginKv {
                 plugin: plugin.into(),
                 tree,
                 limits,
+                disk,
                 scopes: Mutex::new(
                     scopes
                         .into_iter()
@@ -364,7 +380,13 @@ impl PluginKv {
         let keys = usage.keys + u64::from(current.is_none());
         let bytes = usage.bytes - old + new;
         let total = self.inner.total_bytes.load(Ordering::Relaxed) - old + new;
-        if let Some(reason) = limits.exceeded(keys, bytes, total, current.is_none(), new > old) {
+        // Any write but a shrinking one grows sled's files (an overwrite of
+        // the same size too): past the disk cap only those are taken.
+        let disk_full = || (new >= old).then(|| self.inner.disk.exceeded(limits.max_disk_bytes));
+        if let Some(reason) = limits
+            .exceeded(keys, bytes, total, current.is_none(), new > old)
+            .or_else(|| disk_full().flatten())
+        {
             return Err(self.refuse(scope, reason));
         }
         self.inner

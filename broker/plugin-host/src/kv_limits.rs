@@ -20,6 +20,10 @@ pub struct KvLimits {
     pub max_plugin_bytes: u64,
     pub max_key_bytes: usize,
     pub max_value_bytes: usize,
+    /// Bytes the plugin kv database's files may take on disk, all plugins
+    /// together (sled's files run well past the data they hold): past it,
+    /// writes that grow state are refused.
+    pub max_disk_bytes: u64,
     /// How often expired entries are removed in the background.
     #[serde(with = "super::sandbox::millis")]
     pub sweep_interval: Duration,
@@ -34,6 +38,7 @@ impl Default for KvLimits {
             max_plugin_bytes: 256 << 20,
             max_key_bytes: 1024,
             max_value_bytes: 64 << 10,
+            max_disk_bytes: 2 << 30,
             sweep_interval: Duration::from_secs(5),
         }
     }
@@ -72,10 +77,14 @@ impl KvLimits {
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.max_keys == 0 || self.max_bytes == 0 || self.max_plugin_bytes == 0 {
-            return Err(
-                "sandbox.kv: max_keys, max_bytes and max_plugin_bytes must be above 0".into(),
-            );
+        if self.max_keys == 0
+            || self.max_bytes == 0
+            || self.max_plugin_bytes == 0
+            || self.max_disk_bytes == 0
+        {
+            return Err("sandbox.kv: max_keys, max_bytes, max_plugin_bytes and \
+                 max_disk_bytes must be above 0"
+                .into());
         }
         if self.sweep_interval < Duration::from_millis(10) {
             return Err(format!(

@@ -28,6 +28,7 @@ mod exchange;
 mod failure;
 mod handle;
 mod kv;
+mod kv_disk;
 mod kv_limits;
 mod language;
 mod log_limit;

@@ -293,3 +293,64 @@ fn byte_quotas_refuse_growth_but_not_shrinking() {
     };
     assert!(!quota.is_fault());
 }
+
+/// Overwrites `keys` keys with 64 KiB values `rounds` times; the first
+/// refusal, if any.
+fn churn(kv: &switchyard::plugins::PluginKv, keys: usize, rounds: usize) -> Option<String> {
+    let scope = KvScope::exchange("v", "x");
+    for round in 0..rounds {
+        for key in 0..keys {
+            let value = vec![round as u8; 64 << 10];
+            if let Err(refused) = kv.set(&scope, &format!("k{key}"), &value, None) {
+                return Some(refused.reason);
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn the_kv_databases_size_on_disk_is_bounded_and_shrinks_at_start() {
+    use switchyard::plugins::KvStore;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plugin-kv");
+    let limits = KvLimits {
+        max_disk_bytes: 48 << 20,
+        ..KvLimits::default()
+    };
+    {
+        let store = KvStore::open(&path, limits.clone()).unwrap();
+        let kv = store.plugin("p").unwrap();
+        // 2 MiB of data overwritten again and again: the logical quotas
+        // never object, the files grow until their own cap refuses.
+        let refused = churn(&kv, 32, 2_000).expect("the files' growth was refused");
+        assert!(refused.contains("sandbox.kv.max_disk_bytes"), "{refused}");
+        // Shrinking always works.
+        kv.set(&KvScope::exchange("v", "x"), "k0", b"small", None)
+            .unwrap();
+    }
+    let before = dir_bytes(&path);
+    assert!(before > 32 << 20, "{before} bytes on disk");
+    // At start the bloated files are rewritten: what is held survives.
+    let store = KvStore::open(&path, limits).unwrap();
+    let after = dir_bytes(&path);
+    eprintln!("plugin kv files: {before} bytes, {after} after the rewrite at start");
+    assert!(after < before / 2, "{before} → {after} bytes on disk");
+    let kv = store.plugin("p").unwrap();
+    let scope = KvScope::exchange("v", "x");
+    assert_eq!(kv.get(&scope, "k0").as_deref(), Some(&b"small"[..]));
+    assert_eq!(kv.get(&scope, "k31").map(|v| v.len()), Some(64 << 10));
+    assert_eq!(kv.usage().keys, 32);
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => dir_bytes(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
