@@ -382,7 +382,8 @@ impl PluginKv {
         let total = self.inner.total_bytes.load(Ordering::Relaxed) - old + new;
         // Any write but a shrinking one grows sled's files (an overwrite of
         // the same size too): past the disk cap only those are taken.
-        let disk_full = || (new >= old).then(|| self.inner.disk.exceeded(limits.max_disk_bytes));
+        let disk_full =
+            || (new >= old).then(|| self.inner.disk.exceeded(new, limits.max_disk_bytes));
         if let Some(reason) = limits
             .exceeded(keys, bytes, total, current.is_none(), new > old)
             .or_else(|| disk_full().flatten())

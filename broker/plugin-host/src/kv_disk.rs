@@ -12,8 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// How often the size on disk is measured again (it reads file sizes).
+/// The size on disk is measured again (it reads file sizes) after this
+/// long, or after this many bytes were written since: sled writes hundreds
+/// of megabytes a second, so time alone would let a burst run far past
+/// the cap.
 const MEASURE_EVERY_MS: u64 = 1_000;
+const MEASURE_EVERY_BYTES: u64 = 4 << 20;
 
 /// A database is rewritten at start when its files take more than this
 /// many times what it holds…
@@ -26,6 +30,8 @@ pub(crate) struct KvDisk {
     db: sled::Db,
     bytes: AtomicU64,
     measured_ms: AtomicU64,
+    /// Bytes written since the last measurement.
+    written: AtomicU64,
 }
 
 fn now_ms() -> u64 {
@@ -41,27 +47,34 @@ impl KvDisk {
             db,
             bytes: AtomicU64::new(bytes),
             measured_ms: AtomicU64::new(now_ms()),
+            written: AtomicU64::new(0),
         }
     }
 
-    /// Bytes on disk (as last measured, at most a second ago).
-    pub(crate) fn bytes(&self) -> u64 {
+    /// Bytes on disk, as last measured (at most a second or
+    /// [`MEASURE_EVERY_BYTES`] of writes ago).
+    fn bytes(&self) -> u64 {
         let now = now_ms();
         let measured = self.measured_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(measured) >= MEASURE_EVERY_MS
+        let due = now.saturating_sub(measured) >= MEASURE_EVERY_MS
+            || self.written.load(Ordering::Relaxed) >= MEASURE_EVERY_BYTES;
+        if due
             && self
                 .measured_ms
                 .compare_exchange(measured, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
             && let Ok(bytes) = self.db.size_on_disk()
         {
+            self.written.store(0, Ordering::Relaxed);
             self.bytes.store(bytes, Ordering::Relaxed);
         }
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Why a growing write is refused, if the files are past `limit`.
-    pub(crate) fn exceeded(&self, limit: u64) -> Option<String> {
+    /// Why a write of `size` bytes is refused, if the files are past
+    /// `limit`.
+    pub(crate) fn exceeded(&self, size: u64, limit: u64) -> Option<String> {
+        self.written.fetch_add(size, Ordering::Relaxed);
         let bytes = self.bytes();
         (bytes > limit).then(|| {
             format!(

@@ -330,7 +330,12 @@ fn the_kv_databases_size_on_disk_is_bounded_and_shrinks_at_start() {
             .unwrap();
     }
     let before = dir_bytes(&path);
-    assert!(before > 32 << 20, "{before} bytes on disk");
+    // (sled's own measure of its files, which the cap uses, is below what
+    // the directory's files add up to: a generous bound.)
+    assert!(
+        before > 32 << 20 && before < 4 * (48 << 20),
+        "{before} bytes on disk"
+    );
     // At start the bloated files are rewritten: what is held survives.
     let store = KvStore::open(&path, limits).unwrap();
     let after = dir_bytes(&path);
