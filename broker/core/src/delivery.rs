@@ -76,15 +76,18 @@ impl Broker {
         Ok(())
     }
 
-    /// The deliveries among `offsets` whose return now would reach the
-    /// queue's `delivery-limit`: they die instead of coming back.
+    /// The deliveries among `offsets` whose return now would take them past
+    /// the queue's `delivery-limit`: they die instead of coming back. As
+    /// RabbitMQ's `x-delivery-limit`, the limit is the number of
+    /// redeliveries allowed: with 3, a message is delivered up to 4 times
+    /// and dies at its 4th return.
     fn reaching_limit(&self, queue: &Queue, offsets: &[u64]) -> Result<Vec<u64>, BrokerError> {
         let Some(limit) = queue.settings.delivery_limit else {
             return Ok(Vec::new());
         };
         let mut dying = Vec::new();
         for &offset in offsets {
-            if u64::from(self.store.returns(queue.id, offset)?) + 1 >= limit {
+            if u64::from(self.store.returns(queue.id, offset)?) + 1 > limit {
                 dying.push(offset);
             }
         }

@@ -47,7 +47,8 @@ pub struct QueueSettings {
     /// The dead-letter policy plugin deciding this queue's deaths (default:
     /// the built-in `dead-letter` when a dead-letter exchange is set).
     pub dead_letter_policy: Option<String>,
-    /// Dead-lettered (reason `delivery-limit`) when returned this many times.
+    /// Redeliveries allowed: dead-lettered (reason `delivery-limit`) when
+    /// returned more than this many times (RabbitMQ's `x-delivery-limit`).
     pub delivery_limit: Option<u64>,
     /// One consumer at a time receives (the first registered still there);
     /// the next takes over when it goes, its unacked messages first.

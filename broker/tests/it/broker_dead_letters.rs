@@ -145,9 +145,12 @@ fn the_delivery_limit_counts_returns_across_a_restart() {
     let broker = open(dir.path());
     let d = deliver(&broker, "work").expect("a third delivery is allowed");
     settle(&broker, "work", d.offset, Settle::Requeue);
+    // Three redeliveries allowed (RabbitMQ's x-delivery-limit): a fourth.
+    let d = deliver(&broker, "work").expect("a fourth delivery is allowed");
+    settle(&broker, "work", d.offset, Settle::Requeue);
     assert!(
         deliver(&broker, "work").is_none(),
-        "the third return reached the limit"
+        "the fourth return went past the limit"
     );
     let dead = deliver(&broker, "dlq").expect("dead-lettered");
     assert_eq!(body(&dead), "poison");

@@ -81,8 +81,13 @@ async fn each_death_reaches_the_dead_letter_queue_with_its_history() {
 
     let (rejected, _) = ch.get("q-reject", false).await.unwrap().unwrap();
     rejected.reject(false).await.unwrap();
-    let (limited, _) = ch.get("q-limit", false).await.unwrap().unwrap();
-    limited.nack(true).await.unwrap();
+    // delivery-limit 1 allows one redelivery (as RabbitMQ): the second
+    // return kills it.
+    for delivery in 1..=2 {
+        let (limited, _) = ch.get("q-limit", false).await.unwrap().unwrap();
+        assert_eq!(limited.redelivered, delivery > 1);
+        limited.nack(true).await.unwrap();
+    }
 
     let dead: std::sync::Mutex<HashMap<String, Message>> = Default::default();
     let got = support::eventually_async(Duration::from_secs(60), || async {
