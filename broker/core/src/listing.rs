@@ -9,6 +9,7 @@ use super::Broker;
 use super::auth::Principal;
 use super::convert::arguments_text;
 use super::error::BrokerError;
+use super::ordered::{ORDERED, is_ordered};
 
 /// What a user without the administrator tag sees of a plugin: enough to
 /// choose an exchange type (name, kind, active version). Not the version
@@ -52,6 +53,8 @@ impl Broker {
                             "type",
                             if x.is_default() {
                                 "default"
+                            } else if is_ordered(&x.record) {
+                                ORDERED
                             } else {
                                 x.record.kind.as_str()
                             },

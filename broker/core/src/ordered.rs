@@ -121,3 +121,15 @@ impl Broker {
         Ok(())
     }
 }
+
+/// Whether `record` is the exchange of an `ordered` declaration (a
+/// consistent-hash exchange over `x-ordering-key`): listed as `ordered`,
+/// the type it was declared with.
+pub(crate) fn is_ordered(record: &super::records::ExchangeRecord) -> bool {
+    record.kind == "consistent-hash"
+        && record.arguments.decode()
+            == [Field::new(
+                "hash-header",
+                Value::Text(ORDERING_KEY_HEADER.into()),
+            )]
+}

@@ -81,6 +81,14 @@ async fn per_key_order_survives_consumers_dying_at_random() {
         "{}",
         support::stderr(&other)
     );
+    // Listed with the type it was declared with.
+    let exchanges = broker.cli_ok(&["list", "exchanges", "--json"]);
+    let orders = exchanges
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|row| row["name"] == "orders")
+        .expect("the exchange is listed");
+    assert_eq!(orders["type"], "ordered", "{orders}");
     for p in 0..PARTITIONS {
         let row = queue_row(&broker, &format!("orders.{p}")).expect("a partition queue");
         assert!(
